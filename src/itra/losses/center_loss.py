@@ -1,0 +1,73 @@
+"""Center loss (Wen et al., ECCV 2016): pull each feature towards a running centre of its class."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """`L_C = 1/2 * mean_i ||x_i - c_{y_i}||^2` (Wen et al., Eq. (2), averaged over the batch).
+
+    features (B, D), labels (B,) in [0, K), centers (K, D) -> scalar. Gradients flow to `features`
+    only when `centers` is a buffer (the centres are updated by `center_update`, not by the optimiser).
+    """
+    return 0.5 * (features - centers[labels]).pow(2).sum(dim=1).mean()
+
+
+def center_update(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, alpha: float) -> torch.Tensor:
+    """One step of Wen et al.'s centre update (their Eq. (4)); returns the new centres (K, D).
+
+    `delta_c_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)`,  `c_j <- c_j - alpha * delta_c_j`.
+    Classes absent from the batch (n_j = 0) keep their centre. No gradient.
+    """
+    with torch.no_grad():
+        features = features.to(centers.dtype)
+        counts = torch.bincount(labels, minlength=centers.shape[0]).to(centers.dtype).unsqueeze(1)  # (K, 1)
+        feature_sums = torch.zeros_like(centers).index_add_(0, labels, features)  # (K, D)
+        delta = (counts * centers - feature_sums) / (1 + counts)
+        return centers - alpha * delta
+
+
+class CenterLoss(nn.Module):
+    """Center loss with centres held as a buffer and moved by `center_update` on every training call.
+
+    Args:
+        num_classes: K. feat_dim: D. alpha: the centre learning rate of Wen et al. (0 freezes them).
+
+    `forward(features (B, D), labels (B,))` returns `center_loss` computed with the current centres,
+    then (in training mode only) updates the centres from the detached features, as Wen et al.'s
+    Algorithm 1 does after each mini-batch. Centres start at zero, as in their code.
+    """
+
+    centers: torch.Tensor
+
+    def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+        if not isinstance(feat_dim, int) or feat_dim < 1:
+            raise ValueError(f"Expected `feat_dim` to be an integer larger than 0, but got {feat_dim!r}")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha!r}")
+        self.alpha = alpha
+        self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_classes, feat_dim = self.centers.shape
+        if features.ndim != 2 or features.shape[1] != feat_dim:
+            raise ValueError(f"Expected `features` of shape (B, {feat_dim}), but got {tuple(features.shape)}")
+        if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"Expected one label per feature row, but got labels {tuple(labels.shape)} for features {tuple(features.shape)}"
+            )
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"Expected `labels` in [0, {num_classes}), but got values in [{int(labels.min())}, {int(labels.max())}]")
+        if not torch.isfinite(features).all():
+            raise ValueError("Expected `features` to be finite, but they hold NaN or inf values")
+        loss = center_loss(features, labels, self.centers.to(features.dtype))
+        if self.training and self.alpha > 0:
+            self.centers.copy_(center_update(features, labels, self.centers, self.alpha))
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.centers.shape[0]}, feat_dim={self.centers.shape[1]}, alpha={self.alpha}"

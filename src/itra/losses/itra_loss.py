@@ -1,0 +1,51 @@
+"""ITRA's matching term as a module: `loss = CE(C(h1), y1) + lam * ITRALoss()(h1, y1, h2, y2)`."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from itra.mmd import Bandwidth, class_conditional_mmd, mmd
+
+
+class ITRALoss(nn.Module):
+    """Match(H1, H2) between the features of two mini-batches (paper, Eq. (3) and Eq. (5)).
+
+    Args:
+        conditional: True for ITRA-c (Eq. (5), the paper's default): the mean over classes of
+            MMD(H1^k, H2^k); False for plain ITRA (Eq. (3)): MMD(H1, H2), labels unused.
+        bandwidth: "class" (median per class), "batch" (one median for the pooled batch) or a fixed
+            float sigma. Unconditional ITRA has a single group, so "class" and "batch" coincide.
+        num_classes: K; when None it is taken as 1 + the largest label seen in the two batches, which
+            gives the same value (absent classes are left out of the mean either way).
+
+    Shapes: h1 (n, D), y1 (n,), h2 (m, D), y2 (m,) -> scalar. The caller multiplies by lambda.
+    """
+
+    def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "class", num_classes: int | None = None):
+        super().__init__()
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
+        self.conditional = conditional
+        self.bandwidth = bandwidth
+        self.num_classes = num_classes
+
+    def forward(
+        self,
+        h1: torch.Tensor,
+        y1: torch.Tensor | None = None,
+        h2: torch.Tensor | None = None,
+        y2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if h2 is None:
+            raise ValueError("Expected the features of both mini-batches: call as loss(h1, y1, h2, y2)")
+        if not self.conditional:
+            return mmd(h1, h2, None if isinstance(self.bandwidth, str) else self.bandwidth)
+        if y1 is None or y2 is None:
+            raise ValueError("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
+        num_classes = self.num_classes
+        if num_classes is None:
+            num_classes = int(torch.maximum(y1.max(), y2.max())) + 1 if y1.numel() and y2.numel() else 1
+        return class_conditional_mmd(h1, y1, h2, y2, num_classes, self.bandwidth)
+
+    def extra_repr(self) -> str:
+        return f"conditional={self.conditional}, bandwidth={self.bandwidth!r}, num_classes={self.num_classes}"

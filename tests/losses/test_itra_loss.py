@@ -1,0 +1,52 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from itra import ITRALoss, class_conditional_mmd, mmd
+
+
+def batches(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h1, h2 = torch.randn(12, 5, generator=g), torch.randn(10, 5, generator=g)
+    y1, y2 = torch.randint(0, 3, (12,), generator=g), torch.randint(0, 3, (10,), generator=g)
+    return h1, y1, h2, y2
+
+
+@pytest.mark.parametrize("bandwidth", ["class", "batch", 2.0])
+def test_conditional_is_class_conditional_mmd(bandwidth):
+    h1, y1, h2, y2 = batches()
+    expected = class_conditional_mmd(h1, y1, h2, y2, 3, bandwidth)
+    assert ITRALoss(bandwidth=bandwidth)(h1, y1, h2, y2).item() == pytest.approx(expected.item())
+    # num_classes inferred from the labels or given larger: absent classes do not change the mean.
+    assert ITRALoss(bandwidth=bandwidth, num_classes=7)(h1, y1, h2, y2).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("bandwidth,sigma", [("class", None), ("batch", None), (2.0, 2.0)])
+def test_unconditional_is_mmd_of_whole_batches(bandwidth, sigma):
+    h1, y1, h2, y2 = batches(1)
+    loss = ITRALoss(conditional=False, bandwidth=bandwidth)
+    assert loss(h1, y1, h2, y2).item() == pytest.approx(mmd(h1, h2, sigma).item())
+    assert loss(h1, None, h2, None).item() == pytest.approx(mmd(h1, h2, sigma).item())
+
+
+def test_in_a_training_step_gradients_reach_the_extractor():
+    torch.manual_seed(0)
+    extractor, head = torch.nn.Linear(4, 6), torch.nn.Linear(6, 3)
+    x1, x2 = torch.randn(16, 4), torch.randn(16, 4)
+    y1, y2 = torch.randint(0, 3, (16,)), torch.randint(0, 3, (16,))
+    h1, h2 = extractor(x1), extractor(x2)
+    loss = F.cross_entropy(head(h1), y1) + 0.6 * ITRALoss()(h1, y1, h2, y2)
+    loss.backward()
+    assert torch.isfinite(extractor.weight.grad).all() and extractor.weight.grad.abs().sum() > 0
+
+
+def test_errors():
+    h1, y1, h2, y2 = batches()
+    with pytest.raises(ValueError, match="labels"):
+        ITRALoss()(h1, None, h2, None)
+    with pytest.raises(ValueError, match="both mini-batches"):
+        ITRALoss()(h1, y1)
+    with pytest.raises(ValueError, match="num_classes"):
+        ITRALoss(num_classes=0)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        ITRALoss(num_classes=2)(h1, y1, h2, y2)

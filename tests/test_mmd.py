@@ -1,0 +1,247 @@
+"""mmd.py against a slow reference written the obvious way (double loops, float64), gradcheck, properties."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from itra.mmd import class_conditional_mmd, median_bandwidth, mmd, squared_distances
+
+
+# ---------------------------------------------------------------- slow reference (plain Python floats)
+def ref_sq_dist(a: list[float], b: list[float]) -> float:
+    return sum((ai - bi) ** 2 for ai, bi in zip(a, b))
+
+
+def ref_median_sigma(points: list[list[float]]) -> float:
+    dists = sorted(ref_sq_dist(p, q) for i, p in enumerate(points) for j, q in enumerate(points) if i != j)
+    if not dists:
+        return torch.finfo(torch.float64).tiny
+    return max(dists[(len(dists) - 1) // 2], torch.finfo(torch.float64).tiny)  # lower median
+
+
+def ref_mmd(xs: list[list[float]], ys: list[list[float]], sigma: float) -> float:
+    def k(a, b):
+        return math.exp(-ref_sq_dist(a, b) / sigma)
+
+    n, m = len(xs), len(ys)
+    kxx = sum(k(a, b) for a in xs for b in xs) / n**2
+    kyy = sum(k(a, b) for a in ys for b in ys) / m**2
+    kxy = sum(k(a, b) for a in xs for b in ys) / (n * m)
+    return math.sqrt(max(kxx + kyy - 2 * kxy, 0.0))
+
+
+def ref_class_conditional(h1, y1, h2, y2, num_classes, bandwidth) -> float:
+    h1, h2 = h1.double().tolist(), h2.double().tolist()
+    y1, y2 = y1.tolist(), y2.tolist()
+    batch_sigma = ref_median_sigma(h1 + h2)
+    values = []
+    for k in range(num_classes):
+        a = [h for h, y in zip(h1, y1) if y == k]
+        b = [h for h, y in zip(h2, y2) if y == k]
+        if not a or not b:
+            continue
+        sigma = {"class": ref_median_sigma(a + b), "batch": batch_sigma}.get(bandwidth, bandwidth)
+        values.append(ref_mmd(a, b, sigma))
+    return sum(values) / len(values) if values else 0.0
+
+
+def make_batches(n, m, dim, num_classes, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    h1 = torch.randn(n, dim, generator=g, dtype=dtype)
+    h2 = torch.randn(m, dim, generator=g, dtype=dtype) + 0.3
+    y1 = torch.randint(0, num_classes, (n,), generator=g)
+    y2 = torch.randint(0, num_classes, (m,), generator=g)
+    return h1, y1, h2, y2
+
+
+# ---------------------------------------------------------------- against the reference
+@pytest.mark.parametrize("n,m,dim", [(1, 1, 3), (5, 9, 4), (16, 16, 8), (30, 7, 2)])
+@pytest.mark.parametrize("bandwidth", [None, 0.7])
+def test_mmd_matches_reference(n, m, dim, bandwidth):
+    x, _, y, _ = make_batches(n, m, dim, 1, seed=n * 100 + m)
+    sigma = bandwidth if bandwidth is not None else ref_median_sigma(x.tolist() + y.tolist())
+    expected = ref_mmd(x.tolist(), y.tolist(), sigma)
+    assert mmd(x, y, bandwidth).item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("n,m,dim,num_classes", [(12, 12, 4, 3), (20, 9, 5, 4), (40, 64, 8, 10), (6, 30, 3, 2)])
+@pytest.mark.parametrize("bandwidth", ["class", "batch", 1.5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_class_conditional_mmd_matches_reference(n, m, dim, num_classes, bandwidth, dtype):
+    h1, y1, h2, y2 = make_batches(n, m, dim, num_classes, seed=n + m + dim, dtype=dtype)
+    expected = ref_class_conditional(h1, y1, h2, y2, num_classes, bandwidth)
+    got = class_conditional_mmd(h1, y1, h2, y2, num_classes, bandwidth)
+    assert got.dtype == dtype
+    assert got.item() == pytest.approx(expected, abs=1e-6 if dtype == torch.float64 else 1e-5)
+
+
+def test_class_conditional_skips_classes_absent_from_either_batch():
+    h1, _, h2, _ = make_batches(8, 8, 3, 1, seed=0)
+    y1 = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])  # class 2 only in S1
+    y2 = torch.tensor([0, 0, 1, 1, 1, 3, 3, 3])  # class 3 only in S2
+    got = class_conditional_mmd(h1, y1, h2, y2, 5)
+    only_shared = [ref_mmd(h1[y1 == k].tolist(), h2[y2 == k].tolist(),
+                           ref_median_sigma(torch.cat([h1[y1 == k], h2[y2 == k]]).tolist())) for k in (0, 1)]
+    assert got.item() == pytest.approx(sum(only_shared) / 2, abs=1e-9)
+
+
+def test_no_shared_class_gives_zero_that_backpropagates():
+    h1 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    h2 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    loss = class_conditional_mmd(h1, torch.zeros(4, dtype=torch.long), h2, torch.ones(5, dtype=torch.long), 2)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(h1.grad, torch.zeros_like(h1)) and torch.equal(h2.grad, torch.zeros_like(h2))
+
+
+def test_median_bandwidth_of_a_padded_stack_matches_reference():
+    g = torch.Generator().manual_seed(3)
+    groups = [torch.randn(size, 4, generator=g, dtype=torch.float64) for size in (7, 1, 0, 12, 2)]
+    width = max(len(z) for z in groups)
+    stack = torch.zeros(len(groups), width, 4, dtype=torch.float64)
+    valid = torch.zeros(len(groups), width, dtype=torch.bool)
+    for k, z in enumerate(groups):
+        stack[k, : len(z)], valid[k, : len(z)] = z, True
+    stack[~valid] = 1e3  # padding must not matter
+    sq = torch.stack([squared_distances(z, z) for z in stack])
+    medians = median_bandwidth(sq, valid)
+    for k, z in enumerate(groups):
+        assert medians[k].item() == pytest.approx(ref_median_sigma(z.tolist()), rel=1e-9)
+    assert median_bandwidth(sq[3]).item() == pytest.approx(ref_median_sigma(groups[3].tolist()), rel=1e-9)
+
+
+def test_squared_distances_match_direct_differences_far_from_origin():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(10, 6, generator=g) * 1e-2 + 1e4  # large norm, small spread: centring matters
+    y = torch.randn(7, 6, generator=g) * 1e-2 + 1e4
+    direct = (x.double()[:, None] - y.double()[None]).pow(2).sum(-1)
+    assert torch.allclose(squared_distances(x, y).double(), direct, rtol=1e-2, atol=1e-6)
+
+
+# ---------------------------------------------------------------- gradients
+def test_gradcheck_mmd():
+    x, _, y, _ = make_batches(6, 4, 3, 1, seed=7)
+    x.requires_grad_(True), y.requires_grad_(True)
+    # A fixed sigma: the median heuristic is deliberately not differentiated, which finite
+    # differences would see; test_median_sigma_is_not_backpropagated covers that path.
+    assert torch.autograd.gradcheck(lambda a, b: mmd(a, b, bandwidth=2.0), (x, y))
+
+
+@pytest.mark.parametrize("bandwidth", [0.8, 3.0])
+def test_gradcheck_class_conditional_mmd(bandwidth):
+    h1, _, h2, _ = make_batches(9, 7, 3, 1, seed=11)
+    y1 = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 0])
+    y2 = torch.tensor([0, 1, 1, 2, 2, 3, 0])  # class 3 only in S2
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: class_conditional_mmd(a, y1, b, y2, 4, bandwidth), (h1, h2))
+
+
+@pytest.mark.parametrize("mode", ["class", "batch"])
+def test_median_sigma_is_not_backpropagated(mode):
+    """With the median heuristic, the gradient equals the gradient at that sigma held fixed."""
+    h1, y1, h2, y2 = make_batches(10, 10, 3, 1, seed=5)
+    h1.requires_grad_(True)
+    grad_median = torch.autograd.grad(class_conditional_mmd(h1, y1, h2, y2, 1, mode), h1)[0]
+    sigma = median_bandwidth(squared_distances(torch.cat([h1, h2]), torch.cat([h1, h2]))).item()
+    grad_fixed = torch.autograd.grad(class_conditional_mmd(h1, y1, h2, y2, 1, sigma), h1)[0]
+    assert torch.allclose(grad_median, grad_fixed, atol=1e-12)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+def _features(draw, n, dim, scale):
+    values = draw(st.lists(st.floats(-1, 1, allow_nan=False), min_size=n * dim, max_size=n * dim))
+    return torch.tensor(values, dtype=torch.float64).reshape(n, dim) * scale
+
+
+@st.composite
+def batch_pairs(draw):
+    n = draw(st.integers(1, 8))
+    m = draw(st.integers(1, 8))
+    dim = draw(st.integers(1, 4))
+    scale = draw(st.sampled_from([1e-4, 1.0, 1e4]))
+    return _features(draw, n, dim, scale), _features(draw, m, dim, scale)
+
+
+def _assert_finite_value_and_grad(fn, *tensors):
+    tensors = [t.clone().requires_grad_(True) for t in tensors]
+    value = fn(*tensors)
+    value.backward()
+    assert torch.isfinite(value)
+    for t in tensors:
+        assert torch.isfinite(t.grad).all()
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch_pairs())
+def test_mmd_properties(pair):
+    x, y = pair
+    value = _assert_finite_value_and_grad(mmd, x, y)
+    assert value.item() >= 0
+    assert mmd(y, x).item() == pytest.approx(value.item(), abs=1e-9)
+    perm_x, perm_y = torch.randperm(x.shape[0]), torch.randperm(y.shape[0])
+    assert mmd(x[perm_x], y[perm_y]).item() == pytest.approx(value.item(), abs=1e-9)
+    assert _assert_finite_value_and_grad(mmd, x, x).item() == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch_pairs(), st.data())
+def test_class_conditional_mmd_edge_cases_are_finite(pair, data):
+    h1, h2 = pair
+    num_classes = data.draw(st.integers(1, 4))
+    y1 = torch.tensor(data.draw(st.lists(st.integers(0, num_classes - 1), min_size=len(h1), max_size=len(h1))))
+    y2 = torch.tensor(data.draw(st.lists(st.integers(0, num_classes - 1), min_size=len(h2), max_size=len(h2))))
+    bandwidth = data.draw(st.sampled_from(["class", "batch"]))
+    value = _assert_finite_value_and_grad(
+        lambda a, b: class_conditional_mmd(a, y1, b, y2, num_classes, bandwidth), h1, h2
+    )
+    assert value.item() >= 0
+    swapped = class_conditional_mmd(h2, y2, h1, y1, num_classes, bandwidth)
+    assert swapped.item() == pytest.approx(value.item(), abs=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
+def test_identical_features_and_one_sample_per_class(scale):
+    same = torch.full((6, 3), 0.5 * scale, dtype=torch.float64)
+    labels = torch.arange(6)
+    value = _assert_finite_value_and_grad(lambda a, b: class_conditional_mmd(a, labels, b, labels, 6), same, same)
+    assert value.item() == 0.0
+    h1, _, h2, _ = make_batches(6, 6, 3, 1, seed=2)
+    value = _assert_finite_value_and_grad(lambda a, b: class_conditional_mmd(a, labels, b, labels, 6), h1 * scale, h2 * scale)
+    assert value.item() > 0
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "h1,y1,h2,y2,match",
+    [
+        (torch.randn(4), torch.zeros(4, dtype=torch.long), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "2-D"),
+        (torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "same feature dim"),
+        (torch.randn(4, 2), torch.tensor([0, 1, 2, 3]), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), r"\[0, 3\).*label 3"),
+        (torch.randn(4, 2), torch.tensor([0, -1, 0, 0]), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "label -1"),
+        (torch.randn(4, 2), torch.zeros(3, dtype=torch.long), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "3 labels for 4 rows"),
+        (torch.tensor([[0.0, float("nan")]]), torch.zeros(1, dtype=torch.long), torch.randn(1, 2), torch.zeros(1, dtype=torch.long), "finite"),
+        (torch.randn(4, 2), torch.zeros(4), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "integer"),
+        (torch.randn(0, 2), torch.zeros(0, dtype=torch.long), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), "at least one"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(h1, y1, h2, y2, match):
+    with pytest.raises(ValueError, match=match):
+        class_conditional_mmd(h1, y1, h2, y2, 3)
+
+
+def test_bad_bandwidth_and_num_classes():
+    x = torch.randn(3, 2)
+    y = torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="bandwidth"):
+        class_conditional_mmd(x, y, x, y, 1, "median")
+    with pytest.raises(ValueError, match="bandwidth"):
+        mmd(x, x, bandwidth=-1.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        class_conditional_mmd(x, y, x, y, 0)
+    with pytest.raises(ValueError, match="finite"):
+        mmd(x, torch.full((3, 2), float("inf")))
