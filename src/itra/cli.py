@@ -1,14 +1,36 @@
 """The `itra` command line.
 
-    itra --version
-    itra --help
+    itra reproduce fashion-mnist                      # the paper's Table 1 on real Fashion-MNIST, all methods
+    itra train --dataset fashion-mnist --model cnn --method itra-c --lam 0.6 --epochs 15 --seed 0 --out runs/
+    itra train --resume runs/<run-name>               # continue a run that was killed
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
 from typing import Sequence
 
 from itra import __version__
+from itra.train import TrainConfig
+
+
+def _flag_type(annotation: object) -> type:
+    """int for `int` and `Optional[int]`, and so on."""
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return arguments[0] if arguments else annotation  # type: ignore[return-value]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"), type=_flag_type(hints[field.name]), default=field.default,
+            help=f"{field.metadata['help']} (default: {field.default})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +40,48 @@ def build_parser() -> argparse.ArgumentParser:
         "MMD matching loss between two mini-batches, and reproduce the paper's studies.",
     )
     parser.add_argument("--version", action="version", version=f"itra {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train one model with one method", description="Train one run.")
+    add_config_flags(train)
+    train.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR (other flags are ignored)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
+    reproduce.add_argument("preset", help="fashion-mnist")
+    reproduce.add_argument("--seeds", type=int, default=3, help="seeds per method (default: 3)")
+    reproduce.add_argument("--smoke", action="store_true", help="a small subset and one epoch: checks the pipeline in seconds")
+    reproduce.add_argument("--out", type=Path, default=Path("runs"), help="where the runs and the table go (default: runs)")
+    reproduce.add_argument("--epochs", type=int, help="override the preset's epochs")
+    reproduce.add_argument("--device", help="auto, cpu, cuda, ... (default: auto)")
+    reproduce.add_argument("--data-dir", help="dataset directory (default: the dataset's standard location)")
+    reproduce.add_argument("--timing-steps", type=int, default=30, help="steps per method for the step-time ratio (default: 30)")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from itra.experiments.runs import resume, run
+
+    if args.resume is not None:
+        run_dir, summary = resume(args.resume, progress=not args.quiet)
+    else:
+        config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+        run_dir, summary = run(config, args.out, progress=not args.quiet)
+    print(f"{run_dir}: test accuracy {summary['test_accuracy']:.2f}%, test CE {summary['test_cross_entropy']:.4f}, "
+          f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from itra.experiments.reproduce import print_table, reproduce
+
+    result = reproduce(
+        args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
+        progress=not args.quiet, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
+    )
+    print_table(result)
+    print(f"table written to {args.out / ('reproduce-' + args.preset + ('-smoke' if args.smoke else ''))}/table.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    try:
+        {"train": _train, "reproduce": _reproduce}[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"itra {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished epochs are saved; run the same command again (or itra train --resume RUN_DIR) "
+              "to continue", file=sys.stderr)
+        return 130
     return 0
 
 

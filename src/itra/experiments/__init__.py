@@ -1,0 +1,1 @@
+"""Experiments: run directories, the paper's presets, tables read back from run directories."""

@@ -1,0 +1,54 @@
+"""Run directories: one per `TrainConfig`, reused when finished, resumed when interrupted."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from itra.data import Splits
+from itra.data.registry import load_dataset
+from itra.models import Classifier
+from itra.models.registry import build_image_model
+from itra.train import TrainConfig, train
+
+
+def build_model(config: TrainConfig, splits: Splits) -> Classifier:
+    in_channels = splits.train[0][0].shape[0]
+    return build_image_model(config.model, splits.num_classes, in_channels)
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train `config` into `out/config.name`, or reuse it: a finished run is read back, an interrupted
+    one resumed from its checkpoint. A directory that holds another config is an error, never overwritten."""
+    run_dir = Path(out) / config.name
+    if (run_dir / "config.json").exists():
+        existing = read_config(run_dir)
+        if dataclasses.asdict(existing) != dataclasses.asdict(config):
+            raise ValueError(f"{run_dir} holds a run with another config; choose another --out or remove it")
+        summary = read_summary(run_dir)
+        if summary is not None:
+            return run_dir, summary
+    splits = splits if splits is not None else load_dataset(config.dataset, config.data_dir)
+    resume = (run_dir / "checkpoint.pt").exists()
+    summary = train(config, splits, build_model(config, splits), run_dir, resume=resume, progress=progress)
+    return run_dir, summary
+
+
+def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Continue the run in `run_dir` (`itra train --resume`)."""
+    config = read_config(run_dir)
+    splits = load_dataset(config.dataset, config.data_dir)
+    return Path(run_dir), train(config, splits, build_model(config, splits), Path(run_dir), resume=True, progress=progress)

@@ -1,0 +1,46 @@
+import math
+
+import pytest
+import torch
+
+from itra.metrics import calibration_bins, classification_metrics, expected_calibration_error
+
+
+def logits_with_confidence(confidences, num_classes=2):
+    """Two-class logits whose max-probability (for class 0) is exactly each confidence."""
+    return torch.tensor([[math.log(c), math.log(1 - c)] if c < 1 else [0.0, -1e4] for c in confidences])
+
+
+def test_ece_by_hand():
+    # 3 bins: (0, 1/3], (1/3, 2/3], (2/3, 1]
+    logits = logits_with_confidence([0.9, 0.8, 0.6, 0.55, 1.0])
+    labels = torch.tensor([0, 1, 0, 0, 0])  # correct, wrong, correct, correct, correct
+    # bin 2 (2/3, 1]: confidences 0.9, 0.8, 1.0 -> mean 0.9, accuracy 2/3 -> |2/3 - 0.9| * 3/5
+    # bin 1 (1/3, 2/3]: confidences 0.6, 0.55 -> mean 0.575, accuracy 1 -> |1 - 0.575| * 2/5
+    expected = abs(2 / 3 - 0.9) * 3 / 5 + abs(1 - 0.575) * 2 / 5
+    assert expected_calibration_error(logits, labels, n_bins=3) == pytest.approx(expected, abs=1e-6)
+
+
+def test_confidence_of_one_falls_in_the_last_bin_and_edges_are_right_closed():
+    bins = calibration_bins(logits_with_confidence([1.0, 0.5]), torch.tensor([0, 0]), n_bins=2)
+    assert bins.counts.tolist() == [1.0, 1.0]  # 0.5 is in (0, 0.5], 1.0 in (0.5, 1]
+    assert bins.mean_confidence.tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_perfectly_calibrated_and_fully_confident():
+    logits = logits_with_confidence([1.0] * 4)
+    assert expected_calibration_error(logits, torch.zeros(4, dtype=torch.long)) == pytest.approx(0.0, abs=1e-6)
+    assert expected_calibration_error(logits, torch.ones(4, dtype=torch.long)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_classification_metrics():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    metrics = classification_metrics(logits, labels)
+    assert metrics["accuracy"] == pytest.approx(75.0)
+    assert metrics["cross_entropy"] == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
+
+
+def test_bad_bins():
+    with pytest.raises(ValueError, match="n_bins"):
+        calibration_bins(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), n_bins=0)

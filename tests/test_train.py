@@ -1,0 +1,94 @@
+"""The training loop end to end on a small real subset of Fashion-MNIST, and exact resume."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from itra.data.registry import load_dataset
+from itra.experiments.runs import build_model, read_config, resume, run
+from itra.train import Method, TrainConfig, read_metrics, train
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_dataset("fashion-mnist")
+
+
+def small(method="itra-c", **kwargs):
+    values = dict(method=method, lam=0.1 if method == "center" else 0.6, epochs=2, batch_size=64, train_subset=1280, test_subset=300, device="cpu", seed=0)
+    values.update(kwargs)
+    return TrainConfig(**values)
+
+
+@needs_fmnist
+@pytest.mark.parametrize("method", ["ce", "lsr", "center", "itra", "itra-c"])
+def test_every_method_trains_on_real_data(tmp_path, splits, method):
+    run_dir, summary = run(small(method), tmp_path, splits, progress=False)
+    rows = read_metrics(run_dir)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert summary["test_accuracy"] > 40  # 640 samples, 2 epochs: far above the 10% of chance
+    assert all(name in rows[-1] for name in ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce"))
+    assert ("train_match" in rows[-1]) == method.startswith("itra")
+    assert ("train_center" in rows[-1]) == (method == "center")
+    assert json.loads((run_dir / "config.json").read_text())["method"] == method
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+
+
+@needs_fmnist
+def test_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, splits):
+    config = small("center", epochs=3)  # centre buffers must survive the checkpoint too
+    _, uninterrupted = run(config, tmp_path / "a", splits, progress=False)
+
+    stopped = TrainConfig(**{**config.__dict__, "epochs": 3})
+    run_dir = tmp_path / "b" / config.name
+    model = build_model(stopped, splits)
+    # Stop after epoch 1: train a 1-epoch prefix by interrupting the loop from inside.
+    calls = {"n": 0}
+    original = Method.forward
+
+    def interrupt_after_first_epoch(self, *args):
+        calls["n"] += 1
+        if calls["n"] > 20:  # 1280 / 64 = 20 steps per epoch
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    Method.forward = interrupt_after_first_epoch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(stopped, splits, model, run_dir, progress=False)
+    finally:
+        Method.forward = original
+    assert [row["epoch"] for row in read_metrics(run_dir)] == [1]
+    assert read_config(run_dir) == config
+
+    _, resumed = resume(run_dir, progress=False)
+    for key in ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce", "train_loss"):
+        assert resumed[key] == uninterrupted[key], key
+    assert [row["epoch"] for row in read_metrics(run_dir)] == [1, 2, 3]
+
+
+@needs_fmnist
+def test_finished_runs_are_reused_and_other_configs_are_not_overwritten(tmp_path, splits):
+    config = small("ce", epochs=1)
+    run_dir, first = run(config, tmp_path, splits, progress=False)
+    stamp = (run_dir / "summary.json").stat().st_mtime_ns
+    _, again = run(config, tmp_path, splits, progress=False)
+    assert again == first and (run_dir / "summary.json").stat().st_mtime_ns == stamp
+    (run_dir / "config.json").write_text(json.dumps({**json.loads((run_dir / "config.json").read_text()), "lr": 0.1}))
+    with pytest.raises(ValueError, match="another config"):
+        run(config, tmp_path, splits, progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="mixup")
+    with pytest.raises(ValueError, match="bandwidth"):
+        TrainConfig(bandwidth="median")
+    with pytest.raises(ValueError, match="Unknown config keys: colour"):
+        TrainConfig.from_dict({"colour": "red"})
+    assert TrainConfig(bandwidth="2.5").bandwidth == "2.5"
