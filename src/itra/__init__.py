@@ -1,6 +1,7 @@
 """In-Training Representation Alignment (ITRA) for PyTorch."""
 from importlib.metadata import PackageNotFoundError, version
 
+from itra.data.paired import PairedLoader
 from itra.losses import CenterLoss, ITRALoss
 from itra.mmd import class_conditional_mmd, mmd
 
@@ -9,4 +10,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not pip-installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["CenterLoss", "ITRALoss", "class_conditional_mmd", "mmd"]
+__all__ = ["CenterLoss", "ITRALoss", "PairedLoader", "class_conditional_mmd", "mmd"]
