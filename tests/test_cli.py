@@ -30,7 +30,7 @@ def test_reproduce_smoke_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     for label in ("Baseline (CE)", "LSR", "Center", "ITRA-c", "92.57"):
         assert label in out
-    table = tmp_path / "reproduce-fashion-mnist-smoke" / "table.md"
+    table = tmp_path / "reproduce-fashion-mnist-cnn-smoke" / "table.md"
     assert table.exists() and len(list(tmp_path.glob("fashion-mnist-cnn-*-seed*"))) == 12
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from itra import __version__
+from itra.experiments.reproduce import PRESETS
 from itra.train import TrainConfig
 
 
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
-    reproduce.add_argument("preset", help="fashion-mnist")
+    reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS))
+    reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds per method (default: 3)")
     reproduce.add_argument("--smoke", action="store_true", help="a small subset and one epoch: checks the pipeline in seconds")
     reproduce.add_argument("--out", type=Path, default=Path("runs"), help="where the runs and the table go (default: runs)")
@@ -74,14 +76,14 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from itra.experiments.reproduce import print_table, reproduce
+    from itra.experiments.reproduce import print_table, reproduce, study_name
 
     result = reproduce(
         args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
-        progress=not args.quiet, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
+        progress=not args.quiet, model=args.model, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
     )
     print_table(result)
-    print(f"table written to {args.out / ('reproduce-' + args.preset + ('-smoke' if args.smoke else ''))}/table.md")
+    print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
