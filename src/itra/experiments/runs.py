@@ -15,7 +15,8 @@ from itra.train import TrainConfig, train
 
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     in_channels = splits.train[0][0].shape[0]
-    return build_image_model(config.model, splits.num_classes, in_channels)
+    stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
+    return build_image_model(config.model, splits.num_classes, in_channels, stem)
 
 
 def read_config(run_dir: Path) -> TrainConfig:

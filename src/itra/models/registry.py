@@ -5,17 +5,29 @@ from typing import Callable
 
 from itra.models.classifier import Classifier
 from itra.models.cnn import small_cnn
+from itra.models.mobilenet import mobilenet_v2
+from itra.models.resnet import resnet18, resnet50, resnet101
+from itra.models.vgg import vgg13_bn
 
 IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {
     "cnn": small_cnn,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "vgg13": vgg13_bn,
+    "mobilenetv2": mobilenet_v2,
 }
 
 
-def build_image_model(name: str, num_classes: int, in_channels: int) -> Classifier:
+def build_image_model(name: str, num_classes: int, in_channels: int, stem: str = "cifar") -> Classifier:
+    """`name` from IMAGE_MODELS; `stem` "cifar" (3x3 conv, for 32x32 to 96x96 images) or "imagenet"
+    (7x7 conv + max-pool); the small CNN has a single design and ignores it."""
     if name not in IMAGE_MODELS:
-        raise ValueError(f"Unknown model {name!r}; expected one of: {', '.join(sorted(IMAGE_MODELS))}")
+        raise ValueError(f"Unknown model {name!r}; expected one of: {', '.join(IMAGE_MODELS)}")
     if num_classes < 2:
         raise ValueError(f"Expected `num_classes` >= 2, but got {num_classes}")
     if in_channels < 1:
         raise ValueError(f"Expected `in_channels` >= 1, but got {in_channels}")
-    return IMAGE_MODELS[name](num_classes, in_channels)
+    if name == "cnn":
+        return small_cnn(num_classes, in_channels)
+    return IMAGE_MODELS[name](num_classes, in_channels, stem)
