@@ -44,3 +44,23 @@ def test_classification_metrics():
 def test_bad_bins():
     with pytest.raises(ValueError, match="n_bins"):
         calibration_bins(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), n_bins=0)
+
+
+def test_compactness_on_features_with_a_known_answer():
+    from itra.metrics import compactness
+
+    # Class 0 at x=0, class 1 at x=3, one sample of each class in each batch, 1-D features.
+    h1 = torch.tensor([[0.0], [3.0]])
+    h2 = torch.tensor([[0.0], [3.0]])
+    y = torch.tensor([0, 1])
+    # same-class distances: 0, 0 -> mean 0; all pairs: 0, 3, 3, 0 -> mean 1.5
+    assert compactness(h1, y, h2, y) == 0.0
+    # Move batch 2's class-0 sample to x=1: same-class 1 and 0 -> 0.5; all: 1, 3, 2, 0 -> 1.5
+    h2 = torch.tensor([[1.0], [3.0]])
+    assert compactness(h1, y, h2, y) == pytest.approx(0.5 / 1.5)
+    # Labels carry no information about the features: about 1.
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 8, generator=g), torch.randn(400, 8, generator=g)
+    labels = torch.randint(0, 4, (400,), generator=g)
+    assert compactness(a, labels, b, labels) == pytest.approx(1.0, abs=0.02)
+    assert math.isnan(compactness(h1, torch.tensor([0, 0]), h2, torch.tensor([1, 1])))

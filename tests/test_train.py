@@ -19,7 +19,8 @@ def splits():
 
 
 def small(method="itra-c", **kwargs):
-    values = dict(method=method, lam=0.1 if method == "center" else 0.6, epochs=2, batch_size=64, train_subset=1280, test_subset=300, device="cpu", seed=0)
+    values = dict(method=method, lam=0.1 if method == "center" else 0.6, epochs=2, batch_size=64, train_subset=1280, test_subset=300, device="cpu", seed=0,
+                  compactness_every=10)
     values.update(kwargs)
     return TrainConfig(**values)
 
@@ -34,6 +35,9 @@ def test_every_method_trains_on_real_data(tmp_path, splits, method):
     assert all(name in rows[-1] for name in ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce"))
     assert ("train_match" in rows[-1]) == method.startswith("itra")
     assert ("train_center" in rows[-1]) == (method == "center")
+    steps = [step for row in rows for step, _ in row["compactness"]]
+    assert steps == [10, 20, 30, 40]  # logged for every method, CE included
+    assert all(0 < value < 1.5 for row in rows for _, value in row["compactness"])
     assert json.loads((run_dir / "config.json").read_text())["method"] == method
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
@@ -92,3 +96,23 @@ def test_config_validation():
     with pytest.raises(ValueError, match="Unknown config keys: colour"):
         TrainConfig.from_dict({"colour": "red"})
     assert TrainConfig(bandwidth="2.5").bandwidth == "2.5"
+
+
+@needs_fmnist
+def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
+    seen = {}
+    import itra.train as train_module
+
+    original = train_module.with_label_noise
+
+    def spy(dataset, num_classes, fraction, generator):
+        noisy = original(dataset, num_classes, fraction, generator)
+        seen["changed"] = (noisy.tensors[-1] != dataset.tensors[-1]).float().mean().item()
+        seen.setdefault("sizes", []).append(len(dataset))
+        return noisy
+
+    monkeypatch.setattr(train_module, "with_label_noise", spy)
+    config = small("ce", epochs=1, label_noise=0.4)
+    run_dir, summary = run(config, tmp_path, splits, progress=False)
+    assert seen["changed"] == pytest.approx(0.4) and "noise0.4" in run_dir.name
+    assert seen["sizes"] == [1280]  # applied once, to the training subset; the test set keeps its labels

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from itra.data import Splits
 from itra.data.paired import Batch, PairedLoader, epoch_generator
 from itra.losses import CenterLoss, ITRALoss
-from itra.metrics import classification_metrics
+from itra.data.label_noise import with_label_noise
+from itra.metrics import classification_metrics, compactness
 from itra.models import Classifier
 
 METHODS = ("ce", "lsr", "center", "itra", "itra-c")
@@ -62,6 +63,8 @@ class TrainConfig:
     data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
     train_subset: Optional[int] = option(None, "train on a fixed random subset of this size (smoke runs)")
     test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size (smoke runs)")
+    label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)")
+    compactness_every: int = option(50, "log compactness every this many steps (0: never)")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -73,6 +76,10 @@ class TrainConfig:
             raise ValueError(f"Expected `lam` >= 0, but got {self.lam}")
         if not 0 <= self.smoothing < 1:
             raise ValueError(f"Expected `smoothing` in [0, 1), but got {self.smoothing}")
+        if not 0 <= self.label_noise <= 1:
+            raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
+        if self.compactness_every < 0:
+            raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
         if self.lr <= 0:
             raise ValueError(f"Expected `lr` > 0, but got {self.lr}")
         parse_bandwidth(self.bandwidth)
@@ -83,7 +90,8 @@ class TrainConfig:
         term = {"ce": "", "lsr": f"-eps{self.smoothing:g}"}.get(self.method, f"-lam{self.lam:g}")
         second = "" if self.second_batch_size is None else f"-bs2{self.second_batch_size}"
         subset = "" if self.train_subset is None else f"-n{self.train_subset}"
-        return f"{self.dataset}-{self.model}-{self.method}{term}-bs{self.batch_size}{second}-e{self.epochs}{subset}-seed{self.seed}"
+        noise = f"-noise{self.label_noise:g}" if self.label_noise else ""
+        return f"{self.dataset}-{self.model}-{self.method}{term}-bs{self.batch_size}{second}-e{self.epochs}{subset}{noise}-seed{self.seed}"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -188,14 +196,37 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def compactness_probe(dataset: Dataset, generator: torch.Generator, size: int = 256) -> tuple[Batch, Batch]:
+    """Two fixed, disjoint random training batches on which compactness is followed during training."""
+    size = min(size, len(dataset) // 2)  # type: ignore[arg-type]
+    order = torch.randperm(len(dataset), generator=generator)[: 2 * size]  # type: ignore[arg-type]
+    first, second = ordered_batches(subset_by_index(dataset, order), size)  # exactly two batches
+    return first, second
+
+
+@torch.no_grad()
+def probe_compactness(model: Classifier, probe: tuple[Batch, Batch], device: torch.device) -> float:
+    """`metrics.compactness` of the features of the two probe batches, in eval mode; restores train mode."""
+    model.eval()
+    (*inputs1, y1), (*inputs2, y2) = probe
+    h1 = model.extractor(*(x.to(device) for x in inputs1))
+    h2 = model.extractor(*(x.to(device) for x in inputs2))
+    model.train()
+    return compactness(h1, y1.to(device), h2, y2.to(device))
+
+
+def subset_by_index(dataset: Dataset, index: torch.Tensor) -> Dataset:
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(tensor[index] for tensor in dataset.tensors))
+    return torch.utils.data.Subset(dataset, index.tolist())
+
+
 def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
     """A fixed random subset (the same for every run seed, so all methods see the same data)."""
     if size is None or size >= len(dataset):  # type: ignore[arg-type]
         return dataset
     index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]  # type: ignore[arg-type]
-    if isinstance(dataset, TensorDataset):
-        return TensorDataset(*(tensor[index] for tensor in dataset.tensors))
-    return torch.utils.data.Subset(dataset, index.tolist())
+    return subset_by_index(dataset, index)
 
 
 def save_atomically(state: dict[str, Any], path: Path) -> None:
@@ -244,8 +275,10 @@ def train(
     torch.manual_seed(config.seed)
     model.to(device)
     method, optimizer, schedule = build(config, splits, model, device)
-    train_set = subset(splits.train, config.train_subset)
+    train_set = with_label_noise(subset(splits.train, config.train_subset), splits.num_classes, config.label_noise,
+                                 epoch_generator(config.seed, 0, stream=4))
     test_set = subset(splits.test, config.test_subset)
+    probe = compactness_probe(train_set, epoch_generator(config.seed, 0, stream=5))
     loader = PairedLoader(train_set, config.batch_size, config.second_batch_size, config.seed, paired=method.needs_second_batch)
     augment = epoch_generator(config.seed, 0, stream=3)
 
@@ -272,6 +305,7 @@ def train(
         method.train()
         loader.set_epoch(epoch)
         sums: dict[str, float] = {}
+        compactness_log: list[list[float]] = []
         bar = tqdm(loader, total=len(loader), desc=f"{config.name} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False, dynamic_ncols=True)
         for step, pair in enumerate(bar, start=1):
@@ -287,13 +321,16 @@ def train(
                 raise FloatingPointError(f"{config.name}: non-finite loss at epoch {epoch + 1}, step {step}: {terms}")
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
+            global_step = epoch * len(loader) + step
+            if config.compactness_every and global_step % config.compactness_every == 0:
+                compactness_log.append([global_step, probe_compactness(model, probe, device)])
             if step % 20 == 0 or step == len(loader):
                 bar.set_postfix({name: f"{value / step:.4f}" for name, value in sums.items()})
         _, logits, labels = predict(model, test_set, device)
         elapsed += time.perf_counter() - started
         row = {"epoch": epoch + 1, **{f"train_{k}": v / len(loader) for k, v in sums.items()},
                **{f"test_{k}": v for k, v in classification_metrics(logits, labels).items()},
-               "lr": schedule.get_last_lr()[0], "elapsed_s": elapsed}
+               "lr": schedule.get_last_lr()[0], "elapsed_s": elapsed, "compactness": compactness_log}
         history.append(row)
         with open(run_dir / "metrics.jsonl", "a") as log:
             log.write(json.dumps(row) + "\n")

@@ -1,0 +1,74 @@
+"""Seconds per training step of every image model at batch 128, CE and ITRA-c side by side.
+
+    python benchmarks/bench_models.py                       # CPU, all models, writes benchmarks/bench_models.json
+    python benchmarks/bench_models.py --device cuda --steps 20
+    python benchmarks/bench_models.py --models cnn resnet18 --steps 3
+
+Inputs are random tensors of each model's usual size (28x28x1 for the small CNN, 32x32x3 with the
+CIFAR stem for the others), so data loading is not timed. For each model, one CE step and one
+ITRA-c step (two forward passes, S1 and S2, and one backward) alternate; the median of `--steps`
+rounds after one warm-up round is reported, and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from itra.models.registry import IMAGE_MODELS, build_image_model
+from itra.train import Method, TrainConfig, resolve_device, train_step
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(IMAGE_MODELS), choices=list(IMAGE_MODELS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    print(f"{'model':>12} {'params':>11} | {'CE s/step':>9} {'ITRA-c s/step':>13} {'ratio':>6}")
+    for name in args.models:
+        shape = (1, 28, 28) if name == "cnn" else (3, 32, 32)
+        batches = [(torch.randn(args.batch_size, *shape, generator=generator).to(device),
+                    torch.randint(0, 10, (args.batch_size,), generator=generator).to(device)) for _ in range(2)]
+        runners = {}
+        for method in ("ce", "itra-c"):
+            torch.manual_seed(0)
+            model = build_image_model(name, 10, shape[0]).to(device).train()
+            loss = Method(TrainConfig(method=method, model=name), 10, model.feature_dim).to(device)
+            runners[method] = (model, loss, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+        times: dict[str, list[float]] = {"ce": [], "itra-c": []}
+        for _ in range(args.steps + 1):
+            for method, (model, loss, optimizer) in runners.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                train_step(model, loss, optimizer, batches[0], batches[1])
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[method].append(time.perf_counter() - started)
+        ce, itra = median(times["ce"][1:]), median(times["itra-c"][1:])
+        params = sum(p.numel() for p in runners["ce"][0].parameters())
+        rows.append({"model": name, "input": list(shape), "parameters": params, "ce_s": ce, "itra_c_s": itra, "ratio": itra / ce})
+        print(f"{name:>12} {params:>11,} | {ce:>9.3f} {itra:>13.3f} {itra / ce:>6.2f}")
+    machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "device": str(device),
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    args.out.write_text(json.dumps({"machine": machine, "batch_size": args.batch_size, "steps": args.steps, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
