@@ -116,3 +116,11 @@ def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
     run_dir, summary = run(config, tmp_path, splits, progress=False)
     assert seen["changed"] == pytest.approx(0.4) and "noise0.4" in run_dir.name
     assert seen["sizes"] == [1280]  # applied once, to the training subset; the test set keeps its labels
+
+
+def test_fields_a_method_does_not_read_are_reset():
+    assert TrainConfig(method="ce", lam=0.3, smoothing=0.2, bandwidth="batch") == TrainConfig(method="ce")
+    assert TrainConfig(method="lsr", lam=0.3).lam == TrainConfig().lam
+    assert TrainConfig(method="lsr", smoothing=0.2).smoothing == 0.2
+    assert TrainConfig(method="itra-c", lam=0.3, center_alpha=0.1).center_alpha == 0.5
+    assert TrainConfig(method="center", lam=0.3, center_alpha=0.1).center_alpha == 0.1

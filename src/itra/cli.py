@@ -3,6 +3,7 @@
     itra reproduce fashion-mnist                      # the paper's Table 1 on real Fashion-MNIST, all methods
     itra train --dataset fashion-mnist --model cnn --method itra-c --lam 0.6 --epochs 15 --seed 0 --out runs/
     itra train --resume runs/<run-name>               # continue a run that was killed
+    itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
 """
 from __future__ import annotations
 
@@ -24,12 +25,25 @@ def _flag_type(annotation: object) -> type:
     return arguments[0] if arguments else annotation  # type: ignore[return-value]
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`)."""
+def _list_of(kind: type):
+    def parse(text: str) -> list:
+        return [kind(item) for item in text.split(",") if item.strip()]
+
+    parse.__name__ = f"comma-separated {kind.__name__}"  # what argparse names in its error
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`); with `lists`
+    each takes comma-separated values (a sweep's grid)."""
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
+        if field.name in skip:
+            continue
+        kind = _flag_type(hints[field.name])
         parser.add_argument(
-            "--" + field.name.replace("_", "-"), type=_flag_type(hints[field.name]), default=field.default,
+            "--" + field.name.replace("_", "-"), type=_list_of(kind) if lists else kind,
+            default=[field.default] if lists else field.default,
             help=f"{field.metadata['help']} (default: {field.default})",
         )
 
@@ -48,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR (other flags are ignored)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sweep = commands.add_parser("sweep", help="a grid of runs (comma-separated values)",
+                                description="Run every combination of the comma-separated flag values, for --seeds seeds.")
+    add_config_flags(sweep, lists=True, skip=("seed",))
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every combination (default: 3)")
+    sweep.add_argument("--out", type=Path, default=Path("runs"), help="where the runs go (default: runs)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
 
     reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
     reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS))
@@ -75,6 +96,13 @@ def _train(args: argparse.Namespace) -> None:
           f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from itra.experiments.sweep import markdown_rows, sweep
+
+    grid = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if field.name != "seed"}
+    print(markdown_rows(sweep(grid, args.seeds, args.out, progress=not args.quiet)))
+
+
 def _reproduce(args: argparse.Namespace) -> None:
     from itra.experiments.reproduce import print_table, reproduce, study_name
 
@@ -93,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        {"train": _train, "reproduce": _reproduce}[args.command](args)
+        {"train": _train, "sweep": _sweep, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"itra {args.command}: error: {error}", file=sys.stderr)
         return 2

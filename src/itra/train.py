@@ -39,6 +39,14 @@ def option(default: Any, help: str) -> Any:
     """A config field with its command-line help (the CLI maps fields to flags one to one)."""
     return dataclasses.field(default=default, metadata={"help": help})
 SECOND_BATCH_METHODS = ("itra", "itra-c")  # methods that draw S2
+METHOD_FIELDS = {  # the config fields each method reads beyond the common ones
+    "ce": (),
+    "lsr": ("smoothing",),
+    "center": ("lam", "center_alpha"),
+    "itra": ("lam", "bandwidth", "second_batch_size"),
+    "itra-c": ("lam", "bandwidth", "second_batch_size"),
+}
+ALL_METHOD_FIELDS = {name for names in METHOD_FIELDS.values() for name in names}
 
 
 @dataclass
@@ -83,6 +91,12 @@ class TrainConfig:
         if self.lr <= 0:
             raise ValueError(f"Expected `lr` > 0, but got {self.lr}")
         parse_bandwidth(self.bandwidth)
+        # A field the method does not read goes back to its default, so that equal runs have equal
+        # configs (`--method ce --lam 0.3` is the same run as `--method ce`).
+        used = METHOD_FIELDS[self.method]
+        for field in dataclasses.fields(self):
+            if field.name in ALL_METHOD_FIELDS and field.name not in used:
+                setattr(self, field.name, field.default)
 
     @property
     def name(self) -> str:
