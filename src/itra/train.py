@@ -53,7 +53,7 @@ ALL_METHOD_FIELDS = {name for names in METHOD_FIELDS.values() for name in names}
 class TrainConfig:
     """Everything that defines a run; `config.json` in the run directory is this, resolved."""
 
-    dataset: str = option("fashion-mnist", "dataset name (fashion-mnist)")
+    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet")
     model: str = option("cnn", "model name (cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2)")
     method: str = option("itra-c", f"training method: {', '.join(METHODS)}")
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)")

@@ -1,14 +1,44 @@
-"""Datasets by name, as `--dataset` takes them."""
+"""Datasets by name, as `--dataset` takes them: each maps an optional `--data-dir` to `Splits`."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
+from itra.data.digits import load_digits
 from itra.data.fashion_mnist import load_fashion_mnist
+from itra.data.hf_images import load_hf_image_dataset
+from itra.data.image_folder import load_image_folder
 from itra.data.splits import Splits
 
-DATASETS: dict[str, Callable[..., Splits]] = {
-    "fashion-mnist": load_fashion_mnist,
+
+def _fashion_mnist(data_dir: Path | None) -> Splits:
+    return load_fashion_mnist() if data_dir is None else load_fashion_mnist(data_dir)
+
+
+def _hub(name: str) -> Callable[[Path | None], Splits]:
+    return lambda data_dir: load_hf_image_dataset(name, data_dir)
+
+
+def _imagenet(data_dir: Path | None) -> Splits:
+    if data_dir is None:
+        raise ValueError("imagenet needs --data-dir: a folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
+    return load_image_folder(data_dir)
+
+
+def _digits(data_dir: Path | None) -> Splits:
+    if data_dir is not None:
+        raise ValueError("digits is bundled with scikit-learn and takes no --data-dir")
+    return load_digits()
+
+
+DATASETS: dict[str, Callable[[Path | None], Splits]] = {
+    "fashion-mnist": _fashion_mnist,  # offline: Debian's dataset-fashion-mnist
+    "digits": _digits,  # offline: scikit-learn
+    "kmnist": _hub("kmnist"),
+    "cifar10": _hub("cifar10"),
+    "cifar100": _hub("cifar100"),
+    "stl10": _hub("stl10"),
+    "imagenet": _imagenet,
 }
 ALIASES = {"fmnist": "fashion-mnist"}
 
@@ -16,11 +46,10 @@ ALIASES = {"fmnist": "fashion-mnist"}
 def canonical_dataset_name(name: str) -> str:
     name = ALIASES.get(name, name)
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; expected one of: {', '.join(sorted(DATASETS))}")
+        raise ValueError(f"Unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     return name
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Splits:
-    """Load a dataset by name; `data_dir` None means the loader's default location."""
-    loader = DATASETS[canonical_dataset_name(name)]
-    return loader() if data_dir is None else loader(Path(data_dir))
+    """Load a dataset by name; `data_dir` None means the loader's default location (or the Hub)."""
+    return DATASETS[canonical_dataset_name(name)](None if data_dir is None else Path(data_dir))

@@ -1,0 +1,25 @@
+import pytest
+
+from itra.data.registry import DATASETS, canonical_dataset_name, load_dataset
+
+
+def test_digits_by_name():
+    splits = load_dataset("digits")
+    assert splits.num_classes == 10 and len(splits.train) + len(splits.test) == 1797
+
+
+def test_aliases_and_unknown_names():
+    assert canonical_dataset_name("fmnist") == "fashion-mnist"
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'"):
+        load_dataset("mnist")
+
+
+def test_imagenet_needs_a_folder():
+    with pytest.raises(ValueError, match="--data-dir"):
+        load_dataset("imagenet")
+
+
+def test_every_paper_dataset_is_registered():
+    from itra.experiments.reproduce import PRESETS
+
+    assert set(PRESETS) <= set(DATASETS)
