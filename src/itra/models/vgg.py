@@ -14,14 +14,17 @@ def vgg13_bn(num_classes: int, in_channels: int = 3, stem: str = "cifar") -> Cla
 
     `stem="imagenet"` is torchvision's `vgg13_bn`: average-pool to 7x7, then 25088 -> 4096 -> 4096 linear layers
     with ReLU and Dropout(0.5); features h (B, 4096) after the second Dropout, head Linear(4096, num_classes).
-    `stem="cifar"` pools the conv features globally instead: h (B, 512), head Linear(512, num_classes).
+    `stem="cifar"` pools the conv features globally instead: h (B, 512), head Linear(512, num_classes); its
+    max-pools round up, so any input size works (28x28 -> 1x1).
     """
     check_stem(stem)
+    # Rounding up changes nothing at multiples of 32 (CIFAR, STL-10) and keeps 28x28 or 8x8 inputs from shrinking to 0x0.
+    ceil_mode = stem == "cifar"
     layers: list[nn.Module] = []
     channels = in_channels
     for v in VGG13_CONFIG:
         if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
         else:
             layers += [*conv_bn(channels, v, 3, bias=True), nn.ReLU(inplace=True)]
             channels = v
