@@ -1,6 +1,6 @@
 import pytest
 import torch
-from test_resnet import check_trains, downsampling, num_parameters
+from tests.models.test_resnet import check_trains, downsampling, num_parameters
 from torch import nn
 
 from itra.models.mobilenet import mobilenet_v2
@@ -17,7 +17,7 @@ def test_cifar_forward_backward():
 
 def test_one_input_channel():
     torch.manual_seed(0)
-    check_trains(mobilenet_v2(10, in_channels=1), in_channels=1)
+    check_trains(mobilenet_v2(10, in_channels=1), in_channels=1, size=28)  # Fashion-MNIST
 
 
 @pytest.mark.parametrize(("stem", "stride"), [("cifar", 8), ("imagenet", 32)])

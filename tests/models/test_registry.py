@@ -1,34 +1,61 @@
+import dataclasses
+
 import pytest
 import torch
 
 from itra.models.registry import IMAGE_MODELS, build_image_model
+from itra.train import TrainConfig
+
+FEATURE_DIMS = {"cnn": 128, "resnet18": 512, "resnet50": 2048, "resnet101": 2048, "vgg13": 512, "mobilenetv2": 1280}
+
+
+def test_every_name_builds_with_its_feature_dim():
+    assert set(IMAGE_MODELS) == set(FEATURE_DIMS)
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        for name, dim in FEATURE_DIMS.items():
+            model = build_image_model(name, num_classes=7, in_channels=1)
+            assert (model.feature_dim, model.head.out_features) == (dim, 7)
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet18", "vgg13", "mobilenetv2"])
 def test_build_by_name(name):
     model = build_image_model(name, num_classes=7, in_channels=1)
-    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)
 
 
 def test_stem_reaches_the_model():
-    cifar = build_image_model("resnet18", 10, 3, stem="cifar")
-    imagenet = build_image_model("resnet18", 10, 3, stem="imagenet")
     def pools(model):
         return sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
 
+    with torch.device("meta"):
+        cifar = build_image_model("resnet18", 10, 3, stem="cifar")
+        imagenet = build_image_model("resnet18", 10, 3, stem="imagenet")
     assert (pools(cifar), pools(imagenet)) == (0, 1)  # the ImageNet stem's max-pool
 
 
-@pytest.mark.parametrize("args,match", [(("vit", 10, 3), "Unknown model 'vit'"), (("cnn", 1, 3), "num_classes"),
-                                        (("cnn", 10, 0), "in_channels")])
+def test_small_cnn_ignores_the_stem():
+    torch.manual_seed(0)
+    cifar = build_image_model("cnn", 10, 1, stem="cifar")
+    torch.manual_seed(0)
+    imagenet = build_image_model("cnn", 10, 1, stem="imagenet")
+    assert str(cifar) == str(imagenet)
+    assert all(torch.equal(a, b) for a, b in zip(cifar.state_dict().values(), imagenet.state_dict().values()))
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("vit", 10, 3), r"Unknown model 'vit'; expected one of: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2"),
+        (("cnn", 1, 3), r"`num_classes` >= 2, but got 1"),
+        (("resnet18", 10, 0), r"`in_channels` >= 1, but got 0"),
+        (("cnn", 10, 1, "imagnet"), r"`stem` to be one of 'cifar', 'imagenet', but got 'imagnet'"),
+    ],
+)
 def test_errors(args, match):
     with pytest.raises(ValueError, match=match):
         build_image_model(*args)
 
 
 def test_names_match_the_cli_help():
-    from itra.train import TrainConfig
-    import dataclasses
-
     help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "model").metadata["help"]
     assert all(name in help_text for name in IMAGE_MODELS)

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from test_resnet import check_trains, downsampling, num_parameters
+from tests.models.test_resnet import check_trains, downsampling, num_parameters
 from torch import nn
 
 from itra.models.vgg import vgg13_bn
@@ -15,7 +15,7 @@ def test_cifar_forward_backward():
 
 def test_one_input_channel():
     torch.manual_seed(0)
-    check_trains(vgg13_bn(10, in_channels=1), in_channels=1)
+    check_trains(vgg13_bn(10, in_channels=1), in_channels=1, size=28)  # Fashion-MNIST
 
 
 def test_imagenet_features_are_the_last_hidden_layer():

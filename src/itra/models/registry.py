@@ -6,7 +6,7 @@ from typing import Callable
 from itra.models.classifier import Classifier
 from itra.models.cnn import small_cnn
 from itra.models.mobilenet import mobilenet_v2
-from itra.models.resnet import resnet18, resnet50, resnet101
+from itra.models.resnet import check_stem, resnet18, resnet50, resnet101
 from itra.models.vgg import vgg13_bn
 
 IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {
@@ -28,6 +28,7 @@ def build_image_model(name: str, num_classes: int, in_channels: int, stem: str =
         raise ValueError(f"Expected `num_classes` >= 2, but got {num_classes}")
     if in_channels < 1:
         raise ValueError(f"Expected `in_channels` >= 1, but got {in_channels}")
+    check_stem(stem)  # for the small CNN too, so that a typo is never silently ignored
     if name == "cnn":
         return small_cnn(num_classes, in_channels)
     return IMAGE_MODELS[name](num_classes, in_channels, stem)
