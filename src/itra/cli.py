@@ -4,6 +4,7 @@
     itra train --dataset fashion-mnist --model cnn --method itra-c --lam 0.6 --epochs 15 --seed 0 --out runs/
     itra train --resume runs/<run-name>               # continue a run that was killed
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
+    itra report runs/ --out report/                   # tables and figures read back from run directories
 """
 from __future__ import annotations
 
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="where the runs go (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    report = commands.add_parser("report", help="tables and figures from run directories",
+                                 description="Write report.md and PNG figures from finished run directories.")
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIRS", help="run directories or folders of them")
+    report.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report)")
+    report.add_argument("--timing-steps", type=int, default=20, help="steps per method for the overhead (default: 20)")
+    report.add_argument("--tsne-points", type=int, default=2000, help="test samples in the t-SNE (default: 2000)")
+
     reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
     reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS))
     reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
@@ -103,6 +111,12 @@ def _sweep(args: argparse.Namespace) -> None:
     print(markdown_rows(sweep(grid, args.seeds, args.out, progress=not args.quiet)))
 
 
+def _report(args: argparse.Namespace) -> None:
+    from itra.experiments.report import build_report
+
+    print(f"wrote {build_report(args.runs, args.out, args.timing_steps, args.tsne_points)}")
+
+
 def _reproduce(args: argparse.Namespace) -> None:
     from itra.experiments.reproduce import print_table, reproduce, study_name
 
@@ -121,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        {"train": _train, "sweep": _sweep, "reproduce": _reproduce}[args.command](args)
+        {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"itra {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,33 @@
+"""The report from small real run directories that the test makes (short runs on Fashion-MNIST)."""
+import pytest
+
+from itra.cli import main
+from itra.data.fashion_mnist import DEFAULT_DIR
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_report_from_small_runs(tmp_path):
+    common = ["--epochs", "2", "--train-subset", "384", "--test-subset", "200", "--seeds", "2",
+              "--compactness-every", "3", "--out", str(tmp_path / "runs"), "--quiet"]
+    assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3,0.9", "--batch-size", "64", *common]) == 0
+    assert main(["sweep", "--method", "itra-c", "--lam", "0.3", "--batch-size", "32", *common]) == 0
+    assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3", "--batch-size", "64", "--label-noise", "0.4", *common]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--timing-steps", "2", "--tsne-points", "150"]) == 0
+    figures = ["ce_vs_lambda", "curves", "compactness", "batch_size", "label_noise", "tsne", "reliability"]
+    for name in figures:
+        data = (out / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
+    report = (out / "report.md").read_text()
+    for name in figures:
+        assert f"]({name}.png)" in report
+    assert "| ITRA-c λ=0.3 |" in report and "/ CE" in report  # overhead table
+    groups = [line for line in report.splitlines() if line.startswith("| fashion-mnist-cnn-")]
+    assert len(groups) == 6 and all("| 2 |" in line for line in groups)  # one row per group of 2 seeds
+
+
+def test_no_runs_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "No finished runs" in capsys.readouterr().err
