@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from itra.mmd import class_conditional_mmd, median_bandwidth, mmd, squared_distances
@@ -19,8 +19,10 @@ def ref_sq_dist(a: list[float], b: list[float]) -> float:
 def ref_median_sigma(points: list[list[float]]) -> float:
     dists = sorted(ref_sq_dist(p, q) for i, p in enumerate(points) for j, q in enumerate(points) if i != j)
     if not dists:
-        return torch.finfo(torch.float64).tiny
-    return max(dists[(len(dists) - 1) // 2], torch.finfo(torch.float64).tiny)  # lower median
+        return 1.0
+    median = dists[(len(dists) - 1) // 2]  # lower median
+    mean = sum(dists) / len(dists)
+    return median if median > 0 else mean if mean > 0 else 1.0
 
 
 def ref_mmd(xs: list[list[float]], ys: list[list[float]], sigma: float) -> float:
@@ -178,6 +180,7 @@ def _assert_finite_value_and_grad(fn, *tensors):
 
 @settings(max_examples=60, deadline=None)
 @given(batch_pairs())
+@example(pair=(torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0.0], [0.0], [1e4]], dtype=torch.float64)))
 def test_mmd_properties(pair):
     x, y = pair
     value = _assert_finite_value_and_grad(mmd, x, y)
@@ -245,3 +248,11 @@ def test_bad_bandwidth_and_num_classes():
         class_conditional_mmd(x, y, x, y, 0)
     with pytest.raises(ValueError, match="finite"):
         mmd(x, torch.full((3, 2), float("inf")))
+
+
+def test_median_of_zero_falls_back_to_the_mean():
+    """Most pairs coincide: the median is 0, sigma is the mean instead (found by hypothesis: NaN gradient)."""
+    z = torch.tensor([[0.0], [0.0], [0.0], [3.0]], dtype=torch.float64)
+    sq = squared_distances(z, z)
+    assert median_bandwidth(sq).item() == pytest.approx(sq[~torch.eye(4, dtype=torch.bool)].mean().item())
+    assert median_bandwidth(squared_distances(z[:3], z[:3])).item() == 1.0  # all identical

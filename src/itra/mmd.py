@@ -48,24 +48,31 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
         valid: with a stack, (G, N) True for the real (not padding) samples of each group.
 
     Returns:
-        A scalar, or (G,) for a stack. The median is the lower median (as `torch.median`). A group
-        with fewer than two samples, or a median of 0 (all features identical), gives the smallest
-        normal float, so that `exp(-0 / sigma) = 1` and no division by zero occurs.
+        A scalar, or (G,) for a stack. The median is the lower median (as `torch.median`). Where it
+        is 0 (more than half of the pairs coincide) the mean squared distance is used instead, and
+        where that is 0 too (all samples identical, or fewer than two) sigma = 1: every kernel value
+        is then exp(0) = 1 whatever sigma. A vanishing sigma would make d K / d d = -K / sigma
+        overflow for coinciding pairs and turn their zero gradient into inf - inf = NaN.
         Computed under `no_grad`: the paper's sigma "is not back propagated".
     """
     with torch.no_grad():
         n = sq_dists.shape[-1]
-        tiny = torch.finfo(sq_dists.dtype).tiny
         off_diagonal = ~torch.eye(n, dtype=torch.bool, device=sq_dists.device)
         if valid is None:
             if n < 2:
-                return sq_dists.new_tensor(tiny)
-            return sq_dists[off_diagonal].median().clamp_min(tiny)
+                return sq_dists.new_tensor(1.0)
+            pairs = sq_dists[off_diagonal]
+            return _positive_or_fallback(pairs.median(), pairs.mean())
         pairs = valid[:, :, None] & valid[:, None, :] & off_diagonal  # (G, N, N)
         ranked = sq_dists.masked_fill(~pairs, float("inf")).flatten(1).sort(dim=1).values  # (G, N*N)
         pair_counts = pairs.flatten(1).sum(dim=1)  # (G,)
         lower_median = ranked.gather(1, ((pair_counts - 1).clamp_min(0) // 2).unsqueeze(1)).squeeze(1)
-        return torch.where(pair_counts > 0, lower_median, torch.zeros_like(lower_median)).clamp_min(tiny)
+        mean = (sq_dists * pairs).flatten(1).sum(dim=1) / pair_counts.clamp_min(1)
+        return _positive_or_fallback(torch.where(pair_counts > 0, lower_median, torch.zeros_like(lower_median)), mean)
+
+
+def _positive_or_fallback(median: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    return torch.where(median > 0, median, torch.where(mean > 0, mean, torch.ones_like(mean)))
 
 
 def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
