@@ -52,3 +52,15 @@ def test_train_and_resume_via_cli(tmp_path, capsys):
 def test_bad_flags_give_one_line(capsys):
     assert main(["train", "--method", "mixup"]) == 2
     assert "Expected `method` in ce, lsr, center, itra, itra-c, but got 'mixup'" in capsys.readouterr().err
+
+
+def test_no_network_for_a_hub_dataset_is_one_line(monkeypatch, capsys):
+    import itra.experiments.reproduce as reproduce_module
+
+    def offline(name, data_dir=None):
+        raise ConnectionError(f"{name}: downloading needs the network; or pass --data-dir")
+
+    monkeypatch.setattr(reproduce_module, "load_dataset", offline)
+    assert main(["reproduce", "cifar10", "--model", "vgg13", "--smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the network" in err

@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ConnectionError) as error:  # bad input, missing data, no network
         print(f"itra {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
