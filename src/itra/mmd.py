@@ -18,16 +18,17 @@ Bandwidth = Union[Literal["class", "batch"], float]
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances `||x_i - y_j||^2`, shape (n, m), from x (n, D) and y (m, D).
+    """Pairwise squared Euclidean distances `||x_i - y_j||^2`, shape (..., n, m), from x (..., n, D)
+    and y (..., m, D), with any leading batch dims.
 
     Computed as `|x|^2 + |y|^2 - 2 x.y` after subtracting the mean of x (distances are translation
     invariant, and centring keeps the cancellation error small for features far from the origin),
     clamped at 0. No square root is taken: its gradient is infinite at distance 0.
     """
-    centre = x.detach().mean(dim=0, keepdim=True)  # detached: distances do not depend on it
+    centre = x.detach().mean(dim=-2, keepdim=True)  # detached: distances do not depend on it
     x, y = x - centre, y - centre
-    cross = x @ y.T  # (n, m)
-    sq = x.pow(2).sum(dim=1, keepdim=True) + y.pow(2).sum(dim=1) - 2 * cross
+    cross = x @ y.transpose(-1, -2)  # (..., n, m)
+    sq = x.pow(2).sum(dim=-1).unsqueeze(-1) + y.pow(2).sum(dim=-1).unsqueeze(-2) - 2 * cross
     return sq.clamp_min(0)
 
 
@@ -154,7 +155,8 @@ def _grouped_mmd(
     slot = slot_of_group[labels[keep]]  # (N',)
     order = torch.argsort(slot, stable=True)
     slot, samples, second = slot[order], pooled[keep][order], in_second[keep][order]
-    samples = samples - samples.detach().mean(dim=0)  # distances are translation invariant; see squared_distances
+    # Centre the real samples before zero-padding, so that padding sits at their mean, not far away.
+    samples = samples - samples.detach().mean(dim=0)
     sizes = torch.bincount(slot, minlength=num_present)  # (G',) pooled size of each group
     position = torch.arange(slot.shape[0], device=slot.device) - (torch.cumsum(sizes, 0) - sizes)[slot]
     width = int(sizes.max())
@@ -163,8 +165,7 @@ def _grouped_mmd(
     weight_2 = torch.zeros(num_present, width, dtype=samples.dtype, device=slot.device).index_put((slot, position), second.to(samples.dtype))
     weight_1 = valid.to(samples.dtype) - weight_2  # (G', P): 1 for samples of S1, 0 for S2 and padding
 
-    norms = stack.pow(2).sum(dim=2)  # (G', P)
-    sq = (norms[:, :, None] + norms[:, None, :] - 2 * stack @ stack.transpose(1, 2)).clamp_min(0)  # (G', P, P)
+    sq = squared_distances(stack, stack)  # (G', P, P)
     if bandwidth == "class":
         sigma = median_bandwidth(sq, valid)[:, None, None]  # (G', 1, 1)
     elif bandwidth == "batch":
