@@ -263,13 +263,14 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def build(config: TrainConfig, splits: Splits, model: Classifier, device: torch.device):
-    """Method, optimiser (SGD with momentum) and per-step cosine schedule for a model."""
+def build(config: TrainConfig, splits: Splits, train_size: int, model: Classifier, device: torch.device):
+    """Method, optimiser (SGD with momentum) and per-step cosine schedule for a model trained on
+    `train_size` samples."""
     method = Method(config, splits.num_classes, model.feature_dim).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
     )
-    steps_per_epoch = math.ceil(len(subset(splits.train, config.train_subset)) / config.batch_size)  # type: ignore[arg-type]
+    steps_per_epoch = math.ceil(train_size / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     return method, optimizer, schedule
 
@@ -288,9 +289,9 @@ def train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device)
-    method, optimizer, schedule = build(config, splits, model, device)
     train_set = with_label_noise(subset(splits.train, config.train_subset), splits.num_classes, config.label_noise,
                                  epoch_generator(config.seed, 0, stream=4))
+    method, optimizer, schedule = build(config, splits, len(train_set), model, device)  # type: ignore[arg-type]
     test_set = subset(splits.test, config.test_subset)
     probe = compactness_probe(train_set, epoch_generator(config.seed, 0, stream=5))
     loader = PairedLoader(train_set, config.batch_size, config.second_batch_size, config.seed, paired=method.needs_second_batch)
@@ -381,7 +382,7 @@ def time_steps(
     for config in configs:
         torch.manual_seed(config.seed)
         model = model_factory(config).to(device).train()
-        method, optimizer, _ = build(config, splits, model, device)
+        method, optimizer, _ = build(config, splits, len(train_set), model, device)  # type: ignore[arg-type]
         runners.append((config.name, model, method.train(), optimizer))
     times: dict[str, list[float]] = {name: [] for name, *_ in runners}
     for first, second in pairs:
