@@ -11,6 +11,7 @@ atomically after every epoch) and, once finished, `summary.json`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -377,7 +378,13 @@ def time_steps(
     device = resolve_device(configs[0].device)
     train_set = subset(splits.train, configs[0].train_subset)
     loader = PairedLoader(train_set, configs[0].batch_size, configs[0].second_batch_size, configs[0].seed)
-    pairs = [tuple(tuple(t.to(device) for t in batch) for batch in pair) for pair, _ in zip(loader, range(steps + 1))]
+    pairs: list[tuple[Batch, Batch]] = []
+    epoch = 0
+    while len(pairs) < steps + 1:  # a small training set may take several epochs of batches
+        loader.set_epoch(epoch)
+        pairs += [tuple(tuple(t.to(device) for t in batch) for batch in pair)
+                  for pair in itertools.islice(loader, steps + 1 - len(pairs))]
+        epoch += 1
     runners = []
     for config in configs:
         torch.manual_seed(config.seed)

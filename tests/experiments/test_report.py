@@ -31,3 +31,31 @@ def test_report_from_small_runs(tmp_path):
 def test_no_runs_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "No finished runs" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_collapsed_features_get_a_panel_not_a_crash(tmp_path):
+    """A run whose features are all equal (Center loss can do this) cannot be embedded by t-SNE."""
+    import torch
+
+    runs = tmp_path / "runs"
+    assert main(["sweep", "--method", "ce,center", "--epochs", "1", "--train-subset", "128", "--test-subset", "100",
+                 "--seeds", "1", "--out", str(runs), "--quiet"]) == 0
+    checkpoint = next(runs.glob("*center*")) / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {name: torch.zeros_like(value) for name, value in state["model"].items()}
+    torch.save(state, checkpoint)
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out), "--timing-steps", "2", "--tsne-points", "100"]) == 0
+    assert (out / "tsne.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_runs_of_two_studies_are_a_clear_error(tmp_path, capsys):
+    common = ["--method", "ce", "--batch-size", "32", "--epochs", "1", "--test-subset", "50", "--seeds", "1",
+              "--out", str(tmp_path), "--quiet"]
+    assert main(["sweep", "--train-subset", "64", *common]) == 0
+    assert main(["sweep", "--train-subset", "96", *common]) == 0
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
+    error = capsys.readouterr().err
+    assert "fashion-mnist, cnn, 64 training samples" in error and "96 training samples" in error

@@ -68,7 +68,16 @@ def find_runs(paths: list[Path]) -> list[Run]:
             runs.append(Run(directory, read_config(directory), read_metrics(directory), summary))
     if not runs:
         raise ValueError(f"No finished runs (with summary.json) under {', '.join(map(str, paths))}")
+    studies = sorted({study_of(run.config) for run in runs})
+    if len(studies) > 1:
+        raise ValueError("A report compares runs of one dataset, model and training set; these runs have "
+                         f"{len(studies)}: {'; '.join(studies)}. Pass the run directories of one of them.")
     return runs
+
+
+def study_of(config: TrainConfig) -> str:
+    subset = "full training set" if config.train_subset is None else f"{config.train_subset} training samples"
+    return f"{config.dataset}, {config.model}, {subset}"
 
 
 def by_group(runs: list[Run]) -> dict[str, list[Run]]:
@@ -88,9 +97,24 @@ def label(config: TrainConfig) -> str:
 
 
 def title(runs: list[Run], what: str) -> str:
-    datasets = sorted({r.config.dataset for r in runs})
-    models = sorted({r.config.model for r in runs})
-    return f"{what}: {', '.join(datasets)}, {', '.join(models)}"
+    return f"{what}\n{study_of(runs[0].config)}"
+
+
+def colours(runs: list[Run]) -> dict[str, Any]:
+    """A colour per group: the method's colour, or shades of it by lambda when a method has several."""
+    lams: dict[str, set[float]] = {}
+    for run in runs:
+        lams.setdefault(run.config.method, set()).add(run.config.lam)
+    chosen = {}
+    for group, members in by_group(runs).items():
+        config = members[0].config
+        values = sorted(lams[config.method])
+        if len(values) > 1 and config.method in ("center", "itra", "itra-c"):
+            shade = 0.35 + 0.65 * values.index(config.lam) / (len(values) - 1)
+            chosen[group] = plt.get_cmap({"center": "Greens", "itra": "Purples", "itra-c": "Blues"}[config.method])(shade)
+        else:
+            chosen[group] = METHOD_COLOURS[config.method]
+    return chosen
 
 
 def mean_band(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +162,9 @@ def figure_ce_vs_lambda(runs: list[Run], path: Path) -> bool:
     for method in ("ce", "lsr"):
         values = [r.summary["test_cross_entropy"] for r in runs if r.config.method == method]
         if values:
-            ax.axhline(np.mean(values), color=METHOD_COLOURS[method], ls="--", label=f"{METHOD_LABELS[method]} (no λ)")
+            level, spread = np.mean(values), np.std(values, ddof=1) if len(values) > 1 else 0.0
+            ax.axhline(level, color=METHOD_COLOURS[method], ls="--", label=f"{METHOD_LABELS[method]} (no λ)")
+            ax.axhspan(level - spread, level + spread, color=METHOD_COLOURS[method], alpha=0.12)
     ax.set(xlabel="λ (weight of the method's term)", ylabel="test cross-entropy (nats)", title=title(runs, "Test CE vs λ"))
     ax.legend()
     fig.tight_layout()
@@ -149,14 +175,15 @@ def figure_ce_vs_lambda(runs: list[Run], path: Path) -> bool:
 
 def figure_curves(runs: list[Run], path: Path) -> bool:
     """Figure 1 (middle, right): test accuracy and test CE per epoch, mean ± std over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    palette = colours(runs)
     for group, members in sorted(by_group(runs).items()):
         config = members[0].config
         for ax, key in zip(axes, ("test_accuracy", "test_cross_entropy")):
             mean, std = mean_band([np.array([row[key] for row in r.metrics]) for r in members])
             epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, color=METHOD_COLOURS[config.method], label=label(config))
-            ax.fill_between(epochs, mean - std, mean + std, color=METHOD_COLOURS[config.method], alpha=0.2)
+            ax.plot(epochs, mean, color=palette[group], label=f"{label(config)} ({len(members)} seeds)")
+            ax.fill_between(epochs, mean - std, mean + std, color=palette[group], alpha=0.15)
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=title(runs, "Test accuracy"))
     axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats)", title=title(runs, "Test CE"))
     axes[1].legend()
@@ -168,7 +195,8 @@ def figure_curves(runs: list[Run], path: Path) -> bool:
 
 def figure_compactness(runs: list[Run], path: Path) -> bool:
     """Figure 1 (left): normalised same-class distance between two fixed training batches, per step."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    palette = colours(runs)
     drawn = False
     for group, members in sorted(by_group(runs).items()):
         series = [np.array([value for row in r.metrics for _, value in row.get("compactness", [])]) for r in members]
@@ -177,13 +205,13 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
         steps = np.array([step for row in members[0].metrics for step, _ in row["compactness"]])
         mean, std = mean_band(series)
         config = members[0].config
-        ax.plot(steps[: len(mean)], mean, color=METHOD_COLOURS[config.method], label=label(config))
-        ax.fill_between(steps[: len(mean)], mean - std, mean + std, color=METHOD_COLOURS[config.method], alpha=0.2)
+        ax.plot(steps[: len(mean)], mean, color=palette[group], label=f"{label(config)} ({len(members)} seeds)")
+        ax.fill_between(steps[: len(mean)], mean - std, mean + std, color=palette[group], alpha=0.15)
         drawn = True
     if not drawn:
         plt.close(fig)
         return False
-    ax.set(xlabel="training step", ylabel="same-class distance / all-pairs distance",
+    ax.set(xlabel="training step (S1 mini-batches)", ylabel="same-class distance / all-pairs distance",
            title=title(runs, "Compactness across mini-batches"))
     ax.legend()
     fig.tight_layout()
@@ -192,8 +220,16 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
     return True
 
 
+def study_runs(runs: list[Run], key: str, reference: tuple[str, ...] = ()) -> list[Run]:
+    """Runs of the arms that vary `key` (two or more values), plus the runs of the `reference` methods."""
+    values: dict[str, set[Any]] = {}  # per arm: the method with its own setting (label: method, λ or ε)
+    for run in runs:
+        values.setdefault(label(run.config), set()).add(getattr(run.config, key))
+    return [r for r in runs if len(values[label(r.config)]) > 1 or r.config.method in reference]
+
+
 def study_rows(runs: list[Run], key: str) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(method label, value of `key`, aggregate) for every group, sorted."""
+    """(arm, value of `key`, aggregate over seeds) for every group, sorted."""
     rows = []
     for members in by_group(runs).values():
         config = members[0].config
@@ -201,22 +237,32 @@ def study_rows(runs: list[Run], key: str) -> list[tuple[str, Any, dict[str, Any]
     return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
-def figure_study(runs: list[Run], key: str, xlabel: str, what: str, path: Path) -> str | None:
-    """Accuracy and test CE against a config field (batch size, label noise), one line per method."""
+def figure_study(runs: list[Run], key: str, xlabel: str, what: str, path: Path, log2: bool = False) -> str | None:
+    """Accuracy and test CE against a config field (batch size, label noise), mean ± std over seeds:
+    a line per arm that varies it, a dashed level (with its band) for an arm run at one value only."""
     rows = study_rows(runs, key)
     if len({value for _, value, _ in rows}) < 2:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    method_of = {label(r.config): r.config.method for r in runs}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for name in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == name]
-        xs = [r[1] for r in mine]
+        colour = METHOD_COLOURS[method_of[name]]
         for ax, metric in zip(axes, ("test_accuracy", "test_cross_entropy")):
             means = np.array([r[2][metric][0] for r in mine])
             stds = np.array([r[2][metric][1] for r in mine])
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
-    axes[0].set(xlabel=xlabel, ylabel="test accuracy (%)", title=title(runs, what))
-    axes[1].set(xlabel=xlabel, ylabel="test cross-entropy (nats)", title=title(runs, what))
-    axes[1].legend()
+            if len(mine) > 1:
+                ax.errorbar([r[1] for r in mine], means, yerr=stds, marker="o", capsize=3, color=colour, label=name)
+            else:
+                ax.axhline(means[0], color=colour, ls="--", label=f"{name} at {xlabel} {mine[0][1]:g}")
+                ax.axhspan(means[0] - stds[0], means[0] + stds[0], color=colour, alpha=0.12)
+    for ax, ylabel in zip(axes, ("test accuracy (%)", "test cross-entropy (nats)")):
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title(runs, what))
+        if log2:
+            values = sorted({r[1] for r in rows})
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -245,6 +291,8 @@ def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_pa
 
     chosen = representative_runs(runs)
     splits = load_dataset(chosen[0].config.dataset, chosen[0].config.data_dir)
+    classes = len(splits.class_names)
+    palette = matplotlib.colormaps["tab10" if classes <= 10 else "tab20" if classes <= 20 else "gist_ncar"].resampled(classes)
     device = resolve_device("auto")
     test = subset(splits.test, points)
     fig_t, axes_t = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 4.2), squeeze=False)
@@ -254,19 +302,25 @@ def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_pa
         state = torch.load(run.directory / "checkpoint.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         features, logits, labels = predict(model.to(device), test, device)
-        embedded = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(features.numpy())
-        scatter = ax_t.scatter(embedded[:, 0], embedded[:, 1], c=labels.numpy(), cmap="tab10", s=3)
         ax_t.set(title=f"{label(run.config)} (seed {run.config.seed})", xticks=[], yticks=[])
+        if features.std(0).max() < 1e-6 * max(1.0, features.abs().max().item()):  # t-SNE cannot embed a point mass
+            ax_t.text(0.5, 0.5, "features collapsed:\nevery test sample has\nthe same feature vector", ha="center",
+                      va="center", transform=ax_t.transAxes)
+        else:
+            embedded = TSNE(n_components=2, init="pca", random_state=0,
+                            perplexity=min(30.0, (len(features) - 1) / 3)).fit_transform(features.numpy())
+            ax_t.scatter(embedded[:, 0], embedded[:, 1], c=palette(labels.numpy()), s=3)
         bins = calibration_bins(logits, labels)
         centres = (np.arange(15) + 0.5) / 15
         ax_r.bar(centres, bins.accuracy.numpy(), width=1 / 15, edgecolor="k", alpha=0.7, label="accuracy")
         ax_r.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         ax_r.set(xlabel="confidence (max softmax)", ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1),
                  title=f"{label(run.config)}")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(k / 9)) for k in range(len(splits.class_names))]
-    fig_t.legend(handles, splits.class_names, loc="lower center", ncol=min(10, len(handles)), fontsize=8)
-    fig_t.suptitle(title(chosen, f"t-SNE of {len(test)} test features"))
-    fig_t.tight_layout(rect=(0, 0.07, 1, 1))
+    if len(splits.class_names) <= 20:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=palette(k)) for k in range(len(splits.class_names))]
+        fig_t.legend(handles, splits.class_names, loc="lower center", ncol=min(10, len(handles)), fontsize=8)
+    fig_t.suptitle(title(chosen, f"t-SNE of {len(test)} test features, coloured by class ({len(splits.class_names)} classes)"))
+    fig_t.tight_layout(rect=(0, 0.07 if len(splits.class_names) <= 10 else 0.12, 1, 1))
     fig_t.savefig(tsne_path, dpi=110)
     axes_r[0][0].legend(loc="upper left", fontsize=8)
     fig_r.suptitle(title(chosen, "Reliability (15 equal-width bins)"))
@@ -305,11 +359,13 @@ def build_report(paths: list[Path], out: Path, timing_steps: int = 20, tsne_poin
         sections.append("## Compactness during training (Figure 1, left)\n\nMean distance between same-class "
                         "features of two fixed training batches, divided by the mean distance of all their pairs.\n\n"
                         "![](compactness.png)\n")
-    clean = [r for r in runs if r.config.label_noise == 0 and r.config.method in ("ce", "itra-c")]
-    batch_table = figure_study(clean, "batch_size", "batch size", "Batch-size study", out / "batch_size.png")
+    clean = [r for r in runs if r.config.label_noise == 0 and r.config.epochs == main[0].config.epochs]
+    batch_table = figure_study(study_runs(clean, "batch_size", reference=("ce",)), "batch_size", "batch size",
+                               "Batch-size study", out / "batch_size.png", log2=True)
     if batch_table:
         sections.append("## Batch-size study (Table 3)\n\n" + batch_table + "\n![](batch_size.png)\n")
-    noise_table = figure_study(runs, "label_noise", "label noise (fraction flipped)", "Label noise", out / "label_noise.png")
+    noisy = study_runs([r for r in runs if r.config.batch_size == main[0].config.batch_size], "label_noise")
+    noise_table = figure_study(noisy, "label_noise", "label noise (fraction flipped)", "Label-noise study", out / "label_noise.png")
     if noise_table:
         sections.append("## Label noise\n\n" + noise_table + "\n![](label_noise.png)\n")
     figure_tsne_and_reliability(main, out / "tsne.png", out / "reliability.png", tsne_points)
