@@ -96,6 +96,25 @@ def test_config_validation():
     with pytest.raises(ValueError, match="Unknown config keys: colour"):
         TrainConfig.from_dict({"colour": "red"})
     assert TrainConfig(bandwidth="2.5").bandwidth == "2.5"
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="max_length"):
+        TrainConfig(max_length=1)
+
+
+def test_optimizer_choice_and_model_paths_in_run_names():
+    from itra.data import Splits
+    from itra.models.registry import build_image_model
+    from itra.train import build
+
+    model = build_image_model("cnn", 10, 1)
+    splits = Splits("toy", [], [], 10, tuple(map(str, range(10))))
+    _, sgd, _ = build(TrainConfig(method="ce"), splits, 1000, model, torch.device("cpu"))
+    _, adamw, _ = build(TrainConfig(method="ce", optimizer="adamw", lr=1e-3), splits, 1000, model, torch.device("cpu"))
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"]
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 1e-3
+    config = TrainConfig(dataset="wordnet", model="/models/all-MiniLM-L6-v2", method="ce", seed=2)
+    assert config.name.startswith("wordnet-all-MiniLM-L6-v2-ce-") and "/" not in config.name
 
 
 @needs_fmnist

@@ -34,6 +34,7 @@ from itra.metrics import classification_metrics, compactness
 from itra.models import Classifier
 
 METHODS = ("ce", "lsr", "center", "itra", "itra-c")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def option(default: Any, help: str) -> Any:
@@ -54,8 +55,10 @@ ALL_METHOD_FIELDS = {name for names in METHOD_FIELDS.values() for name in names}
 class TrainConfig:
     """Everything that defines a run; `config.json` in the run directory is this, resolved."""
 
-    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet")
-    model: str = option("cnn", "model name (cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2)")
+    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet; "
+                          "text: wordnet, ag-news, amazon-full, yahoo, yelp-full")
+    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2; text: minilm (offline), "
+                        "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory")
     method: str = option("itra-c", f"training method: {', '.join(METHODS)}")
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)")
     smoothing: float = option(0.1, "label smoothing epsilon (lsr)")
@@ -64,7 +67,8 @@ class TrainConfig:
     epochs: int = option(15, "training epochs")
     batch_size: int = option(128, "size of mini-batch S1")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size")
-    lr: float = option(0.05, "initial learning rate (SGD, Nesterov momentum, cosine schedule per step)")
+    optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)")
+    lr: float = option(0.05, "initial learning rate (cosine schedule per step)")
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(5e-4, "weight decay")
     seed: int = option(0, "seed of the model's initialisation, the batch order and augmentation")
@@ -72,6 +76,7 @@ class TrainConfig:
     data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
     train_subset: Optional[int] = option(None, "train on a fixed random subset of this size (smoke runs)")
     test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size (smoke runs)")
+    max_length: int = option(128, "text: tokens per sample, longer texts are truncated")
     label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)")
     compactness_every: int = option(50, "log compactness every this many steps (0: never)")
 
@@ -89,6 +94,10 @@ class TrainConfig:
             raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
         if self.compactness_every < 0:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {self.optimizer!r}")
+        if self.max_length < 2:
+            raise ValueError(f"Expected `max_length` >= 2 (a text needs its special tokens), but got {self.max_length}")
         if self.lr <= 0:
             raise ValueError(f"Expected `lr` > 0, but got {self.lr}")
         parse_bandwidth(self.bandwidth)
@@ -106,7 +115,8 @@ class TrainConfig:
         second = "" if self.second_batch_size is None else f"-bs2{self.second_batch_size}"
         subset = "" if self.train_subset is None else f"-n{self.train_subset}"
         noise = f"-noise{self.label_noise:g}" if self.label_noise else ""
-        return f"{self.dataset}-{self.model}-{self.method}{term}-bs{self.batch_size}{second}-e{self.epochs}{subset}{noise}-seed{self.seed}"
+        model = Path(self.model).name  # a Hub name or a local directory: its last part
+        return f"{self.dataset}-{model}-{self.method}{term}-bs{self.batch_size}{second}-e{self.epochs}{subset}{noise}-seed{self.seed}"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -265,12 +275,15 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def build(config: TrainConfig, splits: Splits, train_size: int, model: Classifier, device: torch.device):
-    """Method, optimiser (SGD with momentum) and per-step cosine schedule for a model trained on
+    """Method, optimiser (SGD with Nesterov momentum, or AdamW) and per-step cosine schedule for a model trained on
     `train_size` samples."""
     method = Method(config, splits.num_classes, model.feature_dim).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
-    )
+    if config.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+        )
     steps_per_epoch = math.ceil(train_size / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     return method, optimizer, schedule

@@ -1,4 +1,5 @@
-"""Datasets by name, as `--dataset` takes them: each maps an optional `--data-dir` to `Splits`."""
+"""Datasets by name, as `--dataset` takes them: each maps an optional `--data-dir` to `Splits` (images,
+ready to train) or `TextSplits` (texts, tokenised later by the model's own tokenizer)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from itra.data.fashion_mnist import load_fashion_mnist
 from itra.data.hf_images import load_hf_image_dataset
 from itra.data.image_folder import load_image_folder
 from itra.data.splits import Splits
+from itra.data.text import TextSplits
 
 
 def _fashion_mnist(data_dir: Path | None) -> Splits:
@@ -40,16 +42,45 @@ DATASETS: dict[str, Callable[[Path | None], Splits]] = {
     "stl10": _hub("stl10"),
     "imagenet": _imagenet,
 }
+
+
+def _wordnet(data_dir: Path | None) -> TextSplits:
+    from itra.data.wordnet import load_wordnet
+
+    return load_wordnet() if data_dir is None else load_wordnet(data_dir)
+
+
+def _hub_text(name: str) -> Callable[[Path | None], TextSplits]:
+    def load(data_dir: Path | None) -> TextSplits:
+        from itra.data.hf_text import load_hf_text_dataset
+
+        return load_hf_text_dataset(name, data_dir)
+
+    return load
+
+
+TEXT_DATASETS: dict[str, Callable[[Path | None], TextSplits]] = {
+    "wordnet": _wordnet,  # offline: Debian's wordnet-base
+    "ag-news": _hub_text("ag-news"),
+    "amazon-full": _hub_text("amazon-full"),
+    "yahoo": _hub_text("yahoo"),
+    "yelp-full": _hub_text("yelp-full"),
+}
 ALIASES = {"fmnist": "fashion-mnist"}
 
 
 def canonical_dataset_name(name: str) -> str:
     name = ALIASES.get(name, name)
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    if name not in DATASETS and name not in TEXT_DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; expected one of: {', '.join([*DATASETS, *TEXT_DATASETS])}")
     return name
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Splits:
+def is_text_dataset(name: str) -> bool:
+    return canonical_dataset_name(name) in TEXT_DATASETS
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Splits | TextSplits:
     """Load a dataset by name; `data_dir` None means the loader's default location (or the Hub)."""
-    return DATASETS[canonical_dataset_name(name)](None if data_dir is None else Path(data_dir))
+    name = canonical_dataset_name(name)
+    return {**DATASETS, **TEXT_DATASETS}[name](None if data_dir is None else Path(data_dir))

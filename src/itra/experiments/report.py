@@ -31,8 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from itra.data.registry import load_dataset  # noqa: E402
-from itra.experiments.runs import build_model, read_config, read_summary  # noqa: E402
+from itra.experiments.runs import build_model, load_splits, read_config, read_summary  # noqa: E402
 from itra.experiments.table import aggregate, format_mean_std  # noqa: E402
 from itra.metrics import calibration_bins  # noqa: E402
 from itra.train import TrainConfig, predict, read_metrics, resolve_device, subset, time_steps  # noqa: E402
@@ -290,7 +289,7 @@ def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_pa
     from sklearn.manifold import TSNE
 
     chosen = representative_runs(runs)
-    splits = load_dataset(chosen[0].config.dataset, chosen[0].config.data_dir)
+    splits = load_splits(chosen[0].config)
     classes = len(splits.class_names)
     palette = matplotlib.colormaps["tab10" if classes <= 10 else "tab20" if classes <= 20 else "gist_ncar"].resampled(classes)
     device = resolve_device("auto")
@@ -334,7 +333,7 @@ def overhead(runs: list[Run], steps: int) -> str:
     """Step time of each method / CE's, measured side by side now on the chosen runs' configs."""
     chosen = representative_runs(runs)
     configs = [dataclasses.replace(r.config, device="auto") for r in chosen]
-    splits = load_dataset(configs[0].dataset, configs[0].data_dir)
+    splits = load_splits(configs[0])
     seconds = time_steps(configs, splits, lambda c: build_model(c, splits), steps=steps)
     reference = next((seconds[c.name] for c in configs if c.method == "ce"), min(seconds.values()))
     lines = ["| method | s / step | / CE |", "|---|---|---|"]

@@ -13,8 +13,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
-from itra.data.registry import load_dataset
-from itra.experiments.runs import run
+from itra.experiments.runs import load_splits, run
 from itra.experiments.table import aggregate, format_mean_std
 from itra.train import TrainConfig
 
@@ -36,14 +35,14 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
 def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or reuse) every config of the grid; returns one row per config without its seed."""
     configs = grid_configs(grid, seeds)
-    splits_by_source: dict[tuple[str, str | None], Any] = {}
+    splits_by_source: dict[tuple[Any, ...], Any] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for index, config in enumerate(configs, start=1):
         if progress:
             print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        source = (config.dataset, config.data_dir)
+        source = (config.dataset, config.data_dir, config.model, config.max_length)  # text: model's tokenizer
         if source not in splits_by_source:
-            splits_by_source[source] = load_dataset(*source)
+            splits_by_source[source] = load_splits(config)
         _, summary = run(config, out, splits_by_source[source], progress=progress)
         group = TrainConfig(**{**dataclasses.asdict(config), "seed": 0}).name.removesuffix("-seed0")
         groups.setdefault(group, []).append(summary)
