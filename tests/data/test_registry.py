@@ -1,6 +1,6 @@
 import pytest
 
-from itra.data.registry import DATASETS, canonical_dataset_name, load_dataset
+from itra.data.registry import DATASETS, TEXT_DATASETS, canonical_dataset_name, is_text_dataset, load_dataset
 
 
 def test_digits_by_name():
@@ -22,4 +22,6 @@ def test_imagenet_needs_a_folder():
 def test_every_paper_dataset_is_registered():
     from itra.experiments.reproduce import PRESETS
 
-    assert set(PRESETS) <= set(DATASETS)
+    assert set(PRESETS) <= set(DATASETS) | set(TEXT_DATASETS)
+    assert not set(DATASETS) & set(TEXT_DATASETS)
+    assert is_text_dataset("wordnet") and not is_text_dataset("fmnist")
