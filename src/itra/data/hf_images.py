@@ -67,7 +67,7 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
             f"Unknown Hugging Face image dataset {name!r}; expected one of: {', '.join(HF_IMAGE_DATASETS)}"
         )
     spec = HF_IMAGE_DATASETS[name]
-    dataset_dict = _load(name, spec, None if data_dir is None else Path(data_dir))
+    dataset_dict = load_hub_dataset_dict(name, spec.hub_name, None if data_dir is None else Path(data_dir))
     missing = [split for split in SPLITS if split not in dataset_dict]
     if missing:
         raise ValueError(f"{name}: no {' or '.join(map(repr, missing))} split; splits found: {sorted(dataset_dict)}")
@@ -88,7 +88,9 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
     return Splits(name, train, test, num_classes=len(class_names), class_names=class_names, train_transform=augment)
 
 
-def _load(name: str, spec: HubImageDataset, data_dir: Path | None):
+def load_hub_dataset_dict(name: str, hub_name: str, data_dir: Path | None):
+    """A `datasets.DatasetDict`: the `save_to_disk` copy in `data_dir` if there is one, else from the Hub
+    (cached under `data_dir`); no network is a one-line ConnectionError."""
     try:
         import datasets  # optional dependency: only these loaders need it
     except ImportError:
@@ -97,11 +99,11 @@ def _load(name: str, spec: HubImageDataset, data_dir: Path | None):
     if data_dir is not None and (data_dir / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(data_dir))
     try:
-        return datasets.load_dataset(spec.hub_name, cache_dir=None if data_dir is None else str(data_dir))
+        return datasets.load_dataset(hub_name, cache_dir=None if data_dir is None else str(data_dir))
     except ConnectionError as error:  # what `datasets` raises when the Hub cannot be reached or HF_HUB_OFFLINE=1
         raise ConnectionError(
-            f"{name}: downloading {spec.hub_name} needs the network ({error}); or pass --data-dir with a copy "
-            f"saved by `datasets.load_dataset({spec.hub_name!r}).save_to_disk(DIR)`"
+            f"{name}: downloading {hub_name} needs the network ({error}); or pass --data-dir with a copy "
+            f"saved by `datasets.load_dataset({hub_name!r}).save_to_disk(DIR)`"
         ) from None
 
 

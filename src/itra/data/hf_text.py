@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from itra.data.hf_images import SPLITS, _load
+from itra.data.hf_images import SPLITS, load_hub_dataset_dict
 from itra.data.text import TextSplits
 
 STARS = ("1 star", "2 stars", "3 stars", "4 stars", "5 stars")
@@ -69,7 +69,7 @@ def load_hf_text_dataset(name: str, data_dir: Path | str | None = None) -> TextS
     if name not in HF_TEXT_DATASETS:
         raise ValueError(f"Unknown Hugging Face text dataset {name!r}; expected one of: {', '.join(HF_TEXT_DATASETS)}")
     spec = HF_TEXT_DATASETS[name]
-    dataset_dict = _load(name, spec, None if data_dir is None else Path(data_dir))
+    dataset_dict = load_hub_dataset_dict(name, spec.hub_name, None if data_dir is None else Path(data_dir))
     missing = [split for split in SPLITS if split not in dataset_dict]
     if missing:
         raise ValueError(f"{name}: no {' or '.join(map(repr, missing))} split; splits found: {sorted(dataset_dict)}")
