@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from itra import __version__
 from itra.cli import main
 
@@ -54,13 +56,41 @@ def test_bad_flags_give_one_line(capsys):
     assert "Expected `method` in ce, lsr, center, itra, itra-c, but got 'mixup'" in capsys.readouterr().err
 
 
-def test_no_network_for_a_hub_dataset_is_one_line(monkeypatch, capsys):
-    import itra.experiments.reproduce as reproduce_module
+@pytest.mark.parametrize("preset", [["cifar10", "--model", "vgg13"], ["ag-news", "--model", "distilbert-base-uncased"]])
+def test_no_network_for_a_hub_dataset_is_one_line(monkeypatch, capsys, preset):
+    import datasets
 
-    def offline(name, data_dir=None):
-        raise ConnectionError(f"{name}: downloading needs the network; or pass --data-dir")
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hugging Face Hub (offline mode is enabled)")
 
-    monkeypatch.setattr(reproduce_module, "load_dataset", offline)
-    assert main(["reproduce", "cifar10", "--model", "vgg13", "--smoke", "--quiet"]) == 2
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    assert main(["reproduce", *preset, "--smoke", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs the network" in err
+
+
+WORDNET = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/wordnet/data.noun").exists(),
+                             reason="apt-get install wordnet-base")
+
+
+@WORDNET
+def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["train", "--dataset", "wordnet", "--model", "minilm", "--method", "itra-c", "--lam", "0.5",
+                 "--optimizer", "adamw", "--lr", "5e-5", "--epochs", "1", "--batch-size", "16", "--max-length", "16",
+                 "--train-subset", "64", "--test-subset", "48", "--compactness-every", "2", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-bs16-e1-n64-seed0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train_size"] == 64 and summary["test_size"] == 48 and summary["train_match"] > 0
+    (row,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [step for step, _ in row["compactness"]] == [2, 4]
+
+
+@WORDNET
+def test_a_text_dataset_with_an_image_model_is_a_clear_error(capsys):
+    assert main(["train", "--dataset", "wordnet", "--model", "cnn", "--quiet"]) == 2
+    assert "wordnet is a text dataset" in capsys.readouterr().err
