@@ -184,7 +184,7 @@ def figure_curves(runs: list[Run], path: Path) -> bool:
             ax.plot(epochs, mean, color=palette[group], label=f"{label(config)} ({len(members)} seeds)")
             ax.fill_between(epochs, mean - std, mean + std, color=palette[group], alpha=0.15)
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=title(runs, "Test accuracy"))
-    axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats)", title=title(runs, "Test CE"))
+    axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=title(runs, "Test CE"), yscale="log")
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -194,7 +194,7 @@ def figure_curves(runs: list[Run], path: Path) -> bool:
 
 def figure_compactness(runs: list[Run], path: Path) -> bool:
     """Figure 1 (left): normalised same-class distance between two fixed training batches, per step."""
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
     palette = colours(runs)
     drawn = False
     for group, members in sorted(by_group(runs).items()):
@@ -212,7 +212,7 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
         return False
     ax.set(xlabel="training step (S1 mini-batches)", ylabel="same-class distance / all-pairs distance",
            title=title(runs, "Compactness across mini-batches"))
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -272,8 +272,9 @@ def figure_study(runs: list[Run], key: str, xlabel: str, what: str, path: Path, 
     return "\n".join(lines) + "\n"
 
 
-def representative_runs(runs: list[Run]) -> list[Run]:
-    """One run per method (seed 0 where there is one; for a lambda sweep the lambda with the lowest mean test CE)."""
+def best_groups(runs: list[Run]) -> list[Run]:
+    """The runs of one group per method: for a method run at several lambdas, the lambda with the
+    lowest mean test CE (the paper reports each method at its best lambda)."""
     chosen: dict[str, list[Run]] = {}
     for members in by_group(runs).values():
         method = members[0].config.method
@@ -281,7 +282,16 @@ def representative_runs(runs: list[Run]) -> list[Run]:
         mean_ce = np.mean([r.summary["test_cross_entropy"] for r in members])
         if best is None or mean_ce < np.mean([r.summary["test_cross_entropy"] for r in best]):
             chosen[method] = members
-    return [min(members, key=lambda r: r.config.seed) for method, members in sorted(chosen.items(), key=lambda kv: list(METHOD_LABELS).index(kv[0]))]
+    return [run for method in METHOD_LABELS if method in chosen for run in chosen[method]]
+
+
+def representative_runs(runs: list[Run]) -> list[Run]:
+    """One run per method: the lowest seed of `best_groups`."""
+    chosen: dict[str, Run] = {}
+    for run in best_groups(runs):
+        if run.config.method not in chosen or run.config.seed < chosen[run.config.method].config.seed:
+            chosen[run.config.method] = run
+    return list(chosen.values())
 
 
 def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_path: Path, points: int = 2000) -> None:
@@ -315,11 +325,14 @@ def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_pa
         ax_r.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         ax_r.set(xlabel="confidence (max softmax)", ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1),
                  title=f"{label(run.config)}")
-    if len(splits.class_names) <= 20:
-        handles = [plt.Line2D([], [], marker="o", ls="", color=palette(k)) for k in range(len(splits.class_names))]
-        fig_t.legend(handles, splits.class_names, loc="lower center", ncol=min(10, len(handles)), fontsize=8)
-    fig_t.suptitle(title(chosen, f"t-SNE of {len(test)} test features, coloured by class ({len(splits.class_names)} classes)"))
-    fig_t.tight_layout(rect=(0, 0.07 if len(splits.class_names) <= 10 else 0.12, 1, 1))
+    legend_rows = 0
+    if classes <= 20:  # beyond that a legend is unreadable; the colours still separate the classes
+        columns = min(classes, 4 * len(chosen))
+        legend_rows = -(-classes // columns)
+        handles = [plt.Line2D([], [], marker="o", ls="", color=palette(k)) for k in range(classes)]
+        fig_t.legend(handles, splits.class_names, loc="lower center", ncol=columns, fontsize=8)
+    fig_t.suptitle(title(chosen, f"t-SNE of {len(test)} test features, coloured by class ({classes} classes)"))
+    fig_t.tight_layout(rect=(0, 0.01 + 0.06 * legend_rows, 1, 1))
     fig_t.savefig(tsne_path, dpi=110)
     axes_r[0][0].legend(loc="upper left", fontsize=8)
     fig_r.suptitle(title(chosen, "Reliability (15 equal-width bins)"))
@@ -351,9 +364,11 @@ def build_report(paths: list[Path], out: Path, timing_steps: int = 20, tsne_poin
                 "## Accuracy, test CE and ECE (mean ± std over seeds)\n", table(runs)]
     if figure_ce_vs_lambda(main, out / "ce_vs_lambda.png"):
         sections.append("## Test CE vs λ (Figure 2)\n\n![](ce_vs_lambda.png)\n")
-    curve_runs = [r for r in main if r.config.method in ("ce", "itra-c", "itra")]
+    curve_runs = [r for r in best_groups(main) if r.config.method in ("ce", "itra-c", "itra")]
     if curve_runs and figure_curves(curve_runs, out / "curves.png"):
-        sections.append("## Test accuracy and CE per epoch (Figure 1, middle and right)\n\n![](curves.png)\n")
+        sections.append("## Test accuracy and CE per epoch (Figure 1, middle and right)\n\nCE against ITRA at its "
+                        "λ of lowest test CE.\n\n![](curves.png)\n")
+    curve_runs = [r for r in main if r.config.method in ("ce", "itra-c", "itra")]
     if curve_runs and figure_compactness(curve_runs, out / "compactness.png"):
         sections.append("## Compactness during training (Figure 1, left)\n\nMean distance between same-class "
                         "features of two fixed training batches, divided by the mean distance of all their pairs.\n\n"
