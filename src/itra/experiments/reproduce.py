@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itra.data.registry import is_text_dataset
 from itra.experiments.runs import build_model, load_splits, run
 from itra.experiments.table import aggregate, format_mean_std
 from itra.train import TrainConfig, time_steps, write_json
@@ -217,10 +218,12 @@ def reproduce(
 def markdown_table(result: dict[str, Any]) -> str:
     """The table with the paper's numbers beside ours, and each baseline compared with ITRA-c."""
     s = result["settings"]
+    budget = [f"{s['epochs']} epochs", f"batch {s['batch_size']}", f"{s.get('optimizer', 'sgd')} lr {s['lr']}"]
+    budget += [f"{s['max_length']} tokens"] if is_text_dataset(s["dataset"]) else []
+    budget += [f"{name} subset {s[key]}" for name, key in (("train", "train_subset"), ("test", "test_subset")) if s.get(key)]
     lines = [
-        f"{result['paper_table']} on {s['dataset']} with {s['model']}: {s['epochs']} epochs, batch {s['batch_size']}, "
-        f"lr {s['lr']}, mean ± std over {result['seeds']} seeds"
-        + (f", train subset {s['train_subset']}, test subset {s['test_subset']} (smoke)" if result["smoke"] else ""),
+        f"{result['paper_table']} on {s['dataset']} with {s['model']}: {', '.join(budget)}, mean ± std over "
+        f"{result['seeds']} seeds" + (" (smoke)" if result["smoke"] else ""),
         "",
         "| method | λ / ε | paper acc | paper CE | acc (%) | test CE | ECE | train CE | step time / CE |",
         "|---|---|---|---|---|---|---|---|---|",
