@@ -26,6 +26,7 @@ def test_report_from_small_runs(tmp_path):
     assert "| ITRA-c λ=0.3 |" in report and "/ CE" in report  # overhead table
     groups = [line for line in report.splitlines() if line.startswith("| fashion-mnist-cnn-")]
     assert len(groups) == 6 and all("| 2 |" in line for line in groups)  # one row per group of 2 seeds
+    assert all(" → " in line for line in groups)  # compactness was logged (every 3 steps)
 
 
 def test_no_runs_is_a_clear_error(tmp_path, capsys):

@@ -131,13 +131,22 @@ def main_runs(runs: list[Run]) -> list[Run]:
 
 
 # ---------------------------------------------------------------- tables
+def compactness_span(members: list[Run]) -> str:
+    """Mean compactness over seeds at the first and the last logged step: "first → last"."""
+    series = [[value for row in r.metrics for _, value in row.get("compactness", [])] for r in members]
+    if not all(series):
+        return "–"
+    return f"{np.mean([s[0] for s in series]):.3f} → {np.mean([s[-1] for s in series]):.3f}"
+
+
 def table(runs: list[Run]) -> str:
-    lines = ["| runs | seeds | acc (%) | test CE | ECE | train CE |", "|---|---|---|---|---|---|"]
+    lines = ["| runs | seeds | acc (%) | test CE | ECE | train CE | compactness first → last step |",
+             "|---|---|---|---|---|---|---|"]
     for group, members in sorted(by_group(runs).items()):
         row = aggregate([r.summary for r in members])
         lines.append(f"| {group} | {row['seeds']} | {format_mean_std(row['test_accuracy'], 2)} | "
                      f"{format_mean_std(row['test_cross_entropy'], 3)} | {format_mean_std(row['test_ece'], 4)} | "
-                     f"{format_mean_std(row['train_ce'], 3)} |")
+                     f"{format_mean_std(row['train_ce'], 3)} | {compactness_span(members)} |")
     return "\n".join(lines) + "\n"
 
 
