@@ -64,3 +64,5 @@ def test_compactness_on_features_with_a_known_answer():
     labels = torch.randint(0, 4, (400,), generator=g)
     assert compactness(a, labels, b, labels) == pytest.approx(1.0, abs=0.02)
     assert math.isnan(compactness(h1, torch.tensor([0, 0]), h2, torch.tensor([1, 1])))
+    collapsed = torch.ones(4, 3)  # every feature the same vector: no distance to normalise by
+    assert math.isnan(compactness(collapsed, torch.tensor([0, 1, 0, 1]), collapsed, torch.tensor([0, 1, 1, 0])))

@@ -60,7 +60,8 @@ def compactness(h1: torch.Tensor, y1: torch.Tensor, h2: torch.Tensor, y2: torch.
     `mean_{i, j: y1_i = y2_j} ||h1_i - h2_j|| / mean_{i, j} ||h1_i - h2_j||` over all pairs (i, j) of
     a sample of batch 1 (n, D) and a sample of batch 2 (m, D): 1 when same-class pairs are no closer
     than any pair, towards 0 as classes become compact relative to the spread of the features.
-    Scale-free, so methods whose features have different norms compare. NaN when no class is shared.
+    Scale-free, so methods whose features have different norms compare. NaN when no class is shared,
+    and when every feature is the same vector (collapsed features: no distance to normalise by).
     """
     distances = torch.cdist(h1.detach().double(), h2.detach().double())  # (n, m)
     same_class = y1[:, None] == y2[None, :]

@@ -136,7 +136,10 @@ def compactness_span(members: list[Run]) -> str:
     series = [[value for row in r.metrics for _, value in row.get("compactness", [])] for r in members]
     if not all(series):
         return "–"
-    return f"{np.mean([s[0] for s in series]):.3f} → {np.mean([s[-1] for s in series]):.3f}"
+    first, last = (np.array([s[index] for s in series]) for index in (0, -1))
+    collapsed = int(np.isnan(last).sum())  # NaN: every feature the same vector
+    note = f" ({collapsed} of {len(series)} seeds collapsed)" if collapsed else ""
+    return f"{np.nanmean(first):.3f} → {np.nanmean(last) if collapsed < len(series) else float('nan'):.3f}{note}"
 
 
 def table(runs: list[Run]) -> str:
