@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertTokenizerFast, DistilBertConfig, PreTrainedModel, XLNetConfig
 
-from itra.models.text import MINILM, TextEncoder, load_text_classifier, resolve_text_model, text_classifier, tokenize
+from itra.models.text import (
+    MINILM, TextEncoder, load_text_classifier, load_tokenizer, resolve_text_model, text_classifier, tokenize,
+)
 from itra.train import Method, TrainConfig, train_step
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
@@ -180,7 +182,7 @@ def test_minilm_equals_sentence_transformers(monkeypatch):
     path = resolve_text_model(MINILM)
     modules = [module["type"] for module in json.loads((Path(path) / "modules.json").read_text())]
     assert modules[:2] == ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling"]
-    model, tokenizer = load_text_classifier(MINILM, 5)
+    model, tokenizer = load_text_classifier(MINILM, 5), load_tokenizer(MINILM)
     model.eval()
     sentences = ["A cat sat on the mat.", "Feature alignment between mini-batches.", "Hi"]
     input_ids, attention_mask = tokenize(sentences, tokenizer, max_length=256)

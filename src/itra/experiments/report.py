@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from itra.data import Splits  # noqa: E402
 from itra.experiments.runs import build_model, load_splits, read_config, read_summary  # noqa: E402
 from itra.experiments.table import aggregate, format_mean_std  # noqa: E402
 from itra.metrics import calibration_bins  # noqa: E402
@@ -130,11 +131,17 @@ def main_runs(runs: list[Run]) -> list[Run]:
     return [r for r in clean if r.config.batch_size == batch and r.config.epochs == epochs]
 
 
+def compactness_log(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """The run's logged (steps, compactness values), over all epochs."""
+    pairs = [pair for row in run.metrics for pair in row.get("compactness", [])]
+    return np.array([step for step, _ in pairs]), np.array([value for _, value in pairs], dtype=float)
+
+
 # ---------------------------------------------------------------- tables
 def compactness_span(members: list[Run]) -> str:
     """Mean compactness over seeds at the first and the last logged step: "first → last"."""
-    series = [[value for row in r.metrics for _, value in row.get("compactness", [])] for r in members]
-    if not all(series):
+    series = [compactness_log(r)[1] for r in members]
+    if not all(len(values) for values in series):
         return "–"
     first, last = (np.array([s[index] for s in series]) for index in (0, -1))
     collapsed = int(np.isnan(last).sum())  # NaN: every feature the same vector
@@ -210,10 +217,10 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
     palette = colours(runs)
     drawn = False
     for group, members in sorted(by_group(runs).items()):
-        series = [np.array([value for row in r.metrics for _, value in row.get("compactness", [])]) for r in members]
+        series = [compactness_log(r)[1] for r in members]
         if min(len(s) for s in series) < 2:
             continue
-        steps = np.array([step for row in members[0].metrics for step, _ in row["compactness"]])
+        steps = compactness_log(members[0])[0]
         mean, std = mean_band(series)
         config = members[0].config
         ax.plot(steps[: len(mean)], mean, color=palette[group], label=f"{label(config)} ({len(members)} seeds)")
@@ -306,12 +313,13 @@ def representative_runs(runs: list[Run]) -> list[Run]:
     return list(chosen.values())
 
 
-def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_path: Path, points: int = 2000) -> None:
+def figure_tsne_and_reliability(
+    runs: list[Run], splits: Splits, tsne_path: Path, reliability_path: Path, points: int = 2000
+) -> None:
     """Figure 3: t-SNE of test-set features per method, and a reliability diagram per method."""
     from sklearn.manifold import TSNE
 
     chosen = representative_runs(runs)
-    splits = load_splits(chosen[0].config)
     classes = len(splits.class_names)
     palette = matplotlib.colormaps["tab10" if classes <= 10 else "tab20" if classes <= 20 else "gist_ncar"].resampled(classes)
     device = resolve_device("auto")
@@ -354,11 +362,10 @@ def figure_tsne_and_reliability(runs: list[Run], tsne_path: Path, reliability_pa
     plt.close(fig_r)
 
 
-def overhead(runs: list[Run], steps: int) -> str:
+def overhead(runs: list[Run], splits: Splits, steps: int) -> str:
     """Step time of each method / CE's, measured side by side now on the chosen runs' configs."""
     chosen = representative_runs(runs)
     configs = [dataclasses.replace(r.config, device="auto") for r in chosen]
-    splits = load_splits(configs[0])
     seconds = time_steps(configs, splits, lambda c: build_model(c, splits), steps=steps)
     reference = next((seconds[c.name] for c in configs if c.method == "ce"), min(seconds.values()))
     lines = ["| method | s / step | / CE |", "|---|---|---|"]
@@ -394,9 +401,10 @@ def build_report(paths: list[Path], out: Path, timing_steps: int = 20, tsne_poin
     noise_table = figure_study(noisy, "label_noise", "label noise (fraction flipped)", "Label-noise study", out / "label_noise.png")
     if noise_table:
         sections.append("## Label noise\n\n" + noise_table + "\n![](label_noise.png)\n")
-    figure_tsne_and_reliability(main, out / "tsne.png", out / "reliability.png", tsne_points)
+    splits = load_splits(representative_runs(main)[0].config)  # for the t-SNE and the overhead: one load
+    figure_tsne_and_reliability(main, splits, out / "tsne.png", out / "reliability.png", tsne_points)
     sections.append("## t-SNE of test features (Figure 3)\n\n![](tsne.png)\n\n## Reliability diagrams\n\n![](reliability.png)\n")
-    sections.append("## Training-time overhead (measured side by side in this process)\n\n" + overhead(main, timing_steps))
+    sections.append("## Training-time overhead (measured side by side in this process)\n\n" + overhead(main, splits, timing_steps))
     report = out / "report.md"
     report.write_text("\n".join(sections))
     (out / "runs.json").write_text(json.dumps([str(r.directory) for r in runs], indent=2))

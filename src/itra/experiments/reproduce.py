@@ -133,7 +133,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
         paper_row("no paper table (WordNet); Table 4's lambdas", "wordnet", "minilm", 2, 32, 5e-5,
                   (None, None), (0.1, None, None), (0.1, None, None), (0.5, None, None)),
         smoke_train=96, smoke_test=64,
-        settings={"optimizer": "adamw", "weight_decay": 0.01, "max_length": 32, "train_subset": 3000, "test_subset": 2000},
+        settings={**TEXT_FINE_TUNING, "max_length": 32, "train_subset": 3000, "test_subset": 2000},
     )},
     "imagenet": {"resnet18": paper_row("Table 3 (ImageNet, ResNet-18, batch 256)", "imagenet", "resnet18", 90, 256, 0.1,
                                        (50.01, 2.24), None, (0.05, 51.83, 2.21), (0.6, 53.13, 2.07))},

@@ -47,7 +47,7 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
         check_text_model(config)
         from itra.models.text import load_text_classifier
 
-        return load_text_classifier(config.model, splits.num_classes)[0]
+        return load_text_classifier(config.model, splits.num_classes)
     in_channels = splits.train[0][0].shape[0]
     stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
     return build_image_model(config.model, splits.num_classes, in_channels, stem)

@@ -91,14 +91,12 @@ def text_classifier(encoder: PreTrainedModel, num_classes: int, pooling: str = "
     return Classifier(extractor, nn.Linear(extractor.feature_dim, num_classes))
 
 
-def load_text_classifier(
-    name: str, num_classes: int, pooling: str = "mean"
-) -> tuple[Classifier, PreTrainedTokenizerBase]:
-    """A text classifier on the pretrained encoder `name` ("minilm", a local directory or a Hub name), and
-    the encoder's own tokenizer. A local directory is read without touching the network."""
+def load_text_classifier(name: str, num_classes: int, pooling: str = "mean") -> Classifier:
+    """A text classifier on the pretrained encoder `name` ("minilm", a local directory or a Hub name); its
+    inputs come from `tokenize` with `load_tokenizer(name)`. A local directory is read without the network."""
     path = resolve_text_model(name)
     encoder = AutoModel.from_pretrained(path, **_local_only(path))
-    return text_classifier(encoder, num_classes, pooling), load_tokenizer(name)
+    return text_classifier(encoder, num_classes, pooling)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
