@@ -3,8 +3,8 @@ import torch
 from tests.models.test_resnet import check_trains, downsampling, num_parameters
 from torch import nn
 
+from itra.models.layers import Residual
 from itra.models.mobilenet import mobilenet_v2
-from itra.models.resnet import Residual
 
 
 def test_cifar_forward_backward():

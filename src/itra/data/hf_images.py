@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.data import transforms
+from itra.data.hub import SPLITS, load_hub_dataset_dict
 from itra.data.splits import BatchTransform, Splits
 
-SPLITS = ("train", "test")
 _DECODE_BATCH = 1000  # images held as PIL objects at a time while decoding
 
 
@@ -86,25 +86,6 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
     if spec.crop_padding is not None:
         augment = transforms.standard_augmentation(spec.crop_padding)
     return Splits(name, train, test, num_classes=len(class_names), class_names=class_names, train_transform=augment)
-
-
-def load_hub_dataset_dict(name: str, hub_name: str, data_dir: Path | None):
-    """A `datasets.DatasetDict`: the `save_to_disk` copy in `data_dir` if there is one, else from the Hub
-    (cached under `data_dir`); no network is a one-line ConnectionError."""
-    try:
-        import datasets  # optional dependency: only these loaders need it
-    except ImportError:
-        raise ImportError(f"{name}: loading from the Hugging Face Hub needs `pip install datasets pillow`") from None
-
-    if data_dir is not None and (data_dir / "dataset_dict.json").is_file():
-        return datasets.load_from_disk(str(data_dir))
-    try:
-        return datasets.load_dataset(hub_name, cache_dir=None if data_dir is None else str(data_dir))
-    except ConnectionError as error:  # what `datasets` raises when the Hub cannot be reached or HF_HUB_OFFLINE=1
-        raise ConnectionError(
-            f"{name}: downloading {hub_name} needs the network ({error}); or pass --data-dir with a copy "
-            f"saved by `datasets.load_dataset({hub_name!r}).save_to_disk(DIR)`"
-        ) from None
 
 
 def _class_names(spec: HubImageDataset, dataset_dict) -> tuple[str, ...]:

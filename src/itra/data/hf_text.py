@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from itra.data.hf_images import SPLITS, load_hub_dataset_dict
+from itra.data.hub import SPLITS, load_hub_dataset_dict
 from itra.data.text import TextSplits
 
 STARS = ("1 star", "2 stars", "3 stars", "4 stars", "5 stars")

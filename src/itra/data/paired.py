@@ -3,36 +3,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import Dataset
 
-Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
-
-
-def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    """A generator for one (seed, epoch, stream): any epoch's batches can be rebuilt, so a run resumes exactly."""
-    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def shuffled_batches(
-    dataset: Dataset, batch_size: int, generator: torch.Generator, drop_last: bool, num_workers: int = 0
-) -> Iterator[Batch]:
-    """One shuffled pass over `dataset` in batches of tuples `(*inputs, labels)`.
-
-    A `TensorDataset` is indexed a batch at a time (no per-item collation); any other map-style
-    dataset goes through a `DataLoader` with the same generator.
-    """
-    if isinstance(dataset, TensorDataset):
-        order = torch.randperm(len(dataset), generator=generator)
-        stop = len(dataset) - batch_size + 1 if drop_last else len(dataset)
-        for start in range(0, stop, batch_size):
-            index = order[start : start + batch_size]
-            yield tuple(tensor[index] for tensor in dataset.tensors)
-        return
-    sampler = RandomSampler(dataset, generator=generator)
-    yield from DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers)
+from itra.data.batches import Batch, epoch_generator, shuffled_batches
 
 
 class PairedLoader:

@@ -4,10 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from itra.models.classifier import Classifier
-
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+from itra.models.layers import conv_bn
 
 
 def small_cnn(num_classes: int, in_channels: int = 1, feature_dim: int = 128) -> Classifier:
@@ -15,9 +12,9 @@ def small_cnn(num_classes: int, in_channels: int = 1, feature_dim: int = 128) ->
     with ReLU to `feature_dim`: the features h (B, feature_dim). 28x28 inputs end at 3x3x64; other
     sizes are pooled to 3x3 first. About 32 ms per training step at batch 128 on 2 CPU cores."""
     extractor = nn.Sequential(
-        *conv_bn_relu(in_channels, 16), nn.MaxPool2d(2),
-        *conv_bn_relu(16, 32), nn.MaxPool2d(2),
-        *conv_bn_relu(32, 64), nn.MaxPool2d(2, ceil_mode=True),
+        *conv_bn(in_channels, 16, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        *conv_bn(16, 32, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        *conv_bn(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
         nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(64 * 9, feature_dim), nn.ReLU(inplace=True),
     )
     return Classifier(extractor, nn.Linear(feature_dim, num_classes))

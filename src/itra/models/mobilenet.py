@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from itra.models.classifier import Classifier
-from itra.models.resnet import Residual, check_stem, conv_bn, init_torchvision
+from itra.models.layers import Residual, check_stem, conv_bn, init_torchvision
 
 # (expansion t, output channels c, blocks n, stride of the first block s), Table 2 of the paper.
 INVERTED_RESIDUAL_SETTINGS = (

@@ -5,8 +5,9 @@ from typing import Callable
 
 from itra.models.classifier import Classifier
 from itra.models.cnn import small_cnn
+from itra.models.layers import check_stem
 from itra.models.mobilenet import mobilenet_v2
-from itra.models.resnet import check_stem, resnet18, resnet50, resnet101
+from itra.models.resnet import resnet18, resnet50, resnet101
 from itra.models.vgg import vgg13_bn
 
 IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from itra.models.classifier import Classifier
-from itra.models.resnet import check_stem, conv_bn, init_torchvision
+from itra.models.layers import check_stem, conv_bn, init_torchvision
 
 VGG13_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 

@@ -1,0 +1,61 @@
+"""In-memory batch fast paths and seeded generators: shuffled and ordered passes over a dataset (a
+`TensorDataset` is sliced a batch at a time, any other map-style dataset goes through a `DataLoader`),
+fixed random subsets, and a generator per (seed, epoch, stream)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+
+Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
+
+
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """A generator for one (seed, epoch, stream): any epoch's batches can be rebuilt, so a run resumes exactly."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def shuffled_batches(
+    dataset: Dataset, batch_size: int, generator: torch.Generator, drop_last: bool, num_workers: int = 0
+) -> Iterator[Batch]:
+    """One shuffled pass over `dataset` in batches of tuples `(*inputs, labels)`.
+
+    A `TensorDataset` is indexed a batch at a time (no per-item collation); any other map-style
+    dataset goes through a `DataLoader` with the same generator.
+    """
+    if isinstance(dataset, TensorDataset):
+        order = torch.randperm(len(dataset), generator=generator)
+        stop = len(dataset) - batch_size + 1 if drop_last else len(dataset)
+        for start in range(0, stop, batch_size):
+            index = order[start : start + batch_size]
+            yield tuple(tensor[index] for tensor in dataset.tensors)
+        return
+    sampler = RandomSampler(dataset, generator=generator)
+    yield from DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers)
+
+
+def ordered_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:
+    """The dataset in order, in batches of tuples `(*inputs, labels)`."""
+    if isinstance(dataset, TensorDataset):
+        for start in range(0, len(dataset), batch_size):
+            yield tuple(tensor[start : start + batch_size] for tensor in dataset.tensors)
+        return
+    yield from torch.utils.data.DataLoader(dataset, batch_size, shuffle=False)
+
+
+def subset_by_index(dataset: Dataset, index: torch.Tensor) -> Dataset:
+    """The items at `index` (N,) int64: a `TensorDataset` of the indexed tensors, any other dataset as a `Subset`."""
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(tensor[index] for tensor in dataset.tensors))
+    return torch.utils.data.Subset(dataset, index.tolist())
+
+
+def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
+    """A fixed random subset (the same for every run seed, so all methods see the same data)."""
+    if size is None or size >= len(dataset):  # type: ignore[arg-type]
+        return dataset
+    index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]  # type: ignore[arg-type]
+    return subset_by_index(dataset, index)
