@@ -7,15 +7,25 @@ SPLITS = ("train", "test")
 
 
 def load_hub_dataset_dict(name: str, hub_name: str, data_dir: Path | None):
-    """A `datasets.DatasetDict`: the `save_to_disk` copy in `data_dir` if there is one, else from the Hub
-    (cached under `data_dir`); no network is a one-line ConnectionError."""
+    """A `datasets.DatasetDict` with the `SPLITS`: the `save_to_disk` copy in `data_dir` if there is one,
+    else from the Hub (cached under `data_dir`); no network is a one-line ConnectionError, a missing
+    split a one-line ValueError."""
     try:
         import datasets  # optional dependency: only these loaders need it
     except ImportError:
         raise ImportError(f"{name}: loading from the Hugging Face Hub needs `pip install datasets pillow`") from None
 
     if data_dir is not None and (data_dir / "dataset_dict.json").is_file():
-        return datasets.load_from_disk(str(data_dir))
+        dataset_dict = datasets.load_from_disk(str(data_dir))
+    else:
+        dataset_dict = _download(datasets, name, hub_name, data_dir)
+    missing = [split for split in SPLITS if split not in dataset_dict]
+    if missing:
+        raise ValueError(f"{name}: no {' or '.join(map(repr, missing))} split; splits found: {sorted(dataset_dict)}")
+    return dataset_dict
+
+
+def _download(datasets, name: str, hub_name: str, data_dir: Path | None):
     try:
         return datasets.load_dataset(hub_name, cache_dir=None if data_dir is None else str(data_dir))
     except ConnectionError as error:  # what `datasets` raises when the Hub cannot be reached or HF_HUB_OFFLINE=1
