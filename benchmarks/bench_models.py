@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 
+from itra.config import TrainConfig, resolve_device
+from itra.experiments.timing import time_side_by_side
+from itra.methods import build_objective
 from itra.models.registry import IMAGE_MODELS, build_image_model
-from itra.train import Method, TrainConfig, resolve_device, train_step
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
+from itra.train import train_step
 
 
 def main() -> None:
@@ -43,24 +41,16 @@ def main() -> None:
         shape = (1, 28, 28) if name == "cnn" else (3, 32, 32)
         batches = [(torch.randn(args.batch_size, *shape, generator=generator).to(device),
                     torch.randint(0, 10, (args.batch_size,), generator=generator).to(device)) for _ in range(2)]
-        runners = {}
+        steps = {}
         for method in ("ce", "itra-c"):
             torch.manual_seed(0)
-            model = build_image_model(name, 10, shape[0]).to(device).train()
-            loss = Method(TrainConfig(method=method, model=name), 10, model.feature_dim).to(device)
-            runners[method] = (model, loss, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-        times: dict[str, list[float]] = {"ce": [], "itra-c": []}
-        for _ in range(args.steps + 1):
-            for method, (model, loss, optimizer) in runners.items():
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                train_step(model, loss, optimizer, batches[0], batches[1])
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times[method].append(time.perf_counter() - started)
-        ce, itra = median(times["ce"][1:]), median(times["itra-c"][1:])
-        params = sum(p.numel() for p in runners["ce"][0].parameters())
+            model = build_image_model(name, 10, shape[0])
+            objective = build_objective(TrainConfig(method=method, model=name), model, 10).to(device).train()
+            optimizer = torch.optim.SGD(objective.parameters(), lr=0.01, momentum=0.9)
+            steps[method] = lambda _, o=objective, opt=optimizer: train_step(o, opt, batches[0], batches[1])
+        seconds = time_side_by_side(steps, args.steps, device)
+        ce, itra = seconds["ce"], seconds["itra-c"]
+        params = sum(p.numel() for p in model.parameters())  # the same architecture for both
         rows.append({"model": name, "input": list(shape), "parameters": params, "ce_s": ce, "itra_c_s": itra, "ratio": itra / ce})
         print(f"{name:>12} {params:>11,} | {ce:>9.3f} {itra:>13.3f} {itra / ce:>6.2f}")
     machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,

@@ -1,3 +1,5 @@
+import json
+import signal
 import subprocess
 import sys
 
@@ -83,7 +85,7 @@ def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
                  "--train-subset", "64", "--test-subset", "48", "--compactness-every", "2", "--out", str(tmp_path),
                  "--quiet"]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-bs16-e1-n64-seed0"
+    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-bs16-e1-n64-test48-adamw-lr5e-05-len16-probe2-seed0"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_size"] == 64 and summary["test_size"] == 48 and summary["train_match"] > 0
     (row,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -94,3 +96,149 @@ def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
 def test_a_text_dataset_with_an_image_model_is_a_clear_error(capsys):
     assert main(["train", "--dataset", "wordnet", "--model", "cnn", "--quiet"]) == 2
     assert "wordnet is a text dataset" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- reproducibility, kills, bad input
+needs_fmnist = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").exists(),
+                                  reason="apt-get install dataset-fashion-mnist")
+TINY = ["train", "--method", "itra-c", "--epochs", "2", "--train-subset", "256", "--test-subset", "128",
+        "--batch-size", "64", "--compactness-every", "3", "--quiet"]  # 4 steps per epoch
+
+
+def itra_process(*args: str, kill_at_step: int | None = None) -> subprocess.CompletedProcess:
+    """`python -m itra ARGS` in a process of its own; with `kill_at_step`, the process SIGKILLs itself
+    as training step `kill_at_step` begins (no exception, no clean-up: what a crash or `kill -9` does)."""
+    if kill_at_step is None:
+        command = [sys.executable, "-m", "itra", *args]
+    else:
+        command = [sys.executable, "-c", (
+            "import os, signal, sys, itra.train as t\n"
+            "step, original = [0], t.train_step\n"
+            "def counted(*a):\n"
+            "    step[0] += 1\n"
+            f"    if step[0] == {kill_at_step}: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return original(*a)\n"
+            "t.train_step = counted\n"
+            "from itra.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def metrics_without_times(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in row.items() if key != "elapsed_s"} for row in rows]
+
+
+@needs_fmnist
+def test_the_same_command_in_two_processes_gives_the_same_run(tmp_path):
+    for out in ("a", "b"):
+        assert itra_process(*TINY, "--out", str(tmp_path / out)).returncode == 0
+    (run_a,), (run_b,) = (list((tmp_path / out).iterdir()) for out in ("a", "b"))
+    assert run_a.name == run_b.name
+    rows = metrics_without_times(run_a)
+    assert len(rows) == 2 and rows == metrics_without_times(run_b)
+    assert len(rows[0]["compactness"]) == 1 and rows[0]["train_match"] > 0
+
+
+@needs_fmnist
+def test_a_run_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    assert itra_process(*TINY, "--out", str(tmp_path / "whole")).returncode == 0
+    killed = itra_process(*TINY, "--out", str(tmp_path / "killed"), kill_at_step=6)  # in the middle of epoch 2
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = (tmp_path / "killed").iterdir()
+    assert [row["epoch"] for row in metrics_without_times(run_dir)] == [1] and not (run_dir / "summary.json").exists()
+    assert itra_process(*TINY, "--out", str(tmp_path / "killed")).returncode == 0  # the same command again
+    (whole,) = (tmp_path / "whole").iterdir()
+    assert metrics_without_times(run_dir) == metrics_without_times(whole)
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run_dir, whole)]
+    assert [{k: v for k, v in s.items() if k != "elapsed_s"} for s in summaries][0] == \
+        {k: v for k, v in summaries[1].items() if k != "elapsed_s"}
+
+
+@needs_fmnist
+@pytest.mark.parametrize("flag, values", [("--lr", "0.01,0.5"), ("--bandwidth", "class,batch")])
+def test_a_sweep_over_any_field_gives_a_run_and_a_row_per_value(tmp_path, capsys, flag, values):
+    flags = ["sweep", "--method", "itra-c", flag, values, "--epochs", "1", "--train-subset", "128", "--test-subset",
+             "64", "--batch-size", "64", "--seeds", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(flags) == 0
+    assert len(list(tmp_path.iterdir())) == 2
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fashion-mnist")]
+    assert len(rows) == 2
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-subset", "-5"], "Expected `train_subset` to be an integer larger than 0, but got -5"),
+    (["--train-subset", "0"], "Expected `train_subset` to be an integer larger than 0, but got 0"),
+    (["--test-subset", "0"], "Expected `test_subset` to be an integer larger than 0, but got 0"),
+    (["--lam", "nan"], "Expected `lam` to be a finite number, but got nan"),
+    (["--lr", "nan"], "Expected `lr` to be a finite number, but got nan"),
+])
+def test_bad_values_are_one_line_before_any_work(tmp_path, capsys, flags, message):
+    assert main(["train", *flags, "--out", str(tmp_path), "--quiet"]) == 2
+    assert message in one_error_line(capsys) and not any(tmp_path.iterdir())
+
+
+def test_a_cuda_device_without_a_gpu_is_one_line_before_loading_data(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import itra.experiments.runs as runs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runs, "load_splits", lambda config: pytest.fail("data loaded before the device was checked"))
+    assert main(["train", "--device", "cuda", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--device cuda: this machine has no CUDA GPU" in one_error_line(capsys) and not any(tmp_path.iterdir())
+
+
+@needs_fmnist
+def test_a_diverged_run_fails_with_one_line_and_valid_json(tmp_path, capsys):
+    assert main([*TINY, "--lr", "1e6", "--out", str(tmp_path)]) == 1
+    assert "failed: diverged at step" in one_error_line(capsys)
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text(), parse_constant=pytest.fail)  # no NaN, no Infinity
+    assert summary["status"] == "failed" and "lower --lr" in summary["reason"]
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=pytest.fail)
+    assert main([*TINY, "--lr", "1e6", "--out", str(tmp_path)]) == 1  # an ended run is read back, still failed
+
+
+@needs_fmnist
+def test_a_torn_metrics_line_is_dropped_on_resume_and_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    whole = metrics_without_times(run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed after the last checkpoint, while writing a metrics line
+    with open(run_dir / "metrics.jsonl", "a") as log:
+        log.write('{"epoch": 3, "train_c')
+    capsys.readouterr()
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    assert "dropped a torn last line" in capsys.readouterr().err and metrics_without_times(run_dir) == whole
+
+    (run_dir / "summary.json").unlink()
+    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert f"{checkpoint}: cannot be read, it is truncated or damaged" in one_error_line(capsys)
+
+
+@needs_fmnist
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, capsys, monkeypatch):
+    import itra.train
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(itra.train, "train_step", interrupt)
+    assert main([*TINY, "--out", str(tmp_path)]) == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert f"itra train --resume {run_dir}" in capsys.readouterr().err
+
+
+def test_python_dash_m_itra_is_the_cli():
+    out = subprocess.run([sys.executable, "-m", "itra", "train", "--help"], capture_output=True, text=True, check=True)
+    assert "usage: itra train" in out.stdout

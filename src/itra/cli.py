@@ -5,6 +5,10 @@
     itra train --resume runs/<run-name>               # continue a run that was killed
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
     itra report runs/ --out report/                   # tables and figures read back from run directories
+    python -m itra ...                                # the same commands (torchrun -m itra ...)
+
+Exit status: 0 done; 1 a run failed (diverged: its run directory says why); 2 bad input, missing data
+or no network (one line on stderr); 130 interrupted (finished epochs are kept; run again to continue).
 """
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from pathlib import Path
 from typing import Sequence
 
 from itra import __version__
-from itra.experiments.reproduce import PRESETS
-from itra.train import TrainConfig
+from itra.config import TrainConfig
+from itra.experiments.presets import PRESETS
+from itra.experiments.runs import RunInterrupted
+from itra.rundir import is_failed
 
 
 def _flag_type(annotation: object) -> type:
@@ -92,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> int:
     from itra.experiments.runs import resume, run
 
     if args.resume is not None:
@@ -100,24 +106,35 @@ def _train(args: argparse.Namespace) -> None:
     else:
         config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
         run_dir, summary = run(config, args.out, progress=not args.quiet)
+    if is_failed(summary):
+        print(f"itra train: {run_dir} failed: {summary['reason']}", file=sys.stderr)
+        return 1
     print(f"{run_dir}: test accuracy {summary['test_accuracy']:.2f}%, test CE {summary['test_cross_entropy']:.4f}, "
           f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
+    return 0
 
 
-def _sweep(args: argparse.Namespace) -> None:
+def _sweep(args: argparse.Namespace) -> int:
     from itra.experiments.sweep import markdown_rows, sweep
 
     grid = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if field.name != "seed"}
-    print(markdown_rows(sweep(grid, args.seeds, args.out, progress=not args.quiet)))
+    rows = sweep(grid, args.seeds, args.out, progress=not args.quiet)
+    print(markdown_rows(rows))
+    failed = sum(row["failed"] for row in rows)
+    if failed:
+        print(f"itra sweep: {failed} run(s) failed (see \"reason\" in their summary.json); the table leaves them out",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
-def _report(args: argparse.Namespace) -> None:
+def _report(args: argparse.Namespace) -> int:
     from itra.experiments.report import build_report
 
     print(f"wrote {build_report(args.runs, args.out, args.timing_steps, args.tsne_points)}")
+    return 0
 
 
-def _reproduce(args: argparse.Namespace) -> None:
+def _reproduce(args: argparse.Namespace) -> int:
     from itra.experiments.reproduce import print_table, reproduce, study_name
 
     result = reproduce(
@@ -126,6 +143,10 @@ def _reproduce(args: argparse.Namespace) -> None:
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
+    failed = sum(row["failed"] for row in result["rows"])
+    if failed:
+        print(f"itra reproduce: {failed} run(s) failed; the table leaves them out", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,15 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
+        return {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError, ConnectionError) as error:  # bad input, missing data, no network
         print(f"itra {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are saved; run the same command again (or itra train --resume RUN_DIR) "
-              "to continue", file=sys.stderr)
+    except RunInterrupted as interrupt:
+        print(f"\ninterrupted: the finished epochs of {interrupt.run_dir} are saved; run the same command again, or "
+              f"itra train --resume {interrupt.run_dir}, to continue", file=sys.stderr)
         return 130
-    return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept; run the same command again to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def _grouped_mmd(
     return _safe_sqrt(mmd_squared)
 
 
-def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
+def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, validate_args: bool = True) -> torch.Tensor:
     """Biased MMD estimate between x (n, D) and y (m, D), n and m may differ; returns a scalar.
 
     `MMD = sqrt(1/n^2 sum K(x_i,x_j) + 1/m^2 sum K(y_i,y_j) - 2/(nm) sum K(x_i,y_j))`, the paper's
@@ -194,9 +194,11 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> tor
 
     The square root is kept safe: MMD^2 is clamped at 0 and, where it is below the dtype's epsilon,
     the result is exactly 0 with a zero gradient (not inf * 0 = NaN), e.g. for `mmd(x, x)`.
+    `validate_args=False` skips the input checks, which read values back from the device (a sync per call).
     """
-    _check_pair(x, y, ("x", "y"))
-    _check_bandwidth(bandwidth, allow_modes=False)
+    if validate_args:
+        _check_pair(x, y, ("x", "y"))
+        check_bandwidth(bandwidth, allow_modes=False)
     zeros_x = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     zeros_y = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
     return _grouped_mmd(x, zeros_x, y, zeros_y, 1, "class" if bandwidth is None else bandwidth)[0]
@@ -209,6 +211,7 @@ def class_conditional_mmd(
     y2: torch.Tensor,
     num_classes: int,
     bandwidth: Bandwidth = "class",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """ITRA-c's matching loss, Eq. (5): the mean over classes k of MMD(H1^k, H2^k); returns a scalar.
 
@@ -223,20 +226,23 @@ def class_conditional_mmd(
     is undefined), so the mean runs over the classes present in both. When no class is shared the
     result is a zero that is still attached to the graph, so `backward()` works.
     All classes are computed in one batched kernel over per-class blocks (no Python loop over classes).
+    `validate_args=False` skips the input checks (they read values back from the device every call);
+    the training loop turns them off once its inputs are known to be well formed.
     """
-    _check_pair(h1, h2, ("h1", "h2"))
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
-    _check_labels("y1", y1, h1, num_classes)
-    _check_labels("y2", y2, h2, num_classes)
-    _check_bandwidth(bandwidth, allow_modes=True)
+    if validate_args:
+        _check_pair(h1, h2, ("h1", "h2"))
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+        _check_labels("y1", y1, h1, num_classes)
+        _check_labels("y2", y2, h2, num_classes)
+        check_bandwidth(bandwidth, allow_modes=True)
     values = _grouped_mmd(h1, y1, h2, y2, num_classes, bandwidth)
     if values.numel() == 0:  # no class in both batches: a zero that still back-propagates
         return (h1.sum() + h2.sum()) * 0
     return values.mean()
 
 
-def _check_bandwidth(bandwidth: object, allow_modes: bool) -> None:
+def check_bandwidth(bandwidth: object, allow_modes: bool) -> None:
     if bandwidth is None and not allow_modes:
         return
     if isinstance(bandwidth, str) and allow_modes and bandwidth in ("class", "batch"):

@@ -20,7 +20,7 @@ def test_imagenet_needs_a_folder():
 
 
 def test_every_paper_dataset_is_registered():
-    from itra.experiments.reproduce import PRESETS
+    from itra.experiments.presets import PRESETS
 
     assert set(PRESETS) <= set(DATASETS) | set(TEXT_DATASETS)
     assert not set(DATASETS) & set(TEXT_DATASETS)

@@ -3,6 +3,7 @@ import pytest
 
 from itra.cli import main
 from itra.data.fashion_mnist import DEFAULT_DIR
+from tests.experiments.test_runset import write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -60,3 +61,30 @@ def test_runs_of_two_studies_are_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     error = capsys.readouterr().err
     assert "fashion-mnist, cnn, 64 training samples" in error and "96 training samples" in error
+
+
+def test_a_report_of_failed_runs_only_says_so(tmp_path):
+    write_run(tmp_path / "runs", method="ce", status="failed")
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "0 finished runs and 1 failed" in report and "Every run failed" in report
+    assert "| 0 (+1 failed) | – |" in report and "| loss is NaN |" in report
+    assert not list(out.glob("*.png"))
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_failed_runs_are_counted_never_averaged_in_or_drawn(tmp_path):
+    runs, size = tmp_path / "runs", {"train_subset": 128, "test_subset": 100}
+    assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3", "--epochs", "1", "--train-subset", "128",
+                 "--test-subset", "100", "--seeds", "1", "--out", str(runs), "--quiet"]) == 0
+    write_run(runs, method="ce", seed=1, status="failed", test_ce=99.0, **size)  # a failed seed of a finished group
+    write_run(runs, method="itra-c", lam=0.9, status="failed", **size)  # a group with no finished run, no checkpoint
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out), "--timing-steps", "2", "--tsne-points", "100"]) == 0
+    report = (out / "report.md").read_text()
+    assert "2 finished runs and 2 failed" in report and report.count("| loss is NaN |") == 2
+    ce_row = next(line for line in report.splitlines() if line.startswith("| fashion-mnist-cnn-ce-"))
+    assert "| 1 (+1 failed) |" in ce_row and "99" not in ce_row
+    assert not (out / "ce_vs_lambda.png").exists()  # λ=0.9 failed: one λ left, nothing to draw against λ
+    assert (out / "tsne.png").read_bytes().startswith(PNG_SIGNATURE) and "| ITRA-c λ=0.3 |" in report

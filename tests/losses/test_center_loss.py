@@ -92,3 +92,11 @@ def test_bad_construction():
         CenterLoss(3, 4, alpha=1.5)
     with pytest.raises(ValueError, match="num_classes"):
         CenterLoss(0, 4)
+
+
+def test_the_regularisers_signature_and_unchecked_calls():
+    loss = CenterLoss(3, 2, alpha=0.0, validate_args=False)
+    features, labels = torch.randn(4, 2), torch.tensor([0, 1, 2, 0])
+    assert not CenterLoss.needs_second_batch
+    assert torch.equal(loss(features, labels, torch.randn(5, 2), torch.zeros(5, dtype=torch.long)),
+                       CenterLoss(3, 2, alpha=0.0)(features, labels))

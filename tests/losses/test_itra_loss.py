@@ -50,3 +50,16 @@ def test_errors():
         ITRALoss(num_classes=0)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         ITRALoss(num_classes=2)(h1, y1, h2, y2)
+
+
+def test_unchecked_calls_compute_the_same_and_the_bandwidth_is_checked_once():
+    generator = torch.Generator().manual_seed(3)
+    h1, h2 = torch.randn(12, 5, generator=generator), torch.randn(10, 5, generator=generator)
+    y1, y2 = torch.randint(0, 3, (12,), generator=generator), torch.randint(0, 3, (10,), generator=generator)
+    for conditional in (True, False):
+        checked = ITRALoss(conditional, "batch", 3)(h1, y1, h2, y2)
+        unchecked = ITRALoss(conditional, "batch", 3, validate_args=False)(h1, y1, h2, y2)
+        assert torch.equal(checked, unchecked)
+    with pytest.raises(ValueError, match="bandwidth"):
+        ITRALoss(bandwidth="median")
+    assert ITRALoss.needs_second_batch

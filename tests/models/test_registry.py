@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from itra.models.registry import IMAGE_MODELS, build_image_model
-from itra.train import TrainConfig
+from itra.config import TrainConfig
 
 FEATURE_DIMS = {"cnn": 128, "resnet18": 512, "resnet50": 2048, "resnet101": 2048, "vgg13": 512, "mobilenetv2": 1280}
 

@@ -9,7 +9,9 @@ from transformers import AutoModel, BertConfig, BertTokenizerFast, DistilBertCon
 from itra.models.text import (
     MINILM, TextEncoder, load_text_classifier, load_tokenizer, resolve_text_model, text_classifier, tokenize,
 )
-from itra.train import Method, TrainConfig, train_step
+from itra.config import TrainConfig
+from itra.methods import build_objective
+from itra.train import train_step
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
 
@@ -116,7 +118,7 @@ def test_text_classifier_shapes():
 
 def test_itra_c_training_step_updates_the_encoder():
     model = text_classifier(tiny_bert(), num_classes=2).train()
-    method = Method(TrainConfig(method="itra-c", lam=0.5), num_classes=2, feature_dim=model.feature_dim)
+    objective = build_objective(TrainConfig(method="itra-c", lam=0.5), model, num_classes=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     first = (*padded_batch([5, 3, 4, 2, 5, 1], width=6), labels)
@@ -124,7 +126,7 @@ def test_itra_c_training_step_updates_the_encoder():
     embedding = model.extractor.encoder.embeddings.word_embeddings.weight
     query = model.extractor.encoder.encoder.layer[0].attention.self.query.weight
     before = query.detach().clone()
-    terms = train_step(model, method, optimizer, first, second)
+    terms = train_step(objective, optimizer, first, second)
     assert set(terms) == {"ce", "match", "loss"}
     assert all(torch.isfinite(torch.tensor(value)) for value in terms.values()) and terms["match"] > 0
     assert embedding.grad is not None and embedding.grad.abs().sum() > 0

@@ -11,133 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
+from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.runs import build_model, load_splits, run
-from itra.experiments.table import aggregate, format_mean_std
-from itra.train import TrainConfig, time_steps, write_json
+from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
+from itra.experiments.timing import time_steps
+from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
+from itra.rundir import write_json
 
-
-@dataclass(frozen=True)
-class MethodSetting:
-    label: str  # as the paper's table names it
-    method: str
-    lam: float = 0.0  # lambda (center, itra-c); for lsr the smoothing epsilon
-    paper_accuracy: float | None = None
-    paper_cross_entropy: float | None = None
-
-
-@dataclass(frozen=True)
-class Preset:
-    dataset: str
-    model: str
-    table: str  # where the paper's numbers come from
-    methods: tuple[MethodSetting, ...]
-    epochs: int
-    batch_size: int
-    lr: float
-    smoke_train: int = 1000
-    smoke_test: int = 500
-    settings: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields (optimizer, subsets, ...)
-
-
-def paper_row(
-    table: str, dataset: str, model: str, epochs: int, batch_size: int, lr: float,
-    ce: tuple[float | None, float | None], lsr: tuple[float, float | None, float | None] | None,
-    center: tuple[float, float | None, float | None], itra: tuple[float, float | None, float | None],
-) -> Preset:
-    """A preset from one row of a paper table: (acc, CE) for CE and (lambda or epsilon, acc, CE) for the others."""
-    methods = [MethodSetting("Baseline (CE)", "ce", 0.0, *ce)]
-    if lsr is not None:
-        methods.append(MethodSetting("LSR", "lsr", *lsr))
-    methods += [MethodSetting("Center", "center", *center), MethodSetting("ITRA-c", "itra-c", *itra)]
-    return Preset(dataset, model, table, tuple(methods), epochs, batch_size, lr)
-
-
-TEXT_FINE_TUNING = {"optimizer": "adamw", "weight_decay": 0.01, "max_length": 256}
-TABLE_4 = [  # (dataset, title, [(model, name, (CE acc, CE), None (no LSR), (lam, Center acc, CE), (lam, ITRA acc, CE))])
-    ("ag-news", "AG's News", [
-        ("bert-base-uncased", "BERT-base", ((92.10, 0.42), None, (0.1, 91.70, 0.45), (0.5, 92.45, 0.29))),
-        ("distilbert-base-uncased", "DistilBERT", ((92.13, 0.38), None, (0.1, 91.33, 0.47), (0.2, 92.27, 0.26))),
-        ("xlnet-base-cased", "XLNet", ((91.43, 0.40), None, (0.1, 90.95, 0.45), (0.8, 91.85, 0.27))),
-    ]),
-    ("amazon-full", "Amazon Full", [
-        ("bert-base-uncased", "BERT-base", ((58.53, 1.66), None, (0.1, 59.38, 1.23), (0.2, 60.08, 1.29))),
-        ("distilbert-base-uncased", "DistilBERT", ((58.10, 1.38), None, (0.1, 57.60, 1.21), (0.4, 58.30, 1.20))),
-        ("xlnet-base-cased", "XLNet", ((60.65, 1.34), None, (0.1, 59.88, 1.18), (0.5, 60.90, 1.23))),
-    ]),
-    ("yahoo", "Yahoo Answers", [
-        ("bert-base-uncased", "BERT-base", ((66.60, 1.36), None, (0.1, 66.95, 1.25), (0.6, 67.47, 1.25))),
-        ("distilbert-base-uncased", "DistilBERT", ((66.50, 1.28), None, (0.1, 66.57, 1.26), (0.1, 66.65, 1.17))),
-        ("xlnet-base-cased", "XLNet", ((66.90, 1.29), None, (0.1, 66.93, 1.28), (0.5, 67.05, 1.15))),
-    ]),
-    ("yelp-full", "Yelp Full", [
-        ("bert-base-uncased", "BERT-base", ((61.12, 1.52), None, (0.1, 60.58, 1.17), (0.4, 61.68, 1.09))),
-        ("distilbert-base-uncased", "DistilBERT", ((60.02, 1.32), None, (0.1, 59.58, 1.14), (0.1, 60.30, 1.17))),
-        ("xlnet-base-cased", "XLNet", ((62.78, 1.21), None, (0.1, 62.82, 1.10), (1.0, 63.32, 1.08))),
-    ]),
-]
-
-# {dataset: {model: preset}}; the first model is the default. The paper gives no epochs or learning
-# rate; for the GPU rows ours are 100 epochs of SGD at batch 128 from lr 0.1 (Table 3's batch sizes).
-T2 = "Table 2"
-PRESETS: dict[str, dict[str, Preset]] = {
-    # 10 epochs: 4 methods x 3 seeds in under 60 minutes on 2 CPU cores.
-    "fashion-mnist": {"cnn": paper_row("Table 1 (FMNIST)", "fashion-mnist", "cnn", 10, 128, 0.05,
-                                       (92.43, 0.294), (0.1, 92.47, 0.292), (0.1, 92.10, 0.263), (0.6, 92.57, 0.224))},
-    "kmnist": {"cnn": paper_row("Table 1 (KMNIST)", "kmnist", "cnn", 10, 128, 0.05,
-                                (95.57, 0.183), (0.1, 95.60, 0.181), (0.1, 94.90, 0.214), (0.8, 95.79, 0.170))},
-    # Offline, no paper numbers: Fashion-MNIST's lambdas on scikit-learn's 8x8 digits.
-    "digits": {"cnn": paper_row("no paper table (digits); Table 1's FMNIST lambdas", "digits", "cnn", 30, 64, 0.05,
-                                (None, None), (0.1, None, None), (0.1, None, None), (0.6, None, None))},
-    "cifar10": {
-        "resnet18": paper_row(f"{T2} (CIFAR10, ResNet18)", "cifar10", "resnet18", 100, 128, 0.1,
-                              (92.99, 0.40), (0.1, 92.73, 0.42), (0.1, 92.30, 0.35), (0.8, 93.70, 0.27)),
-        "vgg13": paper_row(f"{T2} (CIFAR10, VGG13)", "cifar10", "vgg13", 100, 128, 0.1,
-                           (92.49, 0.47), (0.1, 92.53, 0.46), (0.05, 92.11, 0.38), (0.8, 92.72, 0.33)),
-        "mobilenetv2": paper_row(f"{T2} (CIFAR10, MobileNetV2)", "cifar10", "mobilenetv2", 100, 128, 0.1,
-                                 (88.55, 0.62), (0.1, 88.77, 0.61), (0.1, 88.81, 0.53), (1.0, 89.37, 0.43)),
-    },
-    "stl10": {
-        "resnet18": paper_row(f"{T2} (STL10, ResNet18)", "stl10", "resnet18", 100, 128, 0.1,
-                              (70.88, 1.63), (0.1, 71.08, 1.55), (0.1, 70.97, 1.10), (0.6, 72.78, 1.05)),
-        "vgg13": paper_row(f"{T2} (STL10, VGG13)", "stl10", "vgg13", 100, 128, 0.1,
-                           (74.40, 1.55), (0.1, 74.50, 1.51), (0.05, 74.04, 1.16), (0.8, 75.80, 0.93)),
-        "mobilenetv2": paper_row(f"{T2} (STL10, MobileNetV2)", "stl10", "mobilenetv2", 100, 128, 0.1,
-                                 (59.09, 2.14), (0.1, 59.01, 2.12), (0.1, 58.24, 1.46), (0.6, 62.02, 1.60)),
-    },
-    "cifar100": {
-        "resnet18": paper_row(f"{T2} (CIFAR100, ResNet18)", "cifar100", "resnet18", 100, 128, 0.1,
-                              (74.19, 1.05), (0.1, 74.21, 1.04), (0.05, 73.98, 0.98), (0.6, 74.88, 0.97)),
-        "vgg13": paper_row(f"{T2} (CIFAR100, VGG13)", "cifar100", "vgg13", 100, 128, 0.1,
-                           (71.72, 1.46), (0.1, 71.75, 1.43), (0.05, 71.65, 1.31), (0.6, 72.55, 1.22)),
-        "mobilenetv2": paper_row(f"{T2} (CIFAR100, MobileNetV2)", "cifar100", "mobilenetv2", 100, 128, 0.1,
-                                 (66.42, 1.57), (0.1, 66.60, 1.55), (0.05, 66.39, 1.51), (0.6, 67.23, 1.49)),
-        "resnet101": paper_row("Table 3 (CIFAR-100, ResNet-101, batch 200)", "cifar100", "resnet101", 100, 200, 0.1,
-                               (75.85, 1.04), None, (0.05, 75.23, 1.05), (0.6, 76.85, 0.94)),
-    },
-    # Table 4 (text). The paper gives no budget; ours is the usual fine-tuning recipe: AdamW at 2e-5,
-    # weight decay 0.01, batch 32, 256 tokens, 3 epochs (a GPU job).
-    **{dataset: {model: dataclasses.replace(paper_row(f"Table 4 ({title}, {name})", dataset, model, 3, 32, 2e-5, *row),
-                                            settings=TEXT_FINE_TUNING)
-                 for model, name, row in rows}
-       for dataset, title, rows in TABLE_4},
-    # Offline: WordNet glosses -> 41 lexicographer classes, all-MiniLM-L6-v2 fine-tuned. No paper numbers;
-    # Table 4's most common lambdas (Center 0.1; ITRA 0.5, BERT-base on AG News). Budget chosen so that
-    # 4 methods x 3 seeds take under 90 minutes on 2 CPU cores: a fixed 3,000-gloss training subset,
-    # 2 epochs, 32 tokens (the 90th percentile of gloss length is 31), a fixed 2,000-gloss test subset.
-    "wordnet": {"minilm": dataclasses.replace(
-        paper_row("no paper table (WordNet); Table 4's lambdas", "wordnet", "minilm", 2, 32, 5e-5,
-                  (None, None), (0.1, None, None), (0.1, None, None), (0.5, None, None)),
-        smoke_train=96, smoke_test=64,
-        settings={**TEXT_FINE_TUNING, "max_length": 32, "train_subset": 3000, "test_subset": 2000},
-    )},
-    "imagenet": {"resnet18": paper_row("Table 3 (ImageNet, ResNet-18, batch 256)", "imagenet", "resnet18", 90, 256, 0.1,
-                                       (50.01, 2.24), None, (0.05, 51.83, 2.21), (0.6, 53.13, 2.07))},
-}
+__all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
 
 def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) -> list[tuple[MethodSetting, TrainConfig]]:
@@ -149,26 +35,14 @@ def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) ->
                 dataset=preset.dataset, model=preset.model, method=setting.method, epochs=preset.epochs,
                 batch_size=preset.batch_size, lr=preset.lr, seed=seed, **preset.settings,
             )
-            if setting.method == "lsr":
-                values["smoothing"] = setting.lam
-            elif setting.method != "ce":
-                values["lam"] = setting.lam
+            strength = METHODS[setting.method].strength
+            if strength is not None:
+                values[strength] = setting.strength
             if smoke:
                 values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
             values.update({key: value for key, value in overrides.items() if value is not None})
             configs.append((setting, TrainConfig(**values)))
     return configs
-
-
-def find_preset(name: str, model: str | None = None) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}")
-    models = PRESETS[name]
-    if model is None:
-        return next(iter(models.values()))
-    if model not in models:
-        raise ValueError(f"The paper has no {name} row for model {model!r}; expected one of: {', '.join(models)}")
-    return models[model]
 
 
 def study_name(name: str, model: str, smoke: bool) -> str:
@@ -196,61 +70,67 @@ def reproduce(
 
     first_seed = [config for _, config in configs if config.seed == 0]
     step_seconds = time_steps(first_seed, splits, lambda c: build_model(c, splits), steps=5 if smoke else timing_steps)
-    ce_seconds = step_seconds[first_seed[0].name]
+    reference = next(c.name for c in first_seed if c.method == REFERENCE)
     rows = []
-    for (setting, config) in ((s, c) for s, c in configs if c.seed == 0):
+    for setting, config in zip(preset.methods, first_seed):
         rows.append({
-            "label": setting.label, "method": setting.method, "lam": setting.lam,
-            "paper_accuracy": setting.paper_accuracy, "paper_cross_entropy": setting.paper_cross_entropy,
-            **aggregate(summaries[setting.label]),
-            "step_seconds": step_seconds[config.name], "step_time_ratio": step_seconds[config.name] / ce_seconds,
+            "label": setting.label, "method": setting.method, "strength_field": METHODS[setting.method].strength,
+            "strength": setting.strength, "paper_accuracy": setting.paper_accuracy,
+            "paper_cross_entropy": setting.paper_cross_entropy, **aggregate(summaries[setting.label]),
+            "step_seconds": step_seconds[config.name],
+            "step_time_ratio": step_seconds[config.name] / step_seconds[reference],
             "runs": [summary["name"] for summary in summaries[setting.label]],
         })
-    settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in ("method", "lam", "smoothing", "seed")}
-    result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "settings": settings, "rows": rows}
+    per_method = method_fields() | {"method", "seed"}
+    settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
+    result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
+              "settings": settings, "rows": rows}
     study_dir = out / study_name(name, preset.model, smoke)
     study_dir.mkdir(parents=True, exist_ok=True)
     write_json(study_dir / "table.json", result)
-    (study_dir / "table.md").write_text(markdown_table(result))
+    (study_dir / "table.md").write_text(result_table(result))
     return result
 
 
-def markdown_table(result: dict[str, Any]) -> str:
-    """The table with the paper's numbers beside ours, and each baseline compared with ITRA-c."""
+def result_table(result: dict[str, Any]) -> str:
+    """The table with the paper's numbers beside ours, and the compared method (ITRA-c) against each baseline."""
     s = result["settings"]
     budget = [f"{s['epochs']} epochs", f"batch {s['batch_size']}", f"{s.get('optimizer', 'sgd')} lr {s['lr']}"]
     budget += [f"{s['max_length']} tokens"] if is_text_dataset(s["dataset"]) else []
     budget += [f"{name} subset {s[key]}" for name, key in (("train", "train_subset"), ("test", "test_subset")) if s.get(key)]
-    lines = [
-        f"{result['paper_table']} on {s['dataset']} with {s['model']}: {', '.join(budget)}, mean ± std over "
-        f"{result['seeds']} seeds" + (" (smoke)" if result["smoke"] else ""),
-        "",
-        "| method | λ / ε | paper acc | paper CE | acc (%) | test CE | ECE | train CE | step time / CE |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    caption = (f"{result['paper_table']} on {s['dataset']} with {s['model']}: {', '.join(budget)}, mean ± std over "
+               f"{result['seeds']} seeds" + (" (smoke)" if result["smoke"] else ""))
+
+    def paper(value: float | None, digits: int) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    table = markdown_table(
+        ["method", "λ / ε", "seeds", "paper acc", "paper CE", "acc (%)", "test CE", "ECE", "train CE", "step time / CE"],
+        [[row["label"], _strength(row), format_seeds(row), paper(row["paper_accuracy"], 2),
+          paper(row["paper_cross_entropy"], 3), format_mean_std(row["test_accuracy"], 2),
+          format_mean_std(row["test_cross_entropy"], 3), format_mean_std(row["test_ece"], 4),
+          format_mean_std(row["train_ce"], 3), f"{row['step_time_ratio']:.2f}"] for row in result["rows"]])
+    compared = next((row for row in result["rows"] if row["method"] == result["compared"]), None)
+    if compared is None or compared["test_accuracy"] is None:
+        return f"{caption}\n\n{table}"
+    differences = []
     for row in result["rows"]:
-        paper_acc = "–" if row["paper_accuracy"] is None else f"{row['paper_accuracy']:.2f}"
-        paper_ce = "–" if row["paper_cross_entropy"] is None else f"{row['paper_cross_entropy']:.3f}"
-        lines.append(
-            f"| {row['label']} | {row['lam'] if row['method'] != 'ce' else '–'} | {paper_acc} | {paper_ce} | "
-            f"{format_mean_std(row['test_accuracy'], 2)} | {format_mean_std(row['test_cross_entropy'], 3)} | "
-            f"{format_mean_std(row['test_ece'], 4)} | {format_mean_std(row['train_ce'], 3)} | {row['step_time_ratio']:.2f} |"
-        )
-    itra = next((row for row in result["rows"] if row["method"] == "itra-c"), None)
-    if itra is not None:
-        lines += ["", "ITRA-c minus each baseline (separated: the mean ± std intervals do not overlap):", "",
-                  "| baseline | Δ acc | separated | Δ test CE | separated |", "|---|---|---|---|---|"]
-        for row in result["rows"]:
-            if row is itra:
-                continue
-            cells = []
-            for metric, digits in (("test_accuracy", 2), ("test_cross_entropy", 3)):
-                (m1, s1), (m0, s0) = itra[metric], row[metric]
-                cells += [f"{m1 - m0:+.{digits}f}", "yes" if abs(m1 - m0) > s1 + s0 else "no"]
-            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        if row is compared or row["test_accuracy"] is None:
+            continue
+        cells = [row["label"]]
+        for metric, digits in (("test_accuracy", 2), ("test_cross_entropy", 3)):
+            (m1, s1), (m0, s0) = compared[metric], row[metric]
+            cells += [f"{m1 - m0:+.{digits}f}", "yes" if abs(m1 - m0) > s1 + s0 else "no"]
+        differences.append(cells)
+    return (f"{caption}\n\n{table}\n{compared['label']} minus each baseline (separated: the mean ± std intervals do "
+            f"not overlap):\n\n" + markdown_table(["baseline", "Δ acc", "separated", "Δ test CE", "separated"], differences))
+
+
+def _strength(row: dict[str, Any]) -> str:
+    field = row["strength_field"]
+    return "–" if field is None else f"{STRENGTH_SYMBOLS.get(field, field)}={row['strength']:g}"
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(markdown_table(result))
+    print(result_table(result))
     print(json.dumps({"step_seconds": {row["label"]: round(row["step_seconds"], 4) for row in result["rows"]}}))

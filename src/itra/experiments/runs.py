@@ -1,20 +1,28 @@
-"""Run directories: one per `TrainConfig`, reused when finished, resumed when interrupted."""
+"""Runs by config: one directory per `TrainConfig`, reused when it has ended, resumed when it was interrupted."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
 
+from itra import rundir
+from itra.config import TrainConfig, resolve_device
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
 from itra.models import Classifier
 from itra.models.registry import IMAGE_MODELS, build_image_model
-from itra.train import TrainConfig, train
+from itra.train import fit
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: its finished epochs are saved in `run_dir`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
 def load_splits(config: TrainConfig) -> Splits:
@@ -42,7 +50,9 @@ def check_text_model(config: TrainConfig) -> None:
 
 
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
-    """The config's model for `splits` (from `load_splits`); a text model starts from its pretrained weights."""
+    """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
+    a text model starts from its pretrained weights (only its head is drawn)."""
+    torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
         check_text_model(config)
         from itra.models.text import load_text_classifier
@@ -53,37 +63,35 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     return build_image_model(config.model, splits.num_classes, in_channels, stem)
 
 
-def read_config(run_dir: Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train `config` into `out/config.name`, or reuse it: a finished run is read back, an interrupted
-    one resumed from its checkpoint. A directory that holds another config is an error, never overwritten."""
+    """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
+    back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
+    error, never overwritten. The device is checked before any data is loaded."""
+    resolve_device(config.device)
     run_dir = Path(out) / config.name
-    if (run_dir / "config.json").exists():
-        existing = read_config(run_dir)
-        if dataclasses.asdict(existing) != dataclasses.asdict(config):
+    if (run_dir / rundir.CONFIG).exists():
+        if not rundir.read_config(run_dir).same_run(config):
             raise ValueError(f"{run_dir} holds a run with another config; choose another --out or remove it")
-        summary = read_summary(run_dir)
+        summary = rundir.read_summary(run_dir)
         if summary is not None:
             return run_dir, summary
-    splits = splits if splits is not None else load_splits(config)
-    resume = (run_dir / "checkpoint.pt").exists()
-    summary = train(config, splits, build_model(config, splits), run_dir, resume=resume, progress=progress)
-    return run_dir, summary
+    return run_dir, _fit(config, splits, run_dir, resume=rundir.has_checkpoint(run_dir), progress=progress)
 
 
 def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Continue the run in `run_dir` (`itra train --resume`)."""
-    config = read_config(run_dir)
-    splits = load_splits(config)
-    return Path(run_dir), train(config, splits, build_model(config, splits), Path(run_dir), resume=True, progress=progress)
+    """Continue the run in `run_dir` (`itra train --resume`); an ended run is read back."""
+    run_dir = Path(run_dir)
+    config = rundir.read_config(run_dir)
+    resolve_device(config.device)
+    summary = rundir.read_summary(run_dir)
+    if summary is not None:
+        return run_dir, summary
+    return run_dir, _fit(config, None, run_dir, resume=rundir.has_checkpoint(run_dir), progress=progress)
+
+
+def _fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    splits = splits if splits is not None else load_splits(config)
+    try:
+        return fit(config, splits, build_model(config, splits), run_dir, resume=resume, progress=progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None

@@ -8,19 +8,19 @@ where it stopped when the same command is run again.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
 from itra.experiments.runs import load_splits, run
-from itra.experiments.table import aggregate, format_mean_std
-from itra.train import TrainConfig
+from itra.config import TrainConfig
+from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 
 
 def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig]:
     """Every combination of the grid's values, for seeds 0..seeds-1; combinations that resolve to the
-    same run (e.g. `ce` at two lambdas, which it does not read) appear once."""
+    same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
+    is a run of its own: its name holds every field that differs from its default."""
     if seeds < 1:
         raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     names = list(grid)
@@ -28,12 +28,14 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
     for values in itertools.product(*(grid[name] for name in names)):
         for seed in range(seeds):
             config = TrainConfig(**dict(zip(names, values)), seed=seed)
-            configs.setdefault(config.name, config)
+            if not configs.setdefault(config.name, config).same_run(config):
+                raise ValueError(f"Two configs of the grid share the run name {config.name}; give them distinct "
+                                 "--model paths or --dataset names")
     return list(configs.values())
 
 
 def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or reuse) every config of the grid; returns one row per config without its seed."""
+    """Run (or reuse) every config of the grid; returns one row per group of seeds (failed runs counted apart)."""
     configs = grid_configs(grid, seeds)
     splits_by_source: dict[tuple[Any, ...], Any] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -44,14 +46,12 @@ def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool 
         if source not in splits_by_source:
             splits_by_source[source] = load_splits(config)
         _, summary = run(config, out, splits_by_source[source], progress=progress)
-        group = TrainConfig(**{**dataclasses.asdict(config), "seed": 0}).name.removesuffix("-seed0")
-        groups.setdefault(group, []).append(summary)
+        groups.setdefault(config.group, []).append(summary)
     return [{"group": group, **aggregate(summaries)} for group, summaries in groups.items()]
 
 
 def markdown_rows(rows: list[dict[str, Any]]) -> str:
-    lines = ["| runs (without seed) | seeds | acc (%) | test CE | ECE |", "|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {row['group']} | {row['seeds']} | {format_mean_std(row['test_accuracy'], 2)} | "
-                     f"{format_mean_std(row['test_cross_entropy'], 3)} | {format_mean_std(row['test_ece'], 4)} |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(
+        ["runs (without seed)", "seeds", "acc (%)", "test CE", "ECE"],
+        [[row["group"], format_seeds(row), format_mean_std(row["test_accuracy"], 2),
+          format_mean_std(row["test_cross_entropy"], 3), format_mean_std(row["test_ece"], 4)] for row in rows])

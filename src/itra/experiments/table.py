@@ -1,8 +1,10 @@
-"""Tables read back from run directories: mean and spread over seeds, per method."""
+"""Tables read back from run directories: mean and spread over seeds, and the one markdown-table writer."""
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Sequence
+
+from itra.rundir import is_failed
 
 METRICS = ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce")
 
@@ -13,12 +15,27 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """{metric: [mean, std]} over the summaries of one group of runs (usually: seeds), plus `seeds`."""
-    row: dict[str, Any] = {"seeds": len(summaries)}
+    """{metric: [mean, std]} over the finished runs of one group (usually: seeds), with `seeds` (the
+    runs counted) and `failed` (runs that ended as failed: counted, never averaged in). A metric is
+    None when no run of the group finished."""
+    finished = [summary for summary in summaries if not is_failed(summary)]
+    row: dict[str, Any] = {"seeds": len(finished), "failed": len(summaries) - len(finished)}
     for metric in METRICS:
-        row[metric] = list(mean_std([summary[metric] for summary in summaries]))
+        row[metric] = list(mean_std([summary[metric] for summary in finished])) if finished else None
     return row
 
 
-def format_mean_std(value: list[float], digits: int) -> str:
-    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+def format_mean_std(value: list[float] | None, digits: int) -> str:
+    return "–" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def format_seeds(row: dict[str, Any]) -> str:
+    """`3`, or `1 (+2 failed)` when runs of the group failed."""
+    return f"{row['seeds']}" + (f" (+{row['failed']} failed)" if row["failed"] else "")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table, one line per row, cells as given (`str()` of each), ending with a newline."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -33,15 +33,18 @@ class CenterLoss(nn.Module):
 
     Args:
         num_classes: K. feat_dim: D. alpha: the centre learning rate of Wen et al. (0 freezes them).
+        validate_args: check shapes, labels and finite values on every call (a device sync each).
 
-    `forward(features (B, D), labels (B,))` returns `center_loss` computed with the current centres,
+    `forward(features (B, D), labels (B,))` (the regularisers' common signature: a second batch, if
+    given, is not used) returns `center_loss` computed with the current centres,
     then (in training mode only) updates the centres from the detached features, as Wen et al.'s
     Algorithm 1 does after each mini-batch. Centres start at zero, as in their code.
     """
 
     centers: torch.Tensor
+    needs_second_batch = False
 
-    def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5) -> None:
+    def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5, validate_args: bool = True) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
@@ -50,9 +53,19 @@ class CenterLoss(nn.Module):
         if not 0 <= alpha <= 1:
             raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha!r}")
         self.alpha = alpha
+        self.validate_args = validate_args
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, h2: torch.Tensor | None = None,
+                y2: torch.Tensor | None = None) -> torch.Tensor:
+        if self.validate_args:
+            self._check(features, labels)
+        loss = center_loss(features, labels, self.centers.to(features.dtype))
+        if self.training and self.alpha > 0:
+            self.centers.copy_(center_update(features, labels, self.centers, self.alpha))
+        return loss
+
+    def _check(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         num_classes, feat_dim = self.centers.shape
         if features.ndim != 2 or features.shape[1] != feat_dim:
             raise ValueError(f"Expected `features` of shape (B, {feat_dim}), but got {tuple(features.shape)}")
@@ -64,10 +77,6 @@ class CenterLoss(nn.Module):
             raise ValueError(f"Expected `labels` in [0, {num_classes}), but got values in [{int(labels.min())}, {int(labels.max())}]")
         if not torch.isfinite(features).all():
             raise ValueError("Expected `features` to be finite, but they hold NaN or inf values")
-        loss = center_loss(features, labels, self.centers.to(features.dtype))
-        if self.training and self.alpha > 0:
-            self.centers.copy_(center_update(features, labels, self.centers, self.alpha))
-        return loss
 
     def extra_repr(self) -> str:
         return f"num_classes={self.centers.shape[0]}, feat_dim={self.centers.shape[1]}, alpha={self.alpha}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.mmd import Bandwidth, class_conditional_mmd, mmd
+from itra.mmd import Bandwidth, check_bandwidth, class_conditional_mmd, mmd
 
 
 class ITRALoss(nn.Module):
@@ -17,14 +17,21 @@ class ITRALoss(nn.Module):
             float sigma. Unconditional ITRA has a single group, so "class" and "batch" coincide.
         num_classes: K; when None it is taken as 1 + the largest label seen in the two batches, which
             gives the same value (absent classes are left out of the mean either way).
+        validate_args: check the inputs of every call (shapes, labels, finite values). The checks
+            read values back from the device, a sync per step on a GPU: the trainer turns them off.
 
     Shapes: h1 (n, D), y1 (n,), h2 (m, D), y2 (m,) -> scalar. The caller multiplies by lambda.
     """
 
-    def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "class", num_classes: int | None = None):
+    needs_second_batch = True
+
+    def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "class", num_classes: int | None = None,
+                 validate_args: bool = True):
         super().__init__()
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
+        check_bandwidth(bandwidth, allow_modes=True)
+        self.validate_args = validate_args
         self.conditional = conditional
         self.bandwidth = bandwidth
         self.num_classes = num_classes
@@ -39,13 +46,13 @@ class ITRALoss(nn.Module):
         if h2 is None:
             raise ValueError("Expected the features of both mini-batches: call as loss(h1, y1, h2, y2)")
         if not self.conditional:
-            return mmd(h1, h2, None if isinstance(self.bandwidth, str) else self.bandwidth)
+            return mmd(h1, h2, None if isinstance(self.bandwidth, str) else self.bandwidth, self.validate_args)
         if y1 is None or y2 is None:
             raise ValueError("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
         num_classes = self.num_classes
         if num_classes is None:
             num_classes = int(torch.maximum(y1.max(), y2.max())) + 1 if y1.numel() and y2.numel() else 1
-        return class_conditional_mmd(h1, y1, h2, y2, num_classes, self.bandwidth)
+        return class_conditional_mmd(h1, y1, h2, y2, num_classes, self.bandwidth, self.validate_args)
 
     def extra_repr(self) -> str:
         return f"conditional={self.conditional}, bandwidth={self.bandwidth!r}, num_classes={self.num_classes}"

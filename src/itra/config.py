@@ -1,0 +1,170 @@
+"""`TrainConfig`: everything that defines a run, its validation, and the run's name.
+
+The CLI maps every field to a flag one to one (`batch_size` -> `--batch-size`). A run directory's
+`config.json` is the resolved config. The run name holds every field that differs from its default
+(see `TrainConfig.name`), so two different configs never share a directory and a sweep over any
+field gives one run per value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from itra.methods import METHODS, method_fields
+from itra.mmd import Bandwidth
+
+OPTIMIZERS = ("sgd", "adamw")
+# Where a run happens, not what it computes: left out of the run name and of the check that a run
+# directory holds the same run (a run started on the CPU may be resumed on a GPU, or with its data moved).
+LOCATION_FIELDS = ("device", "data_dir")
+ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
+
+
+def option(default: Any, help: str, tag: str | None = None) -> Any:
+    """A config field with its command-line help and the tag that names its value in run names
+    (`tag=""`: the field opens the name; None: a location field, never in the name)."""
+    return dataclasses.field(default=default, metadata={"help": help, "tag": tag})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; `config.json` in the run directory is this, resolved."""
+
+    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet; "
+                          "text: wordnet, ag-news, amazon-full, yahoo, yelp-full", tag="")
+    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2; text: minilm (offline), "
+                        "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")
+    method: str = option("itra-c", f"training method: {', '.join(METHODS)}", tag="")
+    lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
+    smoothing: float = option(0.1, "label smoothing epsilon (lsr)", tag="eps")
+    center_alpha: float = option(0.5, "centre update rate alpha (center)", tag="alpha")
+    bandwidth: str = option("class", 'ITRA kernel bandwidth: "class" (median per class), "batch" or a number', tag="bw")
+    batch_size: int = option(128, "size of mini-batch S1", tag="bs")
+    second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
+    epochs: int = option(15, "training epochs", tag="e")
+    train_subset: Optional[int] = option(None, "train on a fixed random subset of this size", tag="n")
+    test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size", tag="test")
+    label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)", tag="noise")
+    optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)", tag="")
+    lr: float = option(0.05, "initial learning rate (cosine schedule per step)", tag="lr")
+    momentum: float = option(0.9, "SGD momentum", tag="mom")
+    weight_decay: float = option(5e-4, "weight decay", tag="wd")
+    max_length: int = option(128, "text: tokens per sample, longer texts are truncated", tag="len")
+    compactness_every: int = option(50, "log compactness every this many steps (0: never)", tag="probe")
+    seed: int = option(0, "seed of everything random in the run: initial weights, batches, augmentation, label noise, probes",
+                       tag="seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Expected `method` in {', '.join(METHODS)}, but got {self.method!r}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"Expected `{field.name}` to be a finite number, but got {value}")
+        for name in ("epochs", "batch_size", "second_batch_size", "train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
+                                 + (" (leave it unset for the whole set)" if name.endswith("subset") else ""))
+        if self.lam < 0:
+            raise ValueError(f"Expected `lam` >= 0, but got {self.lam}")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError(f"Expected `smoothing` in [0, 1), but got {self.smoothing}")
+        if not 0 <= self.center_alpha <= 1:
+            raise ValueError(f"Expected `center_alpha` in [0, 1], but got {self.center_alpha}")
+        if not 0 <= self.label_noise <= 1:
+            raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
+        if self.compactness_every < 0:
+            raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {self.optimizer!r}")
+        if self.max_length < 2:
+            raise ValueError(f"Expected `max_length` >= 2 (a text needs its special tokens), but got {self.max_length}")
+        if self.lr <= 0:
+            raise ValueError(f"Expected `lr` > 0, but got {self.lr}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError(f"Expected `momentum` and `weight_decay` >= 0, but got {self.momentum} and {self.weight_decay}")
+        parse_bandwidth(self.bandwidth)
+        # A field the method does not read goes back to its default, so that equal runs have equal
+        # configs (`--method ce --lam 0.3` is the same run as `--method ce`).
+        used = METHODS[self.method].fields
+        for field in dataclasses.fields(self):
+            if field.name in method_fields() and field.name not in used:
+                setattr(self, field.name, field.default)
+
+    @property
+    def typed_bandwidth(self) -> Bandwidth:
+        """`bandwidth` as `ITRALoss` takes it: "class", "batch" or a float."""
+        return parse_bandwidth(self.bandwidth)
+
+    @property
+    def group(self) -> str:
+        """The run's name without its seed: the runs of one group differ only by seed."""
+        return self.name.rsplit("-seed", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The run directory's name: dataset, model, method, its strength (λ, ε), batch size, epochs and
+        seed always, and every other field that differs from its default as its tag and value (`lam0.6`, `lr0.01`,
+        `bwbatch`, `adamw`), in field order, e.g. `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`.
+        Location fields (device, data_dir) are left out; a local model directory is named by its last part."""
+        parts, strength = [], METHODS[self.method].strength
+        for field in dataclasses.fields(self):
+            tag, value = field.metadata["tag"], getattr(self, field.name)
+            if tag is not None and (field.name in ALWAYS_NAMED or field.name == strength or value != field.default):
+                parts.append(tag + (Path(value).name if field.name == "model" else _short(value)))
+        return "-".join(parts)
+
+    def same_run(self, other: "TrainConfig") -> bool:
+        """Whether `other` computes the same run (location fields aside)."""
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self)
+                   if f.name not in LOCATION_FIELDS)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _short(value: Any) -> str:
+    """A value as it reads in a run name: `0.6`, `5e-05`, `128`; always enough digits to tell two floats apart."""
+    if isinstance(value, float):
+        short = f"{value:g}".replace("e+", "e")
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def parse_bandwidth(value: str) -> Bandwidth:
+    """The `--bandwidth` flag as a typed value: "class", "batch" or a float > 0."""
+    if value in ("class", "batch"):
+        return value  # type: ignore[return-value]
+    try:
+        sigma = float(value)
+    except ValueError:
+        raise ValueError(f'Expected `bandwidth` to be "class", "batch" or a number > 0, but got {value!r}') from None
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f'Expected `bandwidth` to be "class", "batch" or a number > 0, but got {value!r}')
+    return sigma
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when there is a GPU, else the CPU; a CUDA device without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"Expected `device` to be auto, cpu, cuda or cuda:N, but got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
+                         "use --device cpu or auto")
+    return device

@@ -1,0 +1,137 @@
+"""The run directory: `config.json`, `metrics.jsonl`, `checkpoint.pt` and `summary.json`.
+
+Every file is written so that a kill at any moment leaves it readable: JSON files and the checkpoint
+go to a temporary file that is renamed over the old one, and `metrics.jsonl` only ever grows by whole
+lines, so at worst its last line is torn, which `read_metrics` drops (the checkpoint is the truth).
+No file holds NaN or infinity: they are written as `null` (strict JSON).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from itra.config import TrainConfig
+
+RUN_FORMAT = 2  # in config.json; runs written before 0.2 (no format) were not reproducible from their seed
+CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None, so that `json.dumps` writes valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write strict JSON atomically (a temporary file, then a rename)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n")
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); remove the run directory to start the run afresh") from None
+
+
+def write_config(run_dir: Path, config: TrainConfig) -> None:
+    write_json(run_dir / CONFIG, {**dataclasses.asdict(config), "run_format": RUN_FORMAT})
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The run's config; a directory written by an itra older than 0.2 is a clear error."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG})")
+    values = _read_json(path)
+    if values.pop("run_format", None) != RUN_FORMAT:
+        raise ValueError(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
+                         "their seed and whose names left out some fields; run it again into another --out")
+    return TrainConfig.from_dict(values)
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row as one line (flushed and synced, so a kill can tear at most this line)."""
+    with open(run_dir / METRICS, "a") as log:
+        log.write(json.dumps(strict_json(row), allow_nan=False) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def read_metrics(run_dir: Path, warn: bool = True) -> list[dict[str, Any]]:
+    """The rows of `metrics.jsonl`, one per finished epoch. A torn last line (a kill while writing it)
+    is dropped, with a note on stderr when `warn`; a bad line before the last is an error naming it."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise ValueError(f"{path}, line {number}: not valid JSON ({error}); the file is damaged") from None
+            if warn:
+                print(f"note: {path}: dropped a torn last line (the run was killed while writing it)", file=sys.stderr)
+    return rows
+
+
+def rewrite_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace `metrics.jsonl` by `rows` (on resume: the epochs the checkpoint holds)."""
+    temporary = run_dir / (METRICS + ".tmp")
+    temporary.write_text("".join(json.dumps(strict_json(row), allow_nan=False) + "\n" for row in rows))
+    os.replace(temporary, run_dir / METRICS)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    """`torch.save` to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    temporary = run_dir / (CHECKPOINT + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint's state (tensors only: `weights_only=True`); a damaged file is a clear error."""
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot be read, it is truncated or damaged ({str(error).splitlines()[0]}); "
+                         "delete it to train the run again from the start") from None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT).exists()
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    write_json(run_dir / SUMMARY, summary)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of an ended run (`"status"`: "finished" or "failed"), None while it has not ended."""
+    path = Path(run_dir) / SUMMARY
+    return _read_json(path) if path.exists() else None
+
+
+def is_failed(summary: dict[str, Any]) -> bool:
+    return summary.get("status") == "failed"

@@ -1,0 +1,86 @@
+"""TrainConfig: validation with one clear message per bad value, and run names."""
+import dataclasses
+import math
+
+import pytest
+
+from itra.config import TrainConfig
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="mixup")
+    with pytest.raises(ValueError, match="bandwidth"):
+        TrainConfig(bandwidth="median")
+    with pytest.raises(ValueError, match="Unknown config keys: colour"):
+        TrainConfig.from_dict({"colour": "red"})
+    assert TrainConfig(bandwidth="2.5").bandwidth == "2.5"
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="max_length"):
+        TrainConfig(max_length=1)
+
+
+def test_model_paths_in_run_names():
+    config = TrainConfig(dataset="wordnet", model="/models/all-MiniLM-L6-v2", method="ce", seed=2)
+    assert config.name.startswith("wordnet-all-MiniLM-L6-v2-ce-") and "/" not in config.name
+
+
+def test_fields_a_method_does_not_read_are_reset():
+    assert TrainConfig(method="ce", lam=0.3, smoothing=0.2, bandwidth="batch") == TrainConfig(method="ce")
+    assert TrainConfig(method="lsr", lam=0.3).lam == TrainConfig().lam
+    assert TrainConfig(method="lsr", smoothing=0.2).smoothing == 0.2
+    assert TrainConfig(method="itra-c", lam=0.3, center_alpha=0.1).center_alpha == 0.5
+    assert TrainConfig(method="center", lam=0.3, center_alpha=0.1).center_alpha == 0.1
+
+
+# A valid value other than the default for every field, and a method that reads it.
+OTHER_VALUES = {
+    "dataset": ("digits", "ce"), "model": ("resnet18", "ce"), "method": ("center", "center"), "lam": (0.3, "itra-c"),
+    "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("batch", "itra-c"),
+    "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
+    "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
+    "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
+    "seed": (1, "ce"),
+}
+
+
+def test_every_field_but_the_location_is_in_the_run_name():
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert set(OTHER_VALUES) | {"device", "data_dir"} == set(fields)
+    names = set()
+    for field, (value, method) in OTHER_VALUES.items():
+        base = TrainConfig() if field == "method" else TrainConfig(method=method)
+        other = TrainConfig(**{"method": method, field: value})
+        assert other != base and other.name != base.name, field
+        names.add(other.name)
+    assert len(names) == len(OTHER_VALUES)  # no two of these configs share a directory
+    assert TrainConfig(device="cpu", data_dir="/data").name == TrainConfig().name
+    assert TrainConfig(device="cpu").same_run(TrainConfig()) and not TrainConfig(lr=0.01).same_run(TrainConfig())
+
+
+def test_run_names_read_well():
+    assert TrainConfig(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0"
+    assert TrainConfig(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
+        "fashion-mnist-cnn-ce-bs128-e15-n100-noise0.4-lr0.5-seed2"
+    assert TrainConfig(bandwidth="batch").name.endswith("-bwbatch-bs128-e15-seed0")
+    assert TrainConfig(lr=0.1 + 0.2).name != TrainConfig(lr=0.3).name  # floats keep the digits that tell them apart
+    assert TrainConfig(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("train_subset", -5, "Expected `train_subset` to be an integer larger than 0, but got -5"),
+    ("train_subset", 0, "Expected `train_subset` to be an integer larger than 0, but got 0"),
+    ("test_subset", 0, "Expected `test_subset` to be an integer larger than 0, but got 0"),
+    ("second_batch_size", 0, "Expected `second_batch_size` to be an integer larger than 0"),
+    ("lam", math.nan, "Expected `lam` to be a finite number, but got nan"),
+    ("lr", math.nan, "Expected `lr` to be a finite number, but got nan"),
+    ("lr", math.inf, "Expected `lr` to be a finite number, but got inf"),
+    ("bandwidth", "nan", "Expected `bandwidth`"),
+    ("center_alpha", 2.0, "Expected `center_alpha` in [0, 1]"),
+    ("momentum", -0.1, "Expected `momentum` and `weight_decay` >= 0"),
+])
+def test_bad_values_name_themselves(field, value, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**{field: value})
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -1,0 +1,63 @@
+"""The run directory: atomic files, strict JSON, a torn last metrics line, damaged files named."""
+import json
+
+import pytest
+import torch
+
+from itra import rundir
+from itra.config import TrainConfig
+
+
+def test_config_round_trip_and_old_runs_are_rejected(tmp_path):
+    config = TrainConfig(method="center", lam=0.1, seed=3)
+    rundir.write_config(tmp_path, config)
+    assert rundir.read_config(tmp_path) == config
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["run_format"]  # what itra before 0.2 wrote
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    with pytest.raises(ValueError, match="written by itra before 0.2"):
+        rundir.read_config(tmp_path)
+
+
+def test_no_file_holds_nan_or_infinity(tmp_path):
+    rundir.write_summary(tmp_path, {"test_cross_entropy": float("nan"), "rows": [1.0, float("inf")]})
+    rundir.append_metrics(tmp_path, {"epoch": 1, "compactness": [[50, float("nan")]]})
+    summary = json.loads((tmp_path / "summary.json").read_text())  # the standard parser rejects NaN only if asked:
+    assert "NaN" not in (tmp_path / "summary.json").read_text() and summary == {"test_cross_entropy": None, "rows": [1.0, None]}
+    assert rundir.read_metrics(tmp_path) == [{"epoch": 1, "compactness": [[50, None]]}]
+
+
+def test_a_torn_last_line_is_dropped_with_a_note(tmp_path, capsys):
+    for epoch in (1, 2):
+        rundir.append_metrics(tmp_path, {"epoch": epoch, "test_accuracy": 50.0})
+    with open(tmp_path / "metrics.jsonl", "a") as log:
+        log.write('{"epoch": 3, "test_accu')  # killed while writing
+    assert [row["epoch"] for row in rundir.read_metrics(tmp_path)] == [1, 2]
+    assert "dropped a torn last line" in capsys.readouterr().err
+
+
+def test_a_damaged_line_before_the_last_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1\n{"epoch": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: not valid JSON"):
+        rundir.read_metrics(tmp_path)
+
+
+def test_a_truncated_checkpoint_is_one_clear_error(tmp_path):
+    rundir.save_checkpoint(tmp_path, {"epoch": 1, "weights": torch.randn(1000)})
+    assert rundir.load_checkpoint(tmp_path)["epoch"] == 1
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError) as error:
+        rundir.load_checkpoint(tmp_path)
+    assert str(error.value).startswith(f"{path}: cannot be read, it is truncated or damaged") and "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        rundir.load_checkpoint(tmp_path / "missing")
+
+
+def test_summaries_say_whether_the_run_failed(tmp_path):
+    assert rundir.read_summary(tmp_path) is None
+    rundir.write_summary(tmp_path, {"status": "failed", "reason": "diverged"})
+    assert rundir.is_failed(rundir.read_summary(tmp_path))
+    (tmp_path / "summary.json").write_text('{"status": ')
+    with pytest.raises(ValueError, match="summary.json: not valid JSON"):
+        rundir.read_summary(tmp_path)
