@@ -25,18 +25,22 @@ def ref_median_sigma(points: list[list[float]]) -> float:
     return median if median > 0 else mean if mean > 0 else 1.0
 
 
-def ref_mmd(xs: list[list[float]], ys: list[list[float]], sigma: float) -> float:
+def ref_mmd(xs: list[list[float]], ys: list[list[float]], sigma: float | list[float], squared: bool = False) -> float:
+    """A list of sigmas: the kernels at each, averaged (the "multi" bandwidth)."""
+    sigmas = sigma if isinstance(sigma, list) else [sigma]
+
     def k(a, b):
-        return math.exp(-ref_sq_dist(a, b) / sigma)
+        return sum(math.exp(-ref_sq_dist(a, b) / s) for s in sigmas) / len(sigmas)
 
     n, m = len(xs), len(ys)
     kxx = sum(k(a, b) for a in xs for b in xs) / n**2
     kyy = sum(k(a, b) for a in ys for b in ys) / m**2
     kxy = sum(k(a, b) for a in xs for b in ys) / (n * m)
-    return math.sqrt(max(kxx + kyy - 2 * kxy, 0.0))
+    squared_value = max(kxx + kyy - 2 * kxy, 0.0)
+    return squared_value if squared else math.sqrt(squared_value)
 
 
-def ref_class_conditional(h1, y1, h2, y2, num_classes, bandwidth) -> float:
+def ref_class_conditional(h1, y1, h2, y2, num_classes, bandwidth, squared=False) -> float:
     h1, h2 = h1.double().tolist(), h2.double().tolist()
     y1, y2 = y1.tolist(), y2.tolist()
     batch_sigma = ref_median_sigma(h1 + h2)
@@ -46,8 +50,9 @@ def ref_class_conditional(h1, y1, h2, y2, num_classes, bandwidth) -> float:
         b = [h for h, y in zip(h2, y2) if y == k]
         if not a or not b:
             continue
-        sigma = {"class": ref_median_sigma(a + b), "batch": batch_sigma}.get(bandwidth, bandwidth)
-        values.append(ref_mmd(a, b, sigma))
+        multi = [batch_sigma * scale for scale in (0.25, 0.5, 1.0, 2.0, 4.0)]
+        sigma = {"class": ref_median_sigma(a + b), "batch": batch_sigma, "multi": multi}.get(bandwidth, bandwidth)
+        values.append(ref_mmd(a, b, sigma, squared))
     return sum(values) / len(values) if values else 0.0
 
 
@@ -256,3 +261,87 @@ def test_median_of_zero_falls_back_to_the_mean():
     sq = squared_distances(z, z)
     assert median_bandwidth(sq).item() == pytest.approx(sq[~torch.eye(4, dtype=torch.bool)].mean().item())
     assert median_bandwidth(squared_distances(z[:3], z[:3])).item() == 1.0  # all identical
+
+
+# ---------------------------------------------------------------- variants and numerics
+@pytest.mark.parametrize("bandwidth", ["class", "batch", "multi", 0.8])
+@pytest.mark.parametrize("squared", [False, True])
+def test_variants_match_reference(bandwidth, squared):
+    h1, y1, h2, y2 = make_batches(30, 24, 5, 4, seed=11)
+    expected = ref_class_conditional(h1, y1, h2, y2, 4, bandwidth, squared)
+    assert class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=squared).item() == pytest.approx(expected, abs=1e-9)
+    x, y = h1[:9], h2[:7]
+    unconditional = {"class": None, "batch": None}.get(bandwidth, bandwidth)
+    sigma = ref_median_sigma(x.tolist() + y.tolist())
+    ref_sigma = {"multi": [sigma * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)], None: sigma}.get(unconditional, unconditional)
+    assert mmd(x, y, unconditional, squared=squared).item() == pytest.approx(ref_mmd(x.tolist(), y.tolist(), ref_sigma, squared), abs=1e-9)
+
+
+@pytest.mark.parametrize("bandwidth", [0.5, 1.3])  # a median sigma is detached by design: no gradcheck for it
+def test_gradcheck_squared_with_the_feature_scale(bandwidth):
+    """The features are divided by a detached, data-dependent scale: the gradient must still be exact."""
+    h1, y1, h2, y2 = make_batches(7, 6, 3, 2, seed=5)
+    h1.requires_grad_(True)
+    h2.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: class_conditional_mmd(a, y1, b, y2, 2, bandwidth, squared=True), (h1, h2))
+
+
+@pytest.mark.parametrize("dtype, std", [(torch.float16, 1.0), (torch.bfloat16, 1.0), (torch.float16, 60.0)])
+@pytest.mark.parametrize("bandwidth", ["class", "batch"])
+def test_half_precision_features_are_computed_in_float32(dtype, std, bandwidth):
+    """fp16 / bf16 inputs (mixed precision): the value equals the float64 reference on the same rounded
+    inputs to float32 accuracy (no small MMD flushed to 0, no overflow at std 60), gradients finite and in
+    the input dtype."""
+    h1, y1, h2, y2 = make_batches(40, 40, 16, 3, seed=2)
+    h1, h2 = (h1 * std).to(dtype).requires_grad_(True), (h2 * std * 1.01).to(dtype).requires_grad_(True)
+    got = class_conditional_mmd(h1, y1, h2, y2, 3, bandwidth)
+    expected = ref_class_conditional(h1.detach(), y1, h2.detach(), y2, 3, bandwidth)
+    assert got.dtype == torch.float32 and expected > 0
+    assert got.item() == pytest.approx(expected, rel=1e-4)
+    got.backward()
+    assert h1.grad.dtype == dtype and torch.isfinite(h1.grad).all() and torch.isfinite(h2.grad).all()
+    assert h1.grad.abs().sum() > 0
+
+
+def test_under_autocast_the_kernel_stays_in_float32():
+    h1, y1, h2, y2 = make_batches(20, 20, 8, 2, seed=4, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = class_conditional_mmd(h1, y1, h2, y2, 2)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(class_conditional_mmd(h1, y1, h2, y2, 2).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-19])
+def test_extreme_feature_scales_keep_value_and_gradient(scale):
+    """float32 features of norm 1e19 or 1e-19: squared distances would overflow or underflow."""
+    h1, y1, h2, y2 = make_batches(16, 16, 4, 2, seed=8, dtype=torch.float32)
+    reference = class_conditional_mmd(h1.double(), y1, h2.double(), y2, 2, "batch").item()
+    big1, big2 = (h1 * scale).requires_grad_(True), (h2 * scale).requires_grad_(True)
+    got = class_conditional_mmd(big1, y1, big2, y2, 2, "batch")
+    assert got.item() == pytest.approx(reference, rel=1e-4)  # median bandwidths make MMD scale-free
+    got.backward()
+    assert torch.isfinite(big1.grad).all() and big1.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_inside_gives_nan_never_zero(squared, bad):
+    h1, y1, h2, y2 = make_batches(10, 10, 3, 2, seed=1, dtype=torch.float32)
+    h1[0, 0] = bad
+    assert torch.isnan(class_conditional_mmd(h1, y1, h2, y2, 2, "batch", validate_args=False, squared=squared))
+    assert torch.isnan(mmd(h1, h2, validate_args=False, squared=squared))
+    with pytest.raises(ValueError, match="finite"):  # with the checks on, a clear error instead
+        class_conditional_mmd(h1, y1, h2, y2, 2)
+
+
+def test_the_expectation_of_the_biased_mmd2_is_a_compactness_term():
+    """For S1 and S2 drawn from one distribution, E[biased MMD^2] = (1/n + 1/m)(1 - E K(h, h')): a
+    within-class compactness term weighted by 1/n + 1/m (README, "What ITRA-c does"). Checked by Monte
+    Carlo: 4,000 classes of n=3 and m=5 samples of N(0, I_2), sigma = 2, where E K = (1 + 4/sigma)^(-D/2) = 1/3."""
+    classes, n, m, dim, sigma = 4000, 3, 5, 2, 2.0
+    g = torch.Generator().manual_seed(0)
+    h1, h2 = torch.randn(classes * n, dim, generator=g, dtype=torch.float64), torch.randn(classes * m, dim, generator=g, dtype=torch.float64)
+    y1, y2 = torch.arange(classes).repeat_interleave(n), torch.arange(classes).repeat_interleave(m)
+    mean_mmd2 = class_conditional_mmd(h1, y1, h2, y2, classes, sigma, squared=True).item()
+    expected = (1 / n + 1 / m) * (1 - (1 + 4 / sigma) ** (-dim / 2))
+    assert mean_mmd2 == pytest.approx(expected, rel=0.03)

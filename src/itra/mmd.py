@@ -14,7 +14,13 @@ from typing import Literal, Union
 
 import torch
 
-Bandwidth = Union[Literal["class", "batch"], float]
+from itra.checks import check_bandwidth, check_labels, check_pair
+
+Bandwidth = Union[Literal["class", "batch", "multi"], float]
+BANDWIDTH_MODES = ("class", "batch", "multi")
+# "multi": the DAN convention (Long et al. 2015): Gaussian kernels at these multiples of the batch
+# median, averaged, so that no single bandwidth decides which distances count.
+MULTI_KERNEL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,61 +83,21 @@ def _positive_or_fallback(median: torch.Tensor, mean: torch.Tensor) -> torch.Ten
 
 
 def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
-    """sqrt(max(s, 0)) that is exactly 0, with a zero (sub)gradient, where s <= eps of the dtype.
+    """sqrt(max(s, 0)) that is exactly 0, with a zero (sub)gradient, where s <= eps of the dtype; NaN stays NaN.
 
     The plain square root has an infinite derivative at 0, and at MMD = 0 the derivative of MMD^2 is
     itself 0, so autograd would compute inf * 0 = NaN. Values of MMD^2 below the dtype's epsilon are
-    rounding noise of the kernel means, so they are treated as 0.
+    rounding noise of the kernel means, so they are treated as 0. A NaN (from NaN or infinite
+    features) is passed on, never turned into a finite value, so that a training loop sees it.
     """
     eps = torch.finfo(squared.dtype).eps
-    positive = squared > eps
-    return torch.where(positive, squared.clamp_min(eps).sqrt(), torch.zeros_like(squared))
-
-
-def _check_features(name: str, h: torch.Tensor) -> None:
-    if not isinstance(h, torch.Tensor):
-        raise ValueError(f"Expected `{name}` to be a torch.Tensor, but got {type(h).__name__}")
-    if h.ndim != 2:
-        raise ValueError(f"Expected `{name}` to be 2-D (num_samples, feature_dim), but got shape {tuple(h.shape)}")
-    if h.shape[0] == 0:
-        raise ValueError(f"Expected `{name}` to hold at least one sample, but got shape {tuple(h.shape)}")
-    if not h.is_floating_point():
-        raise ValueError(f"Expected `{name}` to be a floating-point tensor, but got dtype {h.dtype}")
-    if not torch.isfinite(h).all():
-        raise ValueError(f"Expected `{name}` to be finite, but it holds NaN or inf values")
-
-
-def _check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None:
-    _check_features(names[0], x)
-    _check_features(names[1], y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"Expected `{names[0]}` and `{names[1]}` to have the same feature dim, but got "
-            f"{x.shape[1]} and {y.shape[1]}"
-        )
-    if x.dtype != y.dtype or x.device != y.device:
-        raise ValueError(
-            f"Expected `{names[0]}` and `{names[1]}` on the same dtype and device, but got "
-            f"{x.dtype}/{x.device} and {y.dtype}/{y.device}"
-        )
-
-
-def _check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes: int) -> None:
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex():
-        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
-    if y.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"Expected one label per feature row, but `{name}` has {y.shape[0]} labels for {features.shape[0]} rows"
-        )
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
-        raise ValueError(f"Expected `{name}` in [0, {num_classes}), but got the label {bad}")
+    kept = (squared > eps) | squared.isnan()
+    return torch.where(kept, squared.clamp_min(eps).sqrt(), torch.zeros_like(squared))
 
 
 def _grouped_mmd(
-    h1: torch.Tensor, y1: torch.Tensor, h2: torch.Tensor, y2: torch.Tensor, num_groups: int, bandwidth: Bandwidth
+    h1: torch.Tensor, y1: torch.Tensor, h2: torch.Tensor, y2: torch.Tensor, num_groups: int, bandwidth: Bandwidth,
+    squared: bool = False,
 ) -> torch.Tensor:
     """MMD(H1^k, H2^k) for every group k present in both batches, all groups in one batched computation.
 
@@ -139,13 +105,38 @@ def _grouped_mmd(
     groups present in both batches and P the largest pooled group; one batched kernel (G', P, P)
     then holds every within-group pair, and padding is masked out. This costs G' * P^2 kernel entries
     instead of the (n + m)^2 of a full kernel matrix: about K times fewer for balanced classes.
-    Returns (G',) values, empty when no group is shared.
+    Returns (G',) values (MMD^2 with `squared`), empty when no group is shared.
+
+    Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
+    computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
+    features are divided by a detached scale (their largest deviation from the pooled mean) and a fixed
+    sigma by its square, which leaves every kernel value as it is but keeps squared distances far
+    from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
     """
-    n = h1.shape[0]
-    pooled = torch.cat([h1, h2])  # (N, D), N = n + m
-    labels = torch.cat([y1, y2]).long()  # (N,)
+    with torch.autocast(h1.device.type, enabled=False):
+        dtype = torch.promote_types(h1.dtype, torch.float32)
+        pooled = torch.cat([h1, h2]).to(dtype)  # (N, D), N = n + m
+        scale = _feature_scale(pooled)
+        sigma = bandwidth if isinstance(bandwidth, str) else bandwidth / scale**2
+        return _stacked_mmd(pooled / scale, h1.shape[0], torch.cat([y1, y2]).long(), num_groups, sigma, squared)
+
+
+def _feature_scale(pooled: torch.Tensor) -> torch.Tensor:
+    """The largest absolute deviation of the samples (N, D) from their mean, detached (a maximum, not
+    a sum of squares, so that it cannot overflow itself); 1 where it is 0 or not finite (identical
+    samples: nothing to scale; NaN features: the NaN is passed on by the features)."""
+    scale = (pooled.detach() - pooled.detach().mean(dim=0)).abs().max()
+    return torch.where((scale > 0) & scale.isfinite(), scale, torch.ones_like(scale))
+
+
+def _stacked_mmd(
+    pooled: torch.Tensor, n: int, labels: torch.Tensor, num_groups: int, bandwidth: str | torch.Tensor,
+    squared: bool,
+) -> torch.Tensor:
+    """`_grouped_mmd` on pooled features (N, D), the first n of S1, with labels (N,)."""
+    y1, y2 = labels[:n], labels[n:]
     in_second = torch.arange(pooled.shape[0], device=pooled.device) >= n  # (N,)
-    present = (torch.bincount(y1.long(), minlength=num_groups) > 0) & (torch.bincount(y2.long(), minlength=num_groups) > 0)
+    present = (torch.bincount(y1, minlength=num_groups) > 0) & (torch.bincount(y2, minlength=num_groups) > 0)
     slot_of_group = torch.cumsum(present, 0) - 1  # group id -> row in the stack (valid where present)
     num_present = int(present.sum())
     if num_present == 0:
@@ -166,13 +157,17 @@ def _grouped_mmd(
     weight_1 = valid.to(samples.dtype) - weight_2  # (G', P): 1 for samples of S1, 0 for S2 and padding
 
     sq = squared_distances(stack, stack)  # (G', P, P)
-    if bandwidth == "class":
-        sigma = median_bandwidth(sq, valid)[:, None, None]  # (G', 1, 1)
-    elif bandwidth == "batch":
-        sigma = median_bandwidth(squared_distances(pooled.detach(), pooled.detach()))
-    else:
+    if not isinstance(bandwidth, str):
         sigma = bandwidth
-    kernel = gaussian_kernel(sq, sigma)  # (G', P, P)
+    elif bandwidth == "class":
+        sigma = median_bandwidth(sq, valid)[:, None, None]  # (G', 1, 1)
+    else:  # "batch", "multi"
+        sigma = median_bandwidth(squared_distances(pooled.detach(), pooled.detach()))
+    if bandwidth == "multi":
+        scales = torch.tensor(MULTI_KERNEL_SCALES, dtype=sq.dtype, device=sq.device)[:, None, None, None]
+        kernel = gaussian_kernel(sq, sigma * scales).mean(dim=0)  # (G', P, P), averaged over (S, 1, 1, 1) bandwidths
+    else:
+        kernel = gaussian_kernel(sq, sigma)  # (G', P, P)
 
     def kernel_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_ij a_i K_ij b_j per group
         return (a.unsqueeze(1) @ kernel @ b.unsqueeze(2)).flatten()
@@ -182,26 +177,30 @@ def _grouped_mmd(
         kernel_sum(weight_1, weight_1) / n_1**2 + kernel_sum(weight_2, weight_2) / n_2**2
         - 2 * kernel_sum(weight_1, weight_2) / (n_1 * n_2)
     )
-    return _safe_sqrt(mmd_squared)
+    return mmd_squared.clamp_min(0) if squared else _safe_sqrt(mmd_squared)
 
 
-def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, validate_args: bool = True) -> torch.Tensor:
+def mmd(
+    x: torch.Tensor, y: torch.Tensor, bandwidth: float | Literal["multi"] | None = None, validate_args: bool = True,
+    squared: bool = False,
+) -> torch.Tensor:
     """Biased MMD estimate between x (n, D) and y (m, D), n and m may differ; returns a scalar.
 
     `MMD = sqrt(1/n^2 sum K(x_i,x_j) + 1/m^2 sum K(y_i,y_j) - 2/(nm) sum K(x_i,y_j))`, the paper's
-    Preliminary equation, used as ITRA's Match in Eq. (3)-(4). The bandwidth sigma is the median of
-    the pooled samples' pairwise squared distances (no gradient), or the given float.
+    Preliminary equation, used as ITRA's Match in Eq. (3)-(4); MMD^2 itself with `squared`. The
+    bandwidth sigma is the median of the pooled samples' pairwise squared distances (None; no
+    gradient), the given float, or "multi": kernels at `MULTI_KERNEL_SCALES` times that median, averaged.
 
     The square root is kept safe: MMD^2 is clamped at 0 and, where it is below the dtype's epsilon,
     the result is exactly 0 with a zero gradient (not inf * 0 = NaN), e.g. for `mmd(x, x)`.
     `validate_args=False` skips the input checks, which read values back from the device (a sync per call).
     """
     if validate_args:
-        _check_pair(x, y, ("x", "y"))
-        check_bandwidth(bandwidth, allow_modes=False)
+        check_pair(x, y, ("x", "y"))
+        check_bandwidth(bandwidth, modes=(None, "multi"))
     zeros_x = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     zeros_y = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
-    return _grouped_mmd(x, zeros_x, y, zeros_y, 1, "class" if bandwidth is None else bandwidth)[0]
+    return _grouped_mmd(x, zeros_x, y, zeros_y, 1, "batch" if bandwidth is None else bandwidth, squared)[0]
 
 
 def class_conditional_mmd(
@@ -212,6 +211,7 @@ def class_conditional_mmd(
     num_classes: int,
     bandwidth: Bandwidth = "class",
     validate_args: bool = True,
+    squared: bool = False,
 ) -> torch.Tensor:
     """ITRA-c's matching loss, Eq. (5): the mean over classes k of MMD(H1^k, H2^k); returns a scalar.
 
@@ -220,34 +220,25 @@ def class_conditional_mmd(
         h2: (m, D) features of mini-batch S2; y2: (m,) their labels.
         num_classes: K.
         bandwidth: "class" (default): sigma_k is the median squared distance among class k's pooled
-            samples; "batch": one median over the pooled batch; a float: that fixed sigma.
+            samples; "batch": one median over the pooled batch; "multi": kernels at
+            `MULTI_KERNEL_SCALES` times the batch median, averaged; a float: that fixed sigma.
+        validate_args: check the inputs (they read values back from the device every call); the
+            training loop turns this off once its inputs are known to be well formed.
+        squared: the mean of MMD^2 instead of MMD.
 
     Eq. (5) divides by K; here classes absent from either batch are left out of the mean (their MMD
     is undefined), so the mean runs over the classes present in both. When no class is shared the
     result is a zero that is still attached to the graph, so `backward()` works.
     All classes are computed in one batched kernel over per-class blocks (no Python loop over classes).
-    `validate_args=False` skips the input checks (they read values back from the device every call);
-    the training loop turns them off once its inputs are known to be well formed.
     """
     if validate_args:
-        _check_pair(h1, h2, ("h1", "h2"))
+        check_pair(h1, h2, ("h1", "h2"))
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
-        _check_labels("y1", y1, h1, num_classes)
-        _check_labels("y2", y2, h2, num_classes)
-        check_bandwidth(bandwidth, allow_modes=True)
-    values = _grouped_mmd(h1, y1, h2, y2, num_classes, bandwidth)
+        check_labels("y1", y1, h1, num_classes)
+        check_labels("y2", y2, h2, num_classes)
+        check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
+    values = _grouped_mmd(h1, y1, h2, y2, num_classes, bandwidth, squared)
     if values.numel() == 0:  # no class in both batches: a zero that still back-propagates
         return (h1.sum() + h2.sum()) * 0
     return values.mean()
-
-
-def check_bandwidth(bandwidth: object, allow_modes: bool) -> None:
-    if bandwidth is None and not allow_modes:
-        return
-    if isinstance(bandwidth, str) and allow_modes and bandwidth in ("class", "batch"):
-        return
-    if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and bandwidth > 0:
-        return
-    valid = '"class", "batch" or a float > 0' if allow_modes else "None (median heuristic) or a float > 0"
-    raise ValueError(f"Expected `bandwidth` to be {valid}, but got {bandwidth!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from itra.checks import check_features, check_labels
+
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """`L_C = 1/2 * mean_i ||x_i - c_{y_i}||^2` (Wen et al., Eq. (2), averaged over the batch).
@@ -66,17 +68,10 @@ class CenterLoss(nn.Module):
         return loss
 
     def _check(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        num_classes, feat_dim = self.centers.shape
-        if features.ndim != 2 or features.shape[1] != feat_dim:
-            raise ValueError(f"Expected `features` of shape (B, {feat_dim}), but got {tuple(features.shape)}")
-        if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
-            raise ValueError(
-                f"Expected one label per feature row, but got labels {tuple(labels.shape)} for features {tuple(features.shape)}"
-            )
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"Expected `labels` in [0, {num_classes}), but got values in [{int(labels.min())}, {int(labels.max())}]")
-        if not torch.isfinite(features).all():
-            raise ValueError("Expected `features` to be finite, but they hold NaN or inf values")
+        check_features("features", features)
+        if features.shape[1] != self.centers.shape[1]:
+            raise ValueError(f"Expected `features` of shape (B, {self.centers.shape[1]}), but got {tuple(features.shape)}")
+        check_labels("labels", labels, features, self.centers.shape[0])
 
     def extra_repr(self) -> str:
         return f"num_classes={self.centers.shape[0]}, feat_dim={self.centers.shape[1]}, alpha={self.alpha}"

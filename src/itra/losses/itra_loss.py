@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.mmd import Bandwidth, check_bandwidth, class_conditional_mmd, mmd
+from itra.checks import check_bandwidth
+from itra.mmd import BANDWIDTH_MODES, Bandwidth, class_conditional_mmd, mmd
 
 
 class ITRALoss(nn.Module):
@@ -13,12 +14,15 @@ class ITRALoss(nn.Module):
     Args:
         conditional: True for ITRA-c (Eq. (5), the paper's default): the mean over classes of
             MMD(H1^k, H2^k); False for plain ITRA (Eq. (3)): MMD(H1, H2), labels unused.
-        bandwidth: "class" (median per class), "batch" (one median for the pooled batch) or a fixed
-            float sigma. Unconditional ITRA has a single group, so "class" and "batch" coincide.
+        bandwidth: "class" (median per class), "batch" (one median for the pooled batch), "multi"
+            (kernels at several multiples of the batch median, averaged: the DAN convention) or a
+            fixed float sigma. Unconditional ITRA has a single group, so "class" and "batch" coincide.
         num_classes: K; when None it is taken as 1 + the largest label seen in the two batches, which
             gives the same value (absent classes are left out of the mean either way).
         validate_args: check the inputs of every call (shapes, labels, finite values). The checks
             read values back from the device, a sync per step on a GPU: the trainer turns them off.
+        squared: match with MMD^2 instead of MMD (the square root's gradient does not vanish as
+            MMD -> 0; MMD^2's does).
 
     Shapes: h1 (n, D), y1 (n,), h2 (m, D), y2 (m,) -> scalar. The caller multiplies by lambda.
     """
@@ -26,12 +30,13 @@ class ITRALoss(nn.Module):
     needs_second_batch = True
 
     def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "class", num_classes: int | None = None,
-                 validate_args: bool = True):
+                 validate_args: bool = True, squared: bool = False):
         super().__init__()
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
-        check_bandwidth(bandwidth, allow_modes=True)
+        check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
         self.validate_args = validate_args
+        self.squared = squared
         self.conditional = conditional
         self.bandwidth = bandwidth
         self.num_classes = num_classes
@@ -46,13 +51,15 @@ class ITRALoss(nn.Module):
         if h2 is None:
             raise ValueError("Expected the features of both mini-batches: call as loss(h1, y1, h2, y2)")
         if not self.conditional:
-            return mmd(h1, h2, None if isinstance(self.bandwidth, str) else self.bandwidth, self.validate_args)
+            single = None if self.bandwidth in ("class", "batch") else self.bandwidth  # one group: one median
+            return mmd(h1, h2, single, self.validate_args, self.squared)
         if y1 is None or y2 is None:
             raise ValueError("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
         num_classes = self.num_classes
         if num_classes is None:
             num_classes = int(torch.maximum(y1.max(), y2.max())) + 1 if y1.numel() and y2.numel() else 1
-        return class_conditional_mmd(h1, y1, h2, y2, num_classes, self.bandwidth, self.validate_args)
+        return class_conditional_mmd(h1, y1, h2, y2, num_classes, self.bandwidth, self.validate_args, self.squared)
 
     def extra_repr(self) -> str:
-        return f"conditional={self.conditional}, bandwidth={self.bandwidth!r}, num_classes={self.num_classes}"
+        return (f"conditional={self.conditional}, bandwidth={self.bandwidth!r}, num_classes={self.num_classes}, "
+                f"squared={self.squared}")
