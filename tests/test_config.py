@@ -41,7 +41,7 @@ OTHER_VALUES = {
     "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
     "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
-    "seed": (1, "ce"),
+    "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
 }
 
 

@@ -107,3 +107,30 @@ def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
     run_dir, summary = run(config, tmp_path, splits, progress=False)
     assert seen["changed"] == pytest.approx(0.4) and "noise0.4" in run_dir.name
     assert seen["sizes"] == [1280]  # applied once, to the training subset; the test set keeps its labels
+
+
+def test_a_bf16_autocast_training_step_on_the_cpu():
+    from itra.methods import build_objective
+    from itra.models.registry import build_image_model
+    from itra.train import Precision, train_step
+
+    torch.manual_seed(0)
+    model = build_image_model("cnn", 4, 1)
+    objective = build_objective(TrainConfig(method="itra-c", bandwidth="batch"), model, 4).train()
+    optimizer, _ = build_optimizer(TrainConfig(), objective.parameters(), 100)
+    generator = torch.Generator().manual_seed(1)
+    first = (torch.randn(32, 1, 28, 28, generator=generator), torch.randint(0, 4, (32,), generator=generator))
+    second = (torch.randn(32, 1, 28, 28, generator=generator), torch.randint(0, 4, (32,), generator=generator))
+    before = [p.detach().clone() for p in model.parameters()]
+    terms = train_step(objective, optimizer, first, second, Precision.of("bf16", torch.device("cpu")))
+    assert all(torch.isfinite(torch.tensor(v)) for v in terms.values()) and terms["match"] > 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+@needs_fmnist
+def test_bf16_runs_train_and_fp16_needs_cuda(tmp_path, splits):
+    _, summary = run(small("itra-c", epochs=1, precision="bf16"), tmp_path, splits, progress=False)
+    assert summary["status"] == "finished" and summary["test_accuracy"] > 40
+    with pytest.raises(ValueError, match="--precision fp16 needs a CUDA GPU"):
+        run(small("itra-c", epochs=1, precision="fp16", device="cpu"), tmp_path, splits, progress=False)

@@ -7,7 +7,7 @@
     itra report runs/ --out report/                   # tables and figures read back from run directories
     python -m itra ...                                # the same commands (torchrun -m itra ...)
 
-Exit status: 0 done; 1 a run failed (diverged: its run directory says why); 2 bad input, missing data
+Exit status: 0 done; 1 a run failed (diverged or collapsed: its run directory says why); 2 bad input, missing data
 or no network (one line on stderr); 130 interrupted (finished epochs are kept; run again to continue).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from itra import __version__
 from itra.config import TrainConfig
 from itra.experiments.presets import PRESETS
 from itra.experiments.runs import RunInterrupted
+from itra.experiments.table import failures
 from itra.rundir import is_failed
 
 
@@ -107,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
         run_dir, summary = run(config, args.out, progress=not args.quiet)
     if is_failed(summary):
-        print(f"itra train: {run_dir} failed: {summary['reason']}", file=sys.stderr)
+        print(f"itra train: {run_dir} {summary['status']}: {summary['reason']}", file=sys.stderr)
         return 1
     print(f"{run_dir}: test accuracy {summary['test_accuracy']:.2f}%, test CE {summary['test_cross_entropy']:.4f}, "
           f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
@@ -120,10 +121,10 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if field.name != "seed"}
     rows = sweep(grid, args.seeds, args.out, progress=not args.quiet)
     print(markdown_rows(rows))
-    failed = sum(row["failed"] for row in rows)
+    failed = failures(rows)
     if failed:
-        print(f"itra sweep: {failed} run(s) failed (see \"reason\" in their summary.json); the table leaves them out",
-              file=sys.stderr)
+        print(f"itra sweep: {failed} run(s) failed or collapsed (see \"reason\" in their summary.json); the table "
+              "counts them apart", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -143,9 +144,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
-    failed = sum(row["failed"] for row in result["rows"])
+    failed = failures(result["rows"])
     if failed:
-        print(f"itra reproduce: {failed} run(s) failed; the table leaves them out", file=sys.stderr)
+        print(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart", file=sys.stderr)
     return 1 if failed else 0
 
 

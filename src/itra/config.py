@@ -19,6 +19,8 @@ from itra.methods import METHODS, method_fields
 from itra.mmd import Bandwidth
 
 OPTIMIZERS = ("sgd", "adamw")
+MATCHES = ("mmd", "mmd2")
+PRECISIONS = ("32", "bf16", "fp16")
 # Where a run happens, not what it computes: left out of the run name and of the check that a run
 # directory holds the same run (a run started on the CPU may be resumed on a GPU, or with its data moved).
 LOCATION_FIELDS = ("device", "data_dir")
@@ -27,7 +29,7 @@ ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  #
 
 def option(default: Any, help: str, tag: str | None = None) -> Any:
     """A config field with its command-line help and the tag that names its value in run names
-    (`tag=""`: the field opens the name; None: a location field, never in the name)."""
+    (`tag=""`: its value alone stands in the name; None: a location field, never in the name)."""
     return dataclasses.field(default=default, metadata={"help": help, "tag": tag})
 
 
@@ -43,7 +45,10 @@ class TrainConfig:
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
     smoothing: float = option(0.1, "label smoothing epsilon (lsr)", tag="eps")
     center_alpha: float = option(0.5, "centre update rate alpha (center)", tag="alpha")
-    bandwidth: str = option("class", 'ITRA kernel bandwidth: "class" (median per class), "batch" or a number', tag="bw")
+    bandwidth: str = option("class", 'ITRA kernel bandwidth: "class" (median per class), "batch" (median of the batch), '
+                            '"multi" (kernels at 1/4..4 x the batch median, averaged) or a number', tag="bw")
+    match: str = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
+    lam_warmup: int = option(0, "ramp lambda linearly from 0 over the first this many steps (0: no ramp)", tag="warm")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
     epochs: int = option(15, "training epochs", tag="e")
@@ -56,6 +61,8 @@ class TrainConfig:
     weight_decay: float = option(5e-4, "weight decay", tag="wd")
     max_length: int = option(128, "text: tokens per sample, longer texts are truncated", tag="len")
     compactness_every: int = option(50, "log compactness every this many steps (0: never)", tag="probe")
+    precision: str = option("32", "32 (float32), bf16 (autocast to bfloat16; CPU or GPU) or fp16 (autocast to "
+                            "float16 with loss scaling; CUDA only)", tag="")
     seed: int = option(0, "seed of everything random in the run: initial weights, batches, augmentation, label noise, probes",
                        tag="seed")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
@@ -83,8 +90,11 @@ class TrainConfig:
             raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
         if self.compactness_every < 0:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {self.optimizer!r}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
+        if self.lam_warmup < 0:
+            raise ValueError(f"Expected `lam_warmup` >= 0 steps, but got {self.lam_warmup}")
         if self.max_length < 2:
             raise ValueError(f"Expected `max_length` >= 2 (a text needs its special tokens), but got {self.max_length}")
         if self.lr <= 0:
@@ -154,6 +164,12 @@ def parse_bandwidth(value: str) -> Bandwidth:
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f'Expected `bandwidth` to be "class", "batch" or a number > 0, but got {value!r}')
     return sigma
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 needs CUDA (its loss scaling); bf16 and float32 run anywhere."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"--precision fp16 needs a CUDA GPU (device {device}); use --precision bf16 on the CPU")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -49,16 +49,18 @@ def _center(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Mod
 
 def _itra(conditional: bool) -> RegularizerFactory:
     def build(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Module:
-        return ITRALoss(conditional, config.typed_bandwidth, num_classes, validate_args=False)
+        return ITRALoss(conditional, config.typed_bandwidth, num_classes, validate_args=False,
+                        squared=config.match == "mmd2")
 
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "second_batch_size")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
-    "center": MethodSpec("Center", "tab:green", "Greens", ("lam", "center_alpha"), "lam", "center", regularizer=_center),
+    "center": MethodSpec("Center", "tab:green", "Greens", ("lam", "center_alpha", "lam_warmup"), "lam", "center",
+                         regularizer=_center),
     "itra": MethodSpec("ITRA", "tab:purple", "Purples", _ITRA_FIELDS, "lam", "match", True, _itra(False)),
     "itra-c": MethodSpec("ITRA-c", "tab:blue", "Blues", _ITRA_FIELDS, "lam", "match", True, _itra(True)),
 }

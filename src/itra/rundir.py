@@ -23,6 +23,7 @@ from itra.config import TrainConfig
 
 RUN_FORMAT = 2  # in config.json; runs written before 0.2 (no format) were not reproducible from their seed
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
+FAILURES = ("failed", "collapsed")  # the statuses of a run that ended without finishing
 
 
 def strict_json(value: Any) -> Any:
@@ -128,10 +129,11 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The summary of an ended run (`"status"`: "finished" or "failed"), None while it has not ended."""
+    """The summary of an ended run (`"status"`: "finished", "failed" or "collapsed"), None while it has not ended."""
     path = Path(run_dir) / SUMMARY
     return _read_json(path) if path.exists() else None
 
 
 def is_failed(summary: dict[str, Any]) -> bool:
-    return summary.get("status") == "failed"
+    """Whether the run ended without finishing: "failed" (diverged) or "collapsed" (features collapsed)."""
+    return summary.get("status") in FAILURES

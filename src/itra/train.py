@@ -3,10 +3,11 @@
     itra train --dataset fashion-mnist --model cnn --method itra-c --lam 0.6 --epochs 15 --seed 0 --out runs/
 
 `fit` trains one `TrainConfig` into a run directory. What happens around the steps is a short list
-of callbacks: `DivergenceGuard` (a non-finite loss or metric fails the run), `CompactnessProbe`,
-`Progress` and `Recorder` (metrics, checkpoint and summary, always last). Everything random comes
-from `config.seed`: a run is the same, bit for bit on the CPU, every time it is run, and a resumed
-run ends exactly where an uninterrupted one does.
+of callbacks (`itra.callbacks`): `DivergenceGuard` (a non-finite loss or metric fails the run),
+`CollapseGuard` (collapsed features end it), `LambdaWarmup`, `CompactnessProbe`, `Progress`, and
+`Recorder` (metrics, checkpoint and summary, always last). Everything random comes from
+`config.seed`: a run is the same, bit for bit on the CPU, every time it is run, and a resumed run
+ends exactly where an uninterrupted one does.
 """
 from __future__ import annotations
 
@@ -17,28 +18,51 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
-from tqdm import tqdm
 
 from itra import rundir
-from itra.config import TrainConfig, resolve_device
+from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
+                            RunFailed)
+from itra.config import TrainConfig, check_precision, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
-from itra.evaluate import compactness_probe, evaluate, probe_compactness
+from itra.evaluate import compactness_probe, evaluate
 from itra.methods import Objective, build_objective
 from itra.models import Classifier
 
-
-class RunFailed(Exception):
-    """Raised by a callback to end a run as failed; the message says what happened and what to try."""
+AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Batch, second: Batch | None) -> dict[str, float]:
-    """One update on S1 (and S2 when the objective matches two batches); returns the loss terms."""
-    terms = objective(first, second)
+@dataclass
+class Precision:
+    """How the forward passes run: autocast to `dtype` (None: float32 throughout), with a gradient
+    scaler for float16 (on CUDA; bfloat16 has float32's range and needs none)."""
+
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def of(cls, name: str, device: torch.device) -> "Precision":
+        """`--precision` 32, bf16 or fp16 on `device`."""
+        check_precision(name, device)
+        dtype = AUTOCAST_DTYPES[name]
+        return cls(dtype, torch.amp.GradScaler(device.type) if dtype == torch.float16 else None)
+
+
+def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Batch, second: Batch | None,
+               precision: Precision = Precision()) -> dict[str, float]:
+    """One update on S1 (and S2 when the objective matches two batches); returns the loss terms.
+    Under mixed precision the forward passes are autocast; the matching loss computes in float32."""
+    with torch.autocast(first[0].device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
+        terms = objective(first, second)
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
+    if precision.scaler is None:
+        terms["loss"].backward()
+        optimizer.step()
+    else:
+        precision.scaler.scale(terms["loss"]).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
     return {name: value.item() for name, value in terms.items()}
 
 
@@ -69,77 +93,13 @@ class TrainState:
     schedule: Any
     augment: torch.Generator
     device: torch.device
+    precision: Precision
     steps_per_epoch: int
     epoch: int = 0
     step: int = 0
     elapsed_s: float = 0.0
     train_size: int = 0
     test_size: int = 0
-
-
-class Callback:
-    """Hooks of the loop; raise `RunFailed` from any of them to end the run as failed."""
-
-    def on_epoch_start(self, state: TrainState) -> None: ...
-
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None: ...
-
-    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None: ...
-
-
-class DivergenceGuard(Callback):
-    """Fails the run at the first non-finite loss term or test metric."""
-
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
-        if not all(math.isfinite(value) for value in terms.values()):
-            shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
-            raise RunFailed(f"diverged at step {state.step} (epoch {state.epoch + 1}): {shown}; try a lower --lr or --lam")
-
-    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
-        if bad:
-            raise RunFailed(f"diverged in epoch {state.epoch + 1}: {', '.join(bad)} not finite; try a lower --lr or --lam")
-
-
-class CompactnessProbe(Callback):
-    """Every `every` steps, `metrics.compactness` of two fixed training batches; a row's `compactness`
-    holds the epoch's [step, value] pairs."""
-
-    def __init__(self, train_set, every: int, generator: torch.Generator) -> None:
-        self.every = every
-        self.probe = compactness_probe(train_set, generator) if every else None
-        self.log: list[list[float]] = []
-
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
-        if self.probe is not None and state.step % self.every == 0:
-            self.log.append([state.step, probe_compactness(state.objective, self.probe, state.device)])
-
-    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        row["compactness"], self.log = self.log, []
-
-
-class Progress(Callback):
-    """A progress bar per epoch with the running mean of each term, and one line per finished epoch."""
-
-    def on_epoch_start(self, state: TrainState) -> None:
-        config = state.config
-        self.sums: dict[str, float] = {}
-        self.bar = tqdm(total=state.steps_per_epoch, desc=f"{config.name} epoch {state.epoch + 1}/{config.epochs}",
-                        leave=False, dynamic_ncols=True)
-
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.bar.update()
-        done = self.bar.n
-        if done % 20 == 0 or done == state.steps_per_epoch:
-            self.bar.set_postfix({name: f"{value / done:.4f}" for name, value in self.sums.items()})
-
-    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        self.bar.close()
-        tqdm.write(f"{state.config.name} epoch {row['epoch']}/{state.config.epochs}: train CE {row['train_ce']:.4f} | "
-                   f"test acc {row['test_accuracy']:.2f}% CE {row['test_cross_entropy']:.4f} ECE {row['test_ece']:.4f} | "
-                   f"{row['elapsed_s']:.0f}s")
 
 
 @dataclass
@@ -161,6 +121,8 @@ class Recorder(Callback):
             state.schedule.load_state_dict(saved["schedule"])
             torch.set_rng_state(saved["rng"])
             state.augment.set_state(saved["augment_rng"])
+            if state.precision.scaler is not None:
+                state.precision.scaler.load_state_dict(saved["scaler"])
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
             self.history = [row for row in rundir.read_metrics(self.run_dir) if row["epoch"] <= state.epoch]
@@ -175,12 +137,13 @@ class Recorder(Callback):
             "epoch": row["epoch"], "elapsed_s": state.elapsed_s, "model": state.objective.model.state_dict(),
             "regularizer": {} if regularizer is None else regularizer.state_dict(),
             "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
-            "rng": torch.get_rng_state(), "augment_rng": state.augment.get_state()})
+            "rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
+            "scaler": {} if state.precision.scaler is None else state.precision.scaler.state_dict()})
 
-    def end(self, state: TrainState, failure: str | None = None) -> dict[str, Any]:
+    def end(self, state: TrainState, failure: RunFailed | None = None) -> dict[str, Any]:
         """Write and return the summary: the last epoch's row, or the failure and the last good row."""
         last = self.history[-1] if self.history else {"epoch": 0}
-        status = {"status": "finished"} if failure is None else {"status": "failed", "reason": failure}
+        status = {"status": "finished"} if failure is None else {"status": failure.status, "reason": str(failure)}
         summary = {"name": state.config.name, **status, **last, "train_size": state.train_size,
                    "test_size": state.test_size, "device": str(state.device)}
         rundir.write_summary(self.run_dir, summary)
@@ -190,8 +153,10 @@ class Recorder(Callback):
 def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool = False,
         progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train `model` under `config` into `run_dir` (from its checkpoint with `resume`); returns the summary,
-    whose `"status"` is "finished" or, when a callback failed the run, "failed" with the `"reason"`."""
+    whose `"status"` is "finished" or, when a callback ended the run, "failed" or "collapsed" with the
+    `"reason"`."""
     device = resolve_device(config.device)
+    precision = Precision.of(config.precision, device)
     torch.manual_seed(config.seed)  # the global stream (dropout) starts from the seed too
     data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed)
     objective = build_objective(config, model, splits.num_classes).to(device)
@@ -199,16 +164,18 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
                           paired=objective.needs_second_batch)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, stream=3), device,
-                       len(loader), train_size=len(data.train), test_size=len(data.test))  # type: ignore[arg-type]
+                       precision, len(loader), train_size=len(data.train), test_size=len(data.test))  # type: ignore[arg-type]
     recorder = Recorder(Path(run_dir))
     recorder.start(state, resume)
-    probe = CompactnessProbe(data.train, config.compactness_every, epoch_generator(config.seed, 0, stream=5))
-    hooks = [DivergenceGuard(), probe, *callbacks, *([Progress()] if progress else []), recorder]
+    probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
+    hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
+             *([LambdaWarmup(config.lam, config.lam_warmup)] if config.lam_warmup else []), *callbacks,
+             *([Progress()] if progress else []), recorder]
     try:
         while state.epoch < config.epochs:
             run_epoch(state, loader, data, hooks)
     except RunFailed as failure:
-        return recorder.end(state, str(failure))
+        return recorder.end(state, failure)
     return recorder.end(state)
 
 
@@ -224,7 +191,7 @@ def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequ
         first, second = pair if loader.paired else (pair, None)
         first = to_device(first, state.device, data.train_transform, state.augment)
         second = None if second is None else to_device(second, state.device, data.train_transform, state.augment)
-        terms = train_step(state.objective, state.optimizer, first, second)
+        terms = train_step(state.objective, state.optimizer, first, second, state.precision)
         state.schedule.step()
         state.step += 1
         for name, value in terms.items():

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra import rundir
-from itra.config import TrainConfig, resolve_device
+from itra.config import TrainConfig, check_precision, resolve_device
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
@@ -67,7 +67,7 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
     error, never overwritten. The device is checked before any data is loaded."""
-    resolve_device(config.device)
+    check_precision(config.precision, resolve_device(config.device))
     run_dir = Path(out) / config.name
     if (run_dir / rundir.CONFIG).exists():
         if not rundir.read_config(run_dir).same_run(config):
@@ -82,7 +82,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Continue the run in `run_dir` (`itra train --resume`); an ended run is read back."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
-    resolve_device(config.device)
+    check_precision(config.precision, resolve_device(config.device))
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         return run_dir, summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
-from itra.rundir import is_failed
+from itra.rundir import FAILURES
 
 METRICS = ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce")
 
@@ -16,10 +16,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """{metric: [mean, std]} over the finished runs of one group (usually: seeds), with `seeds` (the
-    runs counted) and `failed` (runs that ended as failed: counted, never averaged in). A metric is
-    None when no run of the group finished."""
-    finished = [summary for summary in summaries if not is_failed(summary)]
-    row: dict[str, Any] = {"seeds": len(finished), "failed": len(summaries) - len(finished)}
+    runs averaged) and, per failure status, `failed` and `collapsed` (runs that ended so: counted,
+    never averaged in). A metric is None when no run of the group finished."""
+    finished = [summary for summary in summaries if summary.get("status") not in FAILURES]
+    row: dict[str, Any] = {"seeds": len(finished)}
+    row.update({status: sum(summary.get("status") == status for summary in summaries) for status in FAILURES})
     for metric in METRICS:
         row[metric] = list(mean_std([summary[metric] for summary in finished])) if finished else None
     return row
@@ -30,8 +31,14 @@ def format_mean_std(value: list[float] | None, digits: int) -> str:
 
 
 def format_seeds(row: dict[str, Any]) -> str:
-    """`3`, or `1 (+2 failed)` when runs of the group failed."""
-    return f"{row['seeds']}" + (f" (+{row['failed']} failed)" if row["failed"] else "")
+    """`3`, or `1 (+2 collapsed)` when runs of the group failed or collapsed."""
+    ended = ", ".join(f"+{row[status]} {status}" for status in FAILURES if row[status])
+    return f"{row['seeds']}" + (f" ({ended})" if ended else "")
+
+
+def failures(rows: list[dict[str, Any]]) -> int:
+    """How many runs of `aggregate` rows ended without finishing."""
+    return sum(row[status] for row in rows for status in FAILURES)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,0 +1,141 @@
+"""What happens around the training steps: callbacks of `train.fit`, in the order it calls them.
+
+`DivergenceGuard` and `CollapseGuard` end a run that cannot recover (with status "failed" or
+"collapsed" and a reason saying what to try), `LambdaWarmup` ramps λ, `CompactnessProbe` logs the
+paper's compactness, `Progress` draws the bar; `train.Recorder` writes the run directory, last.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm import tqdm
+
+from itra.collapse import COLLAPSE_THRESHOLD, feature_spread
+from itra.data.batches import Batch
+from itra.evaluate import probe_compactness
+from itra.methods import METHODS
+
+if TYPE_CHECKING:  # train imports this module
+    from itra.train import TrainState
+
+
+class RunFailed(Exception):
+    """Raised by a callback to end a run; the message says what happened and what to try, `status`
+    is what the run directory records ("failed": diverged; "collapsed": features collapsed)."""
+
+    def __init__(self, reason: str, status: str = "failed") -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class Callback:
+    """Hooks of the loop; raise `RunFailed` from any of them to end the run."""
+
+    def on_epoch_start(self, state: TrainState) -> None: ...
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None: ...
+
+
+class DivergenceGuard(Callback):
+    """Fails the run at the first non-finite loss term or test metric."""
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+        if not all(math.isfinite(value) for value in terms.values()):
+            shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
+            raise RunFailed(f"diverged at step {state.step} (epoch {state.epoch + 1}): {shown}; try a lower --lr or --lam")
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+        if bad:
+            raise RunFailed(f"diverged in epoch {state.epoch + 1}: {', '.join(bad)} not finite; try a lower --lr or --lam")
+
+
+class CompactnessProbe(Callback):
+    """Every `every` steps (0: never), `metrics.compactness` of two fixed training batches; a row's
+    `compactness` holds the epoch's [step, value] pairs."""
+
+    def __init__(self, probe: tuple[Batch, Batch], every: int) -> None:
+        self.probe, self.every = probe, every
+        self.log: list[list[float]] = []
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+        if self.every and state.step % self.every == 0:
+            self.log.append([state.step, probe_compactness(state.objective, self.probe, state.device)])
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        row["compactness"], self.log = self.log, []
+
+
+class Progress(Callback):
+    """A progress bar per epoch with the running mean of each term, and one line per finished epoch."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        config = state.config
+        self.sums: dict[str, float] = {}
+        self.bar = tqdm(total=state.steps_per_epoch, desc=f"{config.name} epoch {state.epoch + 1}/{config.epochs}",
+                        leave=False, dynamic_ncols=True)
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.bar.update()
+        done = self.bar.n
+        if done % 20 == 0 or done == state.steps_per_epoch:
+            self.bar.set_postfix({name: f"{value / done:.4f}" for name, value in self.sums.items()})
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        self.bar.close()
+        tqdm.write(f"{state.config.name} epoch {row['epoch']}/{state.config.epochs}: train CE {row['train_ce']:.4f} | "
+                   f"test acc {row['test_accuracy']:.2f}% CE {row['test_cross_entropy']:.4f} ECE {row['test_ece']:.4f} | "
+                   f"{row['elapsed_s']:.0f}s")
+
+
+class CollapseGuard(Callback):
+    """Ends the run as "collapsed" when the features of a fixed training batch (eval mode, every
+    `every` steps) have lost their spread (`collapse.feature_spread` below `threshold`) at `patience`
+    checks in a row: every sample has (nearly) the same feature vector, and it does not come back."""
+
+    def __init__(self, probe: Batch, every: int = 10, patience: int = 3, threshold: float = COLLAPSE_THRESHOLD,
+                 size: int = 64) -> None:
+        self.probe = tuple(tensor[:size] for tensor in probe)  # a small batch: the check costs ~2 % of a step
+        self.every, self.patience, self.threshold = every, patience, threshold
+        self.strikes = 0
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+        if state.step % self.every:
+            return
+        *inputs, _ = self.probe
+        state.objective.eval()
+        with torch.no_grad():
+            features, _ = state.objective.embed(*(x.to(state.device) for x in inputs))
+        state.objective.train()
+        spread = float(feature_spread(features))
+        self.strikes = self.strikes + 1 if spread < self.threshold else 0
+        if self.strikes >= self.patience:
+            config = state.config
+            spec = METHODS[config.method]
+            setting = ", ".join(f"{name} {getattr(config, name)}" for name in spec.fields if name != "second_batch_size")
+            raise RunFailed(
+                f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
+                f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
+                "try a lower --lam, --lam-warmup, --bandwidth batch or --match mmd2", status="collapsed")
+
+
+class LambdaWarmup(Callback):
+    """λ rises linearly from 0 to the config's value over the first `steps` steps (then stays)."""
+
+    def __init__(self, lam: float, steps: int) -> None:
+        self.lam, self.steps = lam, steps
+
+    def _set(self, state: TrainState) -> None:  # the λ of step state.step + 1
+        state.objective.lam = self.lam * min(1.0, (state.step + 1) / self.steps)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self._set(state)
+
+    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+        self._set(state)
