@@ -84,3 +84,11 @@ def test_bad_values_name_themselves(field, value, message):
     with pytest.raises(ValueError) as error:
         TrainConfig(**{field: value})
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_bandwidth_mode_is_a_valid_flag():
+    from itra.mmd import BANDWIDTH_MODES
+
+    for mode in BANDWIDTH_MODES:
+        assert TrainConfig(bandwidth=mode).typed_bandwidth == mode
+    assert TrainConfig(bandwidth="0.5").typed_bandwidth == 0.5

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 from itra.methods import METHODS, method_fields
-from itra.mmd import Bandwidth
+from itra.mmd import BANDWIDTH_MODES, Bandwidth
 
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
@@ -154,15 +154,16 @@ def _short(value: Any) -> str:
 
 
 def parse_bandwidth(value: str) -> Bandwidth:
-    """The `--bandwidth` flag as a typed value: "class", "batch" or a float > 0."""
-    if value in ("class", "batch"):
+    """The `--bandwidth` flag as a typed value: one of `BANDWIDTH_MODES` or a float > 0."""
+    if value in BANDWIDTH_MODES:
         return value  # type: ignore[return-value]
+    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
     try:
         sigma = float(value)
     except ValueError:
-        raise ValueError(f'Expected `bandwidth` to be "class", "batch" or a number > 0, but got {value!r}') from None
+        raise ValueError(expected) from None
     if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f'Expected `bandwidth` to be "class", "batch" or a number > 0, but got {value!r}')
+        raise ValueError(expected)
     return sigma
 
 
