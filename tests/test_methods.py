@@ -11,7 +11,8 @@ from itra.cli import main
 from itra.config import TrainConfig
 from itra.data.fashion_mnist import DEFAULT_DIR
 from itra.losses import ITRALoss
-from itra.methods import METHODS, MethodSpec, Objective, build_objective, method_label, register_method
+from itra.methods import (METHODS, MethodSpec, Objective, build_objective, method_label, register_method,
+                          variant_label)
 from itra.models.registry import build_image_model
 
 
@@ -109,3 +110,10 @@ def test_a_registered_regulariser_trains_through_the_whole_cli(tmp_path, capsys)
         "fashion-mnist-cnn-ce-bs64-e1-n256-test128-seed0", run_dir.name,
         "fashion-mnist-cnn-norm-lam0.1-bs64-e1-n256-test128-seed0"]
     assert "FeatureNorm λ=" in (tmp_path / "report" / "report.md").read_text()  # its label, from METHODS
+
+
+def test_variant_labels_name_every_changed_field_but_the_strength():
+    assert variant_label(TrainConfig(method="itra-c", lam=0.2)) == "ITRA-c"
+    config = TrainConfig(method="itra-c", lam=0.2, bandwidth="batch", match="mmd2", center_alpha=0.1)
+    assert variant_label(config) == "ITRA-c (bandwidth batch, match mmd2)"  # centre_alpha is not ITRA's
+    assert method_label(config) == "ITRA-c (bandwidth batch, match mmd2) λ=0.2"

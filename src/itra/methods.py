@@ -86,12 +86,23 @@ def register_method(name: str, spec: MethodSpec) -> None:
     METHODS[name] = spec
 
 
+def variant_label(config: "TrainConfig") -> str:
+    """A run's method with every field it reads that differs from its default, its strength aside:
+    `ITRA-c`, `ITRA-c (bandwidth batch, match mmd2)`. Runs of one variant differ only by strength."""
+    spec = METHODS[config.method]
+    defaults = type(config)()
+    changed = [f"{name} {getattr(config, name)}" for name in spec.fields
+               if name != spec.strength and getattr(config, name) != getattr(defaults, name)]
+    return spec.label + (f" ({', '.join(changed)})" if changed else "")
+
+
 def method_label(config: "TrainConfig") -> str:
-    """How tables and figures name a run's method: `CE`, `LSR ε=0.1`, `ITRA-c λ=0.6`."""
+    """How tables and figures name a run's method: `CE`, `LSR ε=0.1`, `ITRA-c λ=0.6`,
+    `ITRA-c (bandwidth batch) λ=0.6`."""
     spec = METHODS[config.method]
     if spec.strength is None:
-        return spec.label
-    return f"{spec.label} {STRENGTH_SYMBOLS.get(spec.strength, spec.strength)}={getattr(config, spec.strength):g}"
+        return variant_label(config)
+    return f"{variant_label(config)} {STRENGTH_SYMBOLS.get(spec.strength, spec.strength)}={getattr(config, spec.strength):g}"
 
 
 class Objective(nn.Module):

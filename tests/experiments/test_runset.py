@@ -106,3 +106,13 @@ def test_compactness_log_reads_null_as_nan(tmp_path):
     write_run(tmp_path, method="ce", compactness=((3, 0.8), (6, float("nan"))))
     steps, values = compactness_log(find_runs([tmp_path])[0])
     assert steps.tolist() == [3, 6] and values[0] == 0.8 and math.isnan(values[1])
+
+
+def test_variants_of_one_method_are_never_merged(tmp_path):
+    """Two bandwidths of ITRA-c at one λ are two arms, each at its own best λ."""
+    write_run(tmp_path, method="itra-c", lam=0.6, test_ce=0.30)
+    write_run(tmp_path, method="itra-c", lam=0.6, bandwidth="batch", match="mmd2", test_ce=0.40)
+    write_run(tmp_path, method="itra-c", lam=0.2, bandwidth="batch", match="mmd2", test_ce=0.35)
+    best = best_groups(find_runs([tmp_path]))
+    assert sorted((r.config.bandwidth, r.config.lam) for r in best) == [("batch", 0.2), ("class", 0.6)]
+    assert len(representative_runs(find_runs([tmp_path]))) == 2

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from itra.experiments.runset import Run, by_group, compactness_log, study_of, study_rows  # noqa: E402
 from itra.experiments.table import mean_std  # noqa: E402
-from itra.methods import METHODS, method_label  # noqa: E402
+from itra.methods import METHODS, method_label, variant_label  # noqa: E402
 from itra.metrics import calibration_bins  # noqa: E402
 
 # features (N, D), logits (N, K) and labels (N,) of one run on the test set, as `evaluate.predict` gives them
@@ -35,11 +35,11 @@ def _legend(members: list[Run]) -> str:
 
 def colours(runs: list[Run]) -> dict[str, Any]:
     """A colour per group: its method's colour, or shades of the method's colour map by strength
-    (λ, ε) when the runs hold the method at several strengths."""
+    (λ, ε) when the runs hold the variant (`variant_label`) at several strengths."""
     chosen = {}
     for group, members in by_group(runs).items():
-        spec = METHODS[members[0].config.method]
-        values = sorted({_strength(r) for r in runs if r.config.method == members[0].config.method})
+        spec, variant = METHODS[members[0].config.method], variant_label(members[0].config)
+        values = sorted({_strength(r) for r in runs if variant_label(r.config) == variant})
         if len(values) > 1:
             shade = 0.35 + 0.65 * values.index(_strength(members[0])) / (len(values) - 1)
             chosen[group] = matplotlib.colormaps[spec.shades](shade)
@@ -79,25 +79,28 @@ def _save(fig: Any, path: Path, dpi: int = 120, rect: tuple[float, ...] | None =
 
 
 def figure_ce_vs_lambda(runs: list[Run], path: Path) -> bool:
-    """Figure 2: test CE against λ, a line per method with a λ run at two or more, with a ±1 std band;
-    methods without a λ (e.g. CE, LSR) as levels. False, and no file, when no method has two λs."""
-    by_method: dict[str, dict[float, list[float]]] = {}
+    """Figure 2: test CE against λ, a line per variant (`variant_label`) with a λ run at two or more,
+    with a ±1 std band; variants without a λ (e.g. CE, LSR) as levels. False, and no file, when no
+    variant has two λs."""
+    by_variant: dict[str, dict[float, list[float]]] = {}
+    levels: dict[str, list[float]] = {}
+    colour = {variant_label(run.config): METHODS[run.config.method].colour for run in runs}
     for run in runs:
         if METHODS[run.config.method].strength == "lam":
-            values = by_method.setdefault(run.config.method, {}).setdefault(run.config.lam, [])
-            values.append(run.summary["test_cross_entropy"])
-    swept = {m: v for m, v in by_method.items() if len(v) >= 2}
+            values = by_variant.setdefault(variant_label(run.config), {}).setdefault(run.config.lam, [])
+        else:
+            values = levels.setdefault(variant_label(run.config), [])
+        values.append(run.summary["test_cross_entropy"])
+    swept = {m: v for m, v in by_variant.items() if len(v) >= 2}
     if not swept:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, values in swept.items():
+    for variant, values in swept.items():
         lams = sorted(values)
         means, stds = (np.array(column) for column in zip(*(mean_std(values[lam]) for lam in lams)))
-        _band(ax, lams, means, stds, METHODS[method].colour, METHODS[method].label, alpha=0.2, style="o-")
-    for method, spec in METHODS.items():
-        values = [r.summary["test_cross_entropy"] for r in runs if r.config.method == method]
-        if spec.strength != "lam" and values:
-            _level(ax, *mean_std(values), spec.colour, f"{spec.label} (no λ)")
+        _band(ax, lams, means, stds, colour[variant], variant, alpha=0.2, style="o-")
+    for variant, values in levels.items():
+        _level(ax, *mean_std(values), colour[variant], f"{variant} (no λ)")
     ax.set(xlabel="λ (weight of the method's term)", ylabel="test cross-entropy (nats)",
            title=_title(runs, "Test CE vs λ"))
     ax.legend()

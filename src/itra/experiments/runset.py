@@ -18,7 +18,7 @@ import numpy as np
 from itra import rundir
 from itra.config import TrainConfig
 from itra.experiments.table import aggregate
-from itra.methods import METHODS, REFERENCE, method_label
+from itra.methods import METHODS, REFERENCE, method_label, variant_label
 
 
 @dataclass
@@ -98,23 +98,27 @@ def paired_and_reference(runs: list[Run]) -> list[Run]:
 
 
 def best_groups(runs: list[Run]) -> list[Run]:
-    """The finished runs of one group per method, in `METHODS` order: for a method run at several
-    strengths, the group of lowest mean test CE (the paper reports each method at its best λ)."""
+    """The finished runs of one group per variant (`variant_label`), methods in `METHODS` order: for
+    a variant run at several strengths, the group of lowest mean test CE (the paper reports each
+    method at its best λ)."""
     chosen: dict[str, tuple[float, list[Run]]] = {}
     for members in by_group(finished(runs)).values():
-        method = members[0].config.method
+        variant = variant_label(members[0].config)
         mean_ce = float(np.mean([r.summary["test_cross_entropy"] for r in members]))
-        if method not in chosen or mean_ce < chosen[method][0]:
-            chosen[method] = (mean_ce, members)
-    return [run for method in METHODS if method in chosen for run in chosen[method][1]]
+        if variant not in chosen or mean_ce < chosen[variant][0]:
+            chosen[variant] = (mean_ce, members)
+    order = list(METHODS)
+    best = sorted(chosen.values(), key=lambda item: order.index(item[1][0].config.method))
+    return [run for _, members in best for run in members]
 
 
 def representative_runs(runs: list[Run]) -> list[Run]:
-    """One run per method: the lowest seed of `best_groups`."""
+    """One run per variant: the lowest seed of `best_groups`."""
     chosen: dict[str, Run] = {}
     for run in best_groups(runs):
-        if run.config.method not in chosen or run.config.seed < chosen[run.config.method].config.seed:
-            chosen[run.config.method] = run
+        variant = variant_label(run.config)
+        if variant not in chosen or run.config.seed < chosen[variant].config.seed:
+            chosen[variant] = run
     return list(chosen.values())
 
 
