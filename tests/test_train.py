@@ -112,7 +112,8 @@ def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
 def test_a_bf16_autocast_training_step_on_the_cpu():
     from itra.methods import build_objective
     from itra.models.registry import build_image_model
-    from itra.train import Precision, train_step
+    from itra.state import Precision
+    from itra.train import train_step
 
     torch.manual_seed(0)
     model = build_image_model("cnn", 4, 1)

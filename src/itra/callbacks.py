@@ -7,7 +7,7 @@ paper's compactness, `Progress` draws the bar; `train.Recorder` writes the run d
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -16,9 +16,7 @@ from itra.collapse import COLLAPSE_THRESHOLD, feature_spread
 from itra.data.batches import Batch
 from itra.evaluate import probe_compactness
 from itra.methods import METHODS
-
-if TYPE_CHECKING:  # train imports this module
-    from itra.train import TrainState
+from itra.state import TrainState
 
 
 class RunFailed(Exception):

@@ -71,6 +71,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Expected `method` in {', '.join(METHODS)}, but got {self.method!r}")
+        spec = METHODS[self.method]
+        unknown = [name for name in (*spec.fields, spec.strength) if name is not None and name not in self.__dataclass_fields__]
+        if unknown:
+            raise ValueError(f"Method {self.method!r} reads unknown config fields: {', '.join(unknown)}")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -104,7 +108,7 @@ class TrainConfig:
         parse_bandwidth(self.bandwidth)
         # A field the method does not read goes back to its default, so that equal runs have equal
         # configs (`--method ce --lam 0.3` is the same run as `--method ce`).
-        used = METHODS[self.method].fields
+        used = spec.fields
         for field in dataclasses.fields(self):
             if field.name in method_fields() and field.name not in used:
                 setattr(self, field.name, field.default)

@@ -22,32 +22,14 @@ import torch
 from itra import rundir
 from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
                             RunFailed)
-from itra.config import TrainConfig, check_precision, resolve_device
+from itra.config import TrainConfig, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate
 from itra.methods import Objective, build_objective
 from itra.models import Classifier
-
-AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class Precision:
-    """How the forward passes run: autocast to `dtype` (None: float32 throughout), with a gradient
-    scaler for float16 (on CUDA; bfloat16 has float32's range and needs none)."""
-
-    dtype: torch.dtype | None = None
-    scaler: torch.amp.GradScaler | None = None
-
-    @classmethod
-    def of(cls, name: str, device: torch.device) -> "Precision":
-        """`--precision` 32, bf16 or fp16 on `device`."""
-        check_precision(name, device)
-        dtype = AUTOCAST_DTYPES[name]
-        return cls(dtype, torch.amp.GradScaler(device.type) if dtype == torch.float16 else None)
-
+from itra.state import Precision, TrainState
 
 def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Batch, second: Batch | None,
                precision: Precision = Precision()) -> dict[str, float]:
@@ -81,25 +63,6 @@ def to_device(batch: Batch, device: torch.device, transform: BatchTransform | No
     """The batch on `device`, its inputs augmented by `transform` (images only) with `generator`."""
     inputs, *rest = (tensor.to(device, non_blocking=True) for tensor in batch)
     return (inputs if transform is None else transform(inputs, generator), *rest)
-
-
-@dataclass
-class TrainState:
-    """What the loop and its callbacks share; `epoch` counts finished epochs, `step` finished steps."""
-
-    config: TrainConfig
-    objective: Objective
-    optimizer: torch.optim.Optimizer
-    schedule: Any
-    augment: torch.Generator
-    device: torch.device
-    precision: Precision
-    steps_per_epoch: int
-    epoch: int = 0
-    step: int = 0
-    elapsed_s: float = 0.0
-    train_size: int = 0
-    test_size: int = 0
 
 
 @dataclass
