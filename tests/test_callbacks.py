@@ -8,11 +8,10 @@ import torch
 from itra.callbacks import CollapseGuard, LambdaWarmup, RunFailed
 from itra.cli import main
 from itra.config import TrainConfig
-from itra.data.fashion_mnist import DEFAULT_DIR
 from itra.methods import build_objective
 from itra.models.registry import build_image_model
+from tests.helpers import needs_fmnist
 
-needs_fmnist = pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 
 
 def state_with(objective, config, step=0):

@@ -99,8 +99,7 @@ def test_a_text_dataset_with_an_image_model_is_a_clear_error(capsys):
 
 
 # ---------------------------------------------------------------- reproducibility, kills, bad input
-needs_fmnist = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").exists(),
-                                  reason="apt-get install dataset-fashion-mnist")
+from tests.helpers import needs_fmnist  # noqa: E402
 TINY = ["train", "--method", "itra-c", "--epochs", "2", "--train-subset", "256", "--test-subset", "128",
         "--batch-size", "64", "--compactness-every", "3", "--quiet"]  # 4 steps per epoch
 

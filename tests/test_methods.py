@@ -11,7 +11,7 @@ from itra.cli import main
 from itra.config import TrainConfig
 from itra.data.fashion_mnist import DEFAULT_DIR
 from itra.losses import ITRALoss
-from itra.methods import (METHODS, MethodSpec, Objective, build_objective, method_label, register_method,
+from itra.methods import (METHODS, MethodSpec, build_objective, method_label, register_method,
                           variant_label)
 from itra.models.registry import build_image_model
 

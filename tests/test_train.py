@@ -1,31 +1,16 @@
 """The training loop end to end on a small real subset of Fashion-MNIST, exact resume, failed runs."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from itra.config import TrainConfig
-from itra.data.registry import load_dataset
 from itra.experiments.runs import build_model, resume, run
 from itra.methods import Objective
 from itra.rundir import read_config, read_metrics
 from itra.train import build_optimizer, fit
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install dataset-fashion-mnist")
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return load_dataset("fashion-mnist")
-
-
-def small(method="itra-c", **kwargs):
-    values = dict(method=method, lam=0.1 if method == "center" else 0.6, epochs=2, batch_size=64, train_subset=1280, test_subset=300, device="cpu", seed=0,
-                  compactness_every=10)
-    values.update(kwargs)
-    return TrainConfig(**values)
+from tests.helpers import needs_fmnist, small
 
 
 @needs_fmnist

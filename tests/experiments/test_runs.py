@@ -1,27 +1,11 @@
 """Runs by config: reuse of ended runs, resume of interrupted ones, never overwriting another config."""
 import json
-from pathlib import Path
 
 import pytest
 
-from itra.config import TrainConfig
-from itra.data.registry import load_dataset
 from itra.experiments.runs import run
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install dataset-fashion-mnist")
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return load_dataset("fashion-mnist")
-
-
-def small(method="itra-c", **kwargs):
-    values = dict(method=method, lam=0.1 if method == "center" else 0.6, epochs=2, batch_size=64, train_subset=1280,
-                  test_subset=300, device="cpu", seed=0, compactness_every=10)
-    values.update(kwargs)
-    return TrainConfig(**values)
+from tests.helpers import needs_fmnist, small
 
 
 @needs_fmnist
