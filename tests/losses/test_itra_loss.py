@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -63,3 +65,19 @@ def test_unchecked_calls_compute_the_same_and_the_bandwidth_is_checked_once():
     with pytest.raises(ValueError, match="bandwidth"):
         ITRALoss(bandwidth="median")
     assert ITRALoss.needs_second_batch
+
+
+def test_one_sample_per_class_the_paper_is_constant_and_the_batch_bandwidths_are_not():
+    """The per-class median makes a single pair's MMD sqrt(2 - 2/e) at any distance (the collapse
+    pathology); with a bandwidth from the whole batch the value falls as the pair comes closer."""
+    generator = torch.Generator().manual_seed(0)
+    h1 = torch.randn(10, 6, generator=generator, dtype=torch.float64)  # one sample of each of 10 classes
+    direction = torch.randn(10, 6, generator=generator, dtype=torch.float64)
+    labels = torch.arange(10)
+    for bandwidth in ("class", "batch", "multi"):
+        values = [ITRALoss(True, bandwidth, 10)(h1, labels, h1 + gap * direction, labels).item() for gap in (1.0, 0.3, 0.1)]
+        if bandwidth == "class":
+            assert values == pytest.approx([math.sqrt(2 - 2 / math.e)] * 3)
+        else:
+            assert values[0] > values[1] > values[2] > 0, bandwidth
+    assert ITRALoss.paper().bandwidth == "class" and not ITRALoss.paper().squared

@@ -41,6 +41,13 @@ class ITRALoss(nn.Module):
         self.bandwidth = bandwidth
         self.num_classes = num_classes
 
+    @classmethod
+    def paper(cls, num_classes: int | None = None, validate_args: bool = True) -> "ITRALoss":
+        """ITRA-c as the paper reads: Eq. (5), MMD with the median bandwidth of each class. It
+        collapses (every feature the same vector) with one sample per class per batch, noisy labels
+        or a large λ: see README, "What ITRA-c does, and when it fails"."""
+        return cls(True, "class", num_classes, validate_args, squared=False)
+
     def forward(
         self,
         h1: torch.Tensor,
