@@ -22,6 +22,8 @@ def study_rows(root: Path) -> list[dict]:
     """A row per (setting, group of seeds) under `root`."""
     rows = []
     for setting in sorted(path for path in root.iterdir() if path.is_dir()):
+        if not any(setting.rglob("summary.json")):  # no run of this setting has ended yet
+            continue
         for members in by_group(find_runs([setting])).values():
             config = members[0].config
             rows.append({"setting": setting.name, "variant": method_label(config), "batch_size": config.batch_size,
