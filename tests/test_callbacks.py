@@ -19,7 +19,7 @@ def state_with(objective, config, step=0):
 
 
 def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
-    config = TrainConfig(method="itra-c", lam=3.0, bandwidth="batch")
+    config = TrainConfig(method="itra-c", lam=3.0, bandwidth="class")
     model = build_image_model("cnn", 10, 1)
     objective = build_objective(config, model, 10)
     torch.nn.init.zeros_(model.extractor[-2].weight)  # the last linear layer: every feature 0 after its ReLU
@@ -32,7 +32,7 @@ def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
         guard.on_step(state_with(objective, config, 6), {})
     message = str(failure.value)
     assert failure.value.status == "collapsed" and "collapsed at step 6" in message
-    assert "lam 3.0" in message and "bandwidth batch" in message and "try a lower --lam" in message
+    assert "lam 3.0" in message and "bandwidth class" in message and "try a lower --lam" in message
 
 
 def test_a_healthy_model_is_never_stopped():
@@ -59,7 +59,7 @@ def test_lambda_warms_up_linearly_and_resumes_where_it_was():
 @needs_fmnist
 def test_a_run_made_to_collapse_stops_with_its_status_and_one_line(tmp_path, capsys):
     flags = ["train", "--method", "itra-c", "--lam", "20", "--batch-size", "32", "--train-subset", "1024",
-             "--test-subset", "200", "--epochs", "2", "--out", str(tmp_path), "--quiet"]
+             "--test-subset", "200", "--epochs", "2", "--out", str(tmp_path), "--quiet", "--lam-warmup", "0"]
     assert main(flags) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "collapsed: features collapsed at step" in err and "lam 20.0" in err

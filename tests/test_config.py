@@ -27,7 +27,7 @@ def test_model_paths_in_run_names():
 
 
 def test_fields_a_method_does_not_read_are_reset():
-    assert TrainConfig(method="ce", lam=0.3, smoothing=0.2, bandwidth="batch") == TrainConfig(method="ce")
+    assert TrainConfig(method="ce", lam=0.3, smoothing=0.2, bandwidth="class", lam_warmup=0) == TrainConfig(method="ce")
     assert TrainConfig(method="lsr", lam=0.3).lam == TrainConfig().lam
     assert TrainConfig(method="lsr", smoothing=0.2).smoothing == 0.2
     assert TrainConfig(method="itra-c", lam=0.3, center_alpha=0.1).center_alpha == 0.5
@@ -37,7 +37,7 @@ def test_fields_a_method_does_not_read_are_reset():
 # A valid value other than the default for every field, and a method that reads it.
 OTHER_VALUES = {
     "dataset": ("digits", "ce"), "model": ("resnet18", "ce"), "method": ("center", "center"), "lam": (0.3, "itra-c"),
-    "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("batch", "itra-c"),
+    "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("class", "itra-c"),
     "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
     "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
@@ -63,7 +63,8 @@ def test_run_names_read_well():
     assert TrainConfig(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0"
     assert TrainConfig(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
         "fashion-mnist-cnn-ce-bs128-e15-n100-noise0.4-lr0.5-seed2"
-    assert TrainConfig(bandwidth="batch").name.endswith("-bwbatch-bs128-e15-seed0")
+    assert TrainConfig(bandwidth="class").name.endswith("-bwclass-bs128-e15-seed0")
+    assert TrainConfig(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
     assert TrainConfig(lr=0.1 + 0.2).name != TrainConfig(lr=0.3).name  # floats keep the digits that tell them apart
     assert TrainConfig(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
 

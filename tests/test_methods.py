@@ -117,6 +117,9 @@ def test_a_registered_regulariser_trains_through_the_whole_cli(tmp_path, capsys)
 
 def test_variant_labels_name_every_changed_field_but_the_strength():
     assert variant_label(TrainConfig(method="itra-c", lam=0.2)) == "ITRA-c"
-    config = TrainConfig(method="itra-c", lam=0.2, bandwidth="batch", match="mmd2", center_alpha=0.1)
-    assert variant_label(config) == "ITRA-c (bandwidth batch, match mmd2)"  # centre_alpha is not ITRA's
-    assert method_label(config) == "ITRA-c (bandwidth batch, match mmd2) λ=0.2"
+    config = TrainConfig(method="itra-c", lam=0.2, bandwidth="class", match="mmd2", center_alpha=0.1)
+    assert variant_label(config) == "ITRA-c (bandwidth class, match mmd2)"  # centre_alpha is not ITRA's
+    assert method_label(config) == "ITRA-c (bandwidth class, match mmd2) λ=0.2"
+    paper = TrainConfig(method="itra-c", bandwidth="class", lam_warmup=0)
+    assert variant_label(paper) == "ITRA-c (bandwidth class, lam_warmup 0)"
+    assert variant_label(TrainConfig(method="center", lam_warmup=0)) == "Center"  # the warm-up is ITRA's

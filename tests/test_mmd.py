@@ -90,7 +90,7 @@ def test_class_conditional_skips_classes_absent_from_either_batch():
     h1, _, h2, _ = make_batches(8, 8, 3, 1, seed=0)
     y1 = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])  # class 2 only in S1
     y2 = torch.tensor([0, 0, 1, 1, 1, 3, 3, 3])  # class 3 only in S2
-    got = class_conditional_mmd(h1, y1, h2, y2, 5)
+    got = class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth="class")
     only_shared = [ref_mmd(h1[y1 == k].tolist(), h2[y2 == k].tolist(),
                            ref_median_sigma(torch.cat([h1[y1 == k], h2[y2 == k]]).tolist())) for k in (0, 1)]
     assert got.item() == pytest.approx(sum(only_shared) / 2, abs=1e-9)

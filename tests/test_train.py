@@ -120,3 +120,14 @@ def test_bf16_runs_train_and_fp16_needs_cuda(tmp_path, splits):
     assert summary["status"] == "finished" and summary["test_accuracy"] > 40
     with pytest.raises(ValueError, match="--precision fp16 needs a CUDA GPU"):
         run(small("itra-c", epochs=1, precision="fp16", device="cpu"), tmp_path, splits, progress=False)
+
+
+@needs_fmnist
+def test_the_warmup_ramps_itra_only_and_a_warmup_longer_than_the_run_is_noted(tmp_path, splits, capsys):
+    run_dir, _ = run(small("itra-c", epochs=1, lam_warmup=300), tmp_path, splits, progress=True)
+    assert "--lam-warmup 300 is longer than this run's 20 steps, so λ ends at 0.04 instead of 0.6" in capsys.readouterr().err
+    (row,) = read_metrics(run_dir)
+    assert row["train_loss"] < row["train_ce"] + 0.04 * row["train_match"]  # λ stayed below 0.04 all epoch
+    center_dir, _ = run(small("center", epochs=1, lam_warmup=300), tmp_path, splits, progress=False)
+    (row,) = read_metrics(center_dir)  # Center reads no warm-up: its λ is 0.1 from the first step
+    assert row["train_loss"] == pytest.approx(row["train_ce"] + 0.1 * row["train_center"], rel=1e-5)

@@ -120,7 +120,7 @@ class CollapseGuard(Callback):
             raise RunFailed(
                 f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
                 f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
-                "try a lower --lam, --lam-warmup, --bandwidth batch or --match mmd2", status="collapsed")
+                "try a lower --lam, a longer --lam-warmup, or --match mmd2", status="collapsed")
 
 
 class LambdaWarmup(Callback):

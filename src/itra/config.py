@@ -45,10 +45,12 @@ class TrainConfig:
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
     smoothing: float = option(0.1, "label smoothing epsilon (lsr)", tag="eps")
     center_alpha: float = option(0.5, "centre update rate alpha (center)", tag="alpha")
-    bandwidth: str = option("class", 'ITRA kernel bandwidth: "class" (median per class), "batch" (median of the batch), '
-                            '"multi" (kernels at 1/4..4 x the batch median, averaged) or a number', tag="bw")
+    bandwidth: str = option("batch", 'ITRA kernel bandwidth: "batch" (median of the pooled batch; default), "class" '
+                            '(median per class: the paper as we read it), "multi" (kernels at 1/4..4 x the batch median, '
+                            'averaged) or a number', tag="bw")
     match: str = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
-    lam_warmup: int = option(0, "ramp lambda linearly from 0 over the first this many steps (0: no ramp)", tag="warm")
+    lam_warmup: int = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
+                             "ramp, the paper)", tag="warm")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
     epochs: int = option(15, "training epochs", tag="e")

@@ -58,7 +58,7 @@ _ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
-    "center": MethodSpec("Center", "tab:green", "Greens", ("lam", "center_alpha", "lam_warmup"), "lam", "center",
+    "center": MethodSpec("Center", "tab:green", "Greens", ("lam", "center_alpha"), "lam", "center",
                          regularizer=_center),
     "itra": MethodSpec("ITRA", "tab:purple", "Purples", _ITRA_FIELDS, "lam", "match", True, _itra(False)),
     "itra-c": MethodSpec("ITRA-c", "tab:blue", "Blues", _ITRA_FIELDS, "lam", "match", True, _itra(True)),

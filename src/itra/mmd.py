@@ -209,7 +209,7 @@ def class_conditional_mmd(
     h2: torch.Tensor,
     y2: torch.Tensor,
     num_classes: int,
-    bandwidth: Bandwidth = "class",
+    bandwidth: Bandwidth = "batch",
     validate_args: bool = True,
     squared: bool = False,
 ) -> torch.Tensor:
@@ -219,8 +219,8 @@ def class_conditional_mmd(
         h1: (n, D) features of mini-batch S1; y1: (n,) their labels in [0, num_classes).
         h2: (m, D) features of mini-batch S2; y2: (m,) their labels.
         num_classes: K.
-        bandwidth: "class" (default): sigma_k is the median squared distance among class k's pooled
-            samples; "batch": one median over the pooled batch; "multi": kernels at
+        bandwidth: "batch" (default): one median over the pooled batch; "class" (the paper as we
+            read it): sigma_k is the median squared distance among class k's pooled samples; "multi": kernels at
             `MULTI_KERNEL_SCALES` times the batch median, averaged; a float: that fixed sigma.
         validate_args: check the inputs (they read values back from the device every call); the
             training loop turns this off once its inputs are known to be well formed.

@@ -12,6 +12,7 @@ ends exactly where an uninterrupted one does.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate
-from itra.methods import Objective, build_objective
+from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
 from itra.state import Precision, TrainState
 
@@ -131,8 +132,12 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     recorder = Recorder(Path(run_dir))
     recorder.start(state, resume)
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
+    warmup = config.lam_warmup if "lam_warmup" in METHODS[config.method].fields else 0
+    if progress and warmup > len(loader) * config.epochs:
+        print(f"note: --lam-warmup {warmup} is longer than this run's {len(loader) * config.epochs} steps, so λ ends at "
+              f"{config.lam * len(loader) * config.epochs / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
-             *([LambdaWarmup(config.lam, config.lam_warmup)] if config.lam_warmup else []), *callbacks,
+             *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks,
              *([Progress()] if progress else []), recorder]
     try:
         while state.epoch < config.epochs:

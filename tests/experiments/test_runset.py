@@ -110,7 +110,7 @@ def test_compactness_log_reads_null_as_nan(tmp_path):
 
 def test_variants_of_one_method_are_never_merged(tmp_path):
     """Two bandwidths of ITRA-c at one λ are two arms, each at its own best λ."""
-    write_run(tmp_path, method="itra-c", lam=0.6, test_ce=0.30)
+    write_run(tmp_path, method="itra-c", lam=0.6, bandwidth="class", test_ce=0.30)
     write_run(tmp_path, method="itra-c", lam=0.6, bandwidth="batch", match="mmd2", test_ce=0.40)
     write_run(tmp_path, method="itra-c", lam=0.2, bandwidth="batch", match="mmd2", test_ce=0.35)
     best = best_groups(find_runs([tmp_path]))

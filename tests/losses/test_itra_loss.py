@@ -67,7 +67,7 @@ def test_unchecked_calls_compute_the_same_and_the_bandwidth_is_checked_once():
     assert ITRALoss.needs_second_batch
 
 
-def test_one_sample_per_class_the_paper_is_constant_and_the_batch_bandwidths_are_not():
+def test_one_sample_per_class_the_paper_is_constant_and_the_default_is_not():
     """The per-class median makes a single pair's MMD sqrt(2 - 2/e) at any distance (the collapse
     pathology); with a bandwidth from the whole batch the value falls as the pair comes closer."""
     generator = torch.Generator().manual_seed(0)
@@ -80,4 +80,6 @@ def test_one_sample_per_class_the_paper_is_constant_and_the_batch_bandwidths_are
             assert values == pytest.approx([math.sqrt(2 - 2 / math.e)] * 3)
         else:
             assert values[0] > values[1] > values[2] > 0, bandwidth
+    default = [ITRALoss(num_classes=10)(h1, labels, h1 + gap * direction, labels).item() for gap in (1.0, 0.3, 0.1)]
+    assert default[0] > default[1] > default[2] > 0  # the library's default is not the constant
     assert ITRALoss.paper().bandwidth == "class" and not ITRALoss.paper().squared

@@ -14,9 +14,10 @@ class ITRALoss(nn.Module):
     Args:
         conditional: True for ITRA-c (Eq. (5), the paper's default): the mean over classes of
             MMD(H1^k, H2^k); False for plain ITRA (Eq. (3)): MMD(H1, H2), labels unused.
-        bandwidth: "class" (median per class), "batch" (one median for the pooled batch), "multi"
-            (kernels at several multiples of the batch median, averaged: the DAN convention) or a
-            fixed float sigma. Unconditional ITRA has a single group, so "class" and "batch" coincide.
+        bandwidth: "batch" (default: one median for the pooled batch), "class" (a median per class:
+            the paper as we read it, see `paper()`), "multi" (kernels at several multiples of the
+            batch median, averaged: the DAN convention) or a fixed float sigma. Unconditional ITRA
+            has a single group, so "class" and "batch" coincide.
         num_classes: K; when None it is taken as 1 + the largest label seen in the two batches, which
             gives the same value (absent classes are left out of the mean either way).
         validate_args: check the inputs of every call (shapes, labels, finite values). The checks
@@ -29,7 +30,7 @@ class ITRALoss(nn.Module):
 
     needs_second_batch = True
 
-    def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "class", num_classes: int | None = None,
+    def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "batch", num_classes: int | None = None,
                  validate_args: bool = True, squared: bool = False):
         super().__init__()
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
