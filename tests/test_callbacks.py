@@ -1,16 +1,20 @@
-"""Callbacks of the loop: the collapse guard stops a run made to collapse, λ warm-up, the probe."""
+"""Callbacks of the loop: the collapse guard stops a run made to collapse, λ warm-up, the probe,
+TensorBoard event files read back."""
 import json
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from itra.callbacks import CollapseGuard, LambdaWarmup, RunFailed
+from itra.callbacks import CollapseGuard, LambdaWarmup, RunFailed, TensorBoard
 from itra.cli import main
 from itra.config import TrainConfig
+from itra.experiments.runs import run
 from itra.methods import build_objective
 from itra.models.registry import build_image_model
-from tests.helpers import needs_fmnist
+from itra.rundir import read_metrics
+from tests.helpers import needs_fmnist, small
 
 
 
@@ -70,3 +74,63 @@ def test_a_run_made_to_collapse_stops_with_its_status_and_one_line(tmp_path, cap
     assert main(sweep) == 1  # the collapsed run is counted apart, the other one averaged
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fashion-mnist")]
     assert any("| 0 (+1 collapsed) | – |" in row for row in rows) and any("| 1 |" in row for row in rows)
+
+
+def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in `run_dir`: {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@needs_fmnist
+def test_tensorboard_holds_every_epoch_row_at_its_epoch(tmp_path, splits):
+    pytest.importorskip("tensorboard", reason="pip install tensorboard")
+    config = small("itra-c", train_subset=256, test_subset=100, tensorboard=True)  # 2 epochs of 4 steps
+    run_dir, _ = run(config, tmp_path, splits, progress=False)
+    assert run_dir.name == small("itra-c", train_subset=256, test_subset=100).name  # logging is not in the name
+    logged, rows = scalars(run_dir), read_metrics(run_dir)
+    names = {"train_loss", "train_ce", "train_match", "test_accuracy", "test_cross_entropy", "test_ece", "lr",
+             "elapsed_s"}
+    assert set(logged) == names
+    for name in names:
+        assert [step for step, _ in logged[name]] == [1, 2], name
+        assert [value for _, value in logged[name]] == pytest.approx([row[name] for row in rows], rel=1e-6), name
+    assert logged["train_match"][0][1] > 0
+
+
+@needs_fmnist
+def test_without_the_flag_no_event_file_is_written(tmp_path, splits):
+    run_dir, _ = run(small("ce", train_subset=128, test_subset=50, epochs=1), tmp_path, splits, progress=False)
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+
+
+def without_tensorboard(monkeypatch):
+    """Make `tensorboard` unimportable, as on a machine where it is not installed."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+
+
+def test_a_missing_tensorboard_says_what_to_install(monkeypatch, tmp_path):
+    without_tensorboard(monkeypatch)
+    with pytest.raises(ModuleNotFoundError, match="pip install tensorboard"):
+        TensorBoard(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@needs_fmnist
+def test_a_missing_tensorboard_is_one_line_before_any_training(monkeypatch, tmp_path, capsys):
+    import itra.train
+
+    without_tensorboard(monkeypatch)
+    monkeypatch.setattr(itra.train, "run_epoch", lambda *args: pytest.fail("trained without tensorboard"))
+    flags = ["--method", "ce", "--epochs", "1", "--train-subset", "64", "--test-subset", "32", "--tensorboard",
+             "--out", str(tmp_path), "--quiet"]
+    for command in (["train"], ["sweep", "--seeds", "1"]):
+        assert main([*command, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"itra {command[0]}: error: --tensorboard" in err
+        assert "pip install tensorboard" in err
+        assert not any(tmp_path.iterdir())

@@ -53,6 +53,18 @@ def test_train_and_resume_via_cli(tmp_path, capsys):
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0  # finished: nothing left, same summary
 
 
+def test_a_bool_field_is_a_switch_in_train_and_sweep():
+    from itra.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train"]).tensorboard is False
+    assert parser.parse_args(["train", "--tensorboard"]).tensorboard is True
+    assert parser.parse_args(["sweep"]).tensorboard == [False]
+    assert parser.parse_args(["sweep", "--tensorboard"]).tensorboard == [True]  # a grid of one value
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--tensorboard", "false"])  # a switch takes no value
+
+
 def test_bad_flags_give_one_line(capsys):
     assert main(["train", "--method", "mixup"]) == 2
     assert "Expected `method` in ce, lsr, center, itra, itra-c, but got 'mixup'" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from itra.config import TrainConfig
+from itra.config import LOCATION_FIELDS, TrainConfig
 
 
 def test_config_validation():
@@ -47,7 +47,10 @@ OTHER_VALUES = {
 
 def test_every_field_but_the_location_is_in_the_run_name():
     fields = [field.name for field in dataclasses.fields(TrainConfig)]
-    assert set(OTHER_VALUES) | {"device", "data_dir"} == set(fields)
+    assert set(LOCATION_FIELDS) == {"device", "data_dir", "tensorboard"}  # where a run happens, what it logs
+    assert set(OTHER_VALUES) | set(LOCATION_FIELDS) == set(fields)
+    unnamed = {field.name for field in dataclasses.fields(TrainConfig) if field.metadata["tag"] is None}
+    assert unnamed == set(LOCATION_FIELDS)
     names = set()
     for field, (value, method) in OTHER_VALUES.items():
         base = TrainConfig() if field == "method" else TrainConfig(method=method)
@@ -55,8 +58,9 @@ def test_every_field_but_the_location_is_in_the_run_name():
         assert other != base and other.name != base.name, field
         names.add(other.name)
     assert len(names) == len(OTHER_VALUES)  # no two of these configs share a directory
-    assert TrainConfig(device="cpu", data_dir="/data").name == TrainConfig().name
-    assert TrainConfig(device="cpu").same_run(TrainConfig()) and not TrainConfig(lr=0.01).same_run(TrainConfig())
+    located = TrainConfig(device="cpu", data_dir="/data", tensorboard=True)
+    assert located.name == TrainConfig().name and located.same_run(TrainConfig())
+    assert not TrainConfig(lr=0.01).same_run(TrainConfig())
 
 
 def test_run_names_read_well():

@@ -2,11 +2,13 @@
 
 `DivergenceGuard` and `CollapseGuard` end a run that cannot recover (with status "failed" or
 "collapsed" and a reason saying what to try), `LambdaWarmup` ramps λ, `CompactnessProbe` logs the
-paper's compactness, `Progress` draws the bar; `train.Recorder` writes the run directory, last.
+paper's compactness, `TensorBoard` writes each epoch's row as event files (`--tensorboard`),
+`Progress` draws the bar; `train.Recorder` writes the run directory, last.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,9 @@ class Callback:
     def on_step(self, state: TrainState, terms: dict[str, float]) -> None: ...
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None: ...
+
+    def on_run_end(self, state: TrainState) -> None:
+        """After the last epoch, or when the run stopped (failed, collapsed, interrupted): release what is held."""
 
 
 class DivergenceGuard(Callback):
@@ -90,6 +95,41 @@ class Progress(Callback):
         tqdm.write(f"{state.config.name} epoch {row['epoch']}/{state.config.epochs}: train CE {row['train_ce']:.4f} | "
                    f"test acc {row['test_accuracy']:.2f}% CE {row['test_cross_entropy']:.4f} ECE {row['test_ece']:.4f} | "
                    f"{row['elapsed_s']:.0f}s")
+
+
+class TensorBoard(Callback):
+    """Each epoch's metrics row as TensorBoard scalars in `log_dir`, under the names of `metrics.jsonl`
+    and at step = the epoch (1, 2, ...): the loss terms (`train_loss`, `train_ce`, `train_match` or
+    `train_center`), `test_accuracy`, `test_cross_entropy`, `test_ece`, `lr` and `elapsed_s`.
+    `tensorboard --logdir runs/` then shows every run under its name. The per-step compactness stays
+    in `metrics.jsonl`.
+
+    Raises `ModuleNotFoundError` (one line: what to install) when `tensorboard` is not installed, so a
+    run that asks for it fails before it trains.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("--tensorboard writes through torch.utils.tensorboard, which needs the "
+                                      "tensorboard package: pip install tensorboard") from None
+        self.log_dir = Path(log_dir)
+        self.make_writer = SummaryWriter
+        self.writer: Any = None  # opened at the first row: a run that stops before it trains leaves no event file
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            self.writer = self.make_writer(str(self.log_dir))
+        for name, value in row.items():
+            if name != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(name, value, row["epoch"])
+        self.writer.flush()
+
+    def on_run_end(self, state: TrainState) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class CollapseGuard(Callback):

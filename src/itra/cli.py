@@ -7,8 +7,9 @@
     itra report runs/ --out report/                   # tables and figures read back from run directories
     python -m itra ...                                # the same commands (torchrun -m itra ...)
 
-Exit status: 0 done; 1 a run failed (diverged or collapsed: its run directory says why); 2 bad input, missing data
-or no network (one line on stderr); 130 interrupted (finished epochs are kept; run again to continue).
+Exit status: 0 done; 1 a run failed (diverged or collapsed: its run directory says why); 2 bad input, missing data,
+a missing optional package or no network (one line on stderr); 130 interrupted (finished epochs are kept; run
+again to continue).
 """
 from __future__ import annotations
 
@@ -43,17 +44,20 @@ def _list_of(kind: type):
 
 def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`); with `lists`
-    each takes comma-separated values (a sweep's grid)."""
+    each takes comma-separated values (a sweep's grid). A bool field is a switch (`--tensorboard`),
+    the same for every run of a grid."""
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         if field.name in skip:
             continue
-        kind = _flag_type(hints[field.name])
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"), type=_list_of(kind) if lists else kind,
-            default=[field.default] if lists else field.default,
-            help=f"{field.metadata['help']} (default: {field.default})",
-        )
+        flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
+        default = [field.default] if lists else field.default
+        if kind is bool:
+            switched = [not field.default] if lists else not field.default
+            parser.add_argument(flag, action="store_const", const=switched, default=default, help=field.metadata["help"])
+        else:
+            parser.add_argument(flag, type=_list_of(kind) if lists else kind, default=default,
+                                help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
-    except (ValueError, FileNotFoundError, ConnectionError) as error:  # bad input, missing data, no network
+    # bad input, missing data, a missing optional package (its message says what to install), no network
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as error:
         print(f"itra {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RunInterrupted as interrupt:

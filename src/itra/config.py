@@ -3,7 +3,8 @@
 The CLI maps every field to a flag one to one (`batch_size` -> `--batch-size`). A run directory's
 `config.json` is the resolved config. The run name holds every field that differs from its default
 (see `TrainConfig.name`), so two different configs never share a directory and a sweep over any
-field gives one run per value.
+field gives one run per value; only the location fields (where a run happens and what it logs, not
+what it computes) are left out.
 """
 from __future__ import annotations
 
@@ -21,15 +22,16 @@ from itra.mmd import BANDWIDTH_MODES, Bandwidth
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
-# Where a run happens, not what it computes: left out of the run name and of the check that a run
-# directory holds the same run (a run started on the CPU may be resumed on a GPU, or with its data moved).
-LOCATION_FIELDS = ("device", "data_dir")
+# Where a run happens and what it logs, not what it computes: left out of the run name and of the check
+# that a run directory holds the same run (a run started on the CPU may be resumed on a GPU, with its data
+# moved, or with TensorBoard logging switched on).
+LOCATION_FIELDS = ("device", "data_dir", "tensorboard")
 ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
 
 
 def option(default: Any, help: str, tag: str | None = None) -> Any:
     """A config field with its command-line help and the tag that names its value in run names
-    (`tag=""`: its value alone stands in the name; None: a location field, never in the name)."""
+    (`tag=""`: its value alone stands in the name; None: a location field, `LOCATION_FIELDS`, never named)."""
     return dataclasses.field(default=default, metadata={"help": help, "tag": tag})
 
 
@@ -39,7 +41,7 @@ class TrainConfig:
 
     dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet; "
                           "text: wordnet, ag-news, amazon-full, yahoo, yelp-full", tag="")
-    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2; text: minilm (offline), "
+    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit; text: minilm (offline), "
                         "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")
     method: str = option("itra-c", f"training method: {', '.join(METHODS)}", tag="")
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
@@ -69,6 +71,8 @@ class TrainConfig:
                        tag="seed")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
+    tensorboard: bool = option(False, "also write each epoch's metrics and loss terms to TensorBoard event files in "
+                               "the run directory (pip install tensorboard)")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -130,7 +134,8 @@ class TrainConfig:
         """The run directory's name: dataset, model, method, its strength (λ, ε), batch size, epochs and
         seed always, and every other field that differs from its default as its tag and value (`lam0.6`, `lr0.01`,
         `bwbatch`, `adamw`), in field order, e.g. `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`.
-        Location fields (device, data_dir) are left out; a local model directory is named by its last part."""
+        Location fields (device, data_dir, tensorboard) are left out; a local model directory is named by its
+        last part."""
         parts, strength = [], METHODS[self.method].strength
         for field in dataclasses.fields(self):
             tag, value = field.metadata["tag"], getattr(self, field.name)

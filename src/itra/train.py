@@ -4,10 +4,10 @@
 
 `fit` trains one `TrainConfig` into a run directory. What happens around the steps is a short list
 of callbacks (`itra.callbacks`): `DivergenceGuard` (a non-finite loss or metric fails the run),
-`CollapseGuard` (collapsed features end it), `LambdaWarmup`, `CompactnessProbe`, `Progress`, and
-`Recorder` (metrics, checkpoint and summary, always last). Everything random comes from
-`config.seed`: a run is the same, bit for bit on the CPU, every time it is run, and a resumed run
-ends exactly where an uninterrupted one does.
+`CollapseGuard` (collapsed features end it), `LambdaWarmup`, `CompactnessProbe`, `TensorBoard` (with
+`config.tensorboard`), `Progress`, and `Recorder` (metrics, checkpoint and summary, always last).
+Everything random comes from `config.seed`: a run is the same, bit for bit on the CPU, every time it
+is run, and a resumed run ends exactly where an uninterrupted one does.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 
 from itra import rundir
 from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
-                            RunFailed)
+                            RunFailed, TensorBoard)
 from itra.config import TrainConfig, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch, epoch_generator
@@ -118,7 +118,8 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
         progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train `model` under `config` into `run_dir` (from its checkpoint with `resume`); returns the summary,
     whose `"status"` is "finished" or, when a callback ended the run, "failed" or "collapsed" with the
-    `"reason"`."""
+    `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything."""
+    logger = [TensorBoard(run_dir)] if config.tensorboard else []
     device = resolve_device(config.device)
     precision = Precision.of(config.precision, device)
     torch.manual_seed(config.seed)  # the global stream (dropout) starts from the seed too
@@ -137,13 +138,16 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
         print(f"note: --lam-warmup {warmup} is longer than this run's {len(loader) * config.epochs} steps, so λ ends at "
               f"{config.lam * len(loader) * config.epochs / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
-             *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks,
+             *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *logger,
              *([Progress()] if progress else []), recorder]
     try:
         while state.epoch < config.epochs:
             run_epoch(state, loader, data, hooks)
     except RunFailed as failure:
         return recorder.end(state, failure)
+    finally:
+        for hook in hooks:
+            hook.on_run_end(state)
     return recorder.end(state)
 
 

@@ -53,6 +53,20 @@ def test_shuffled_batches_drop_the_remainder_and_are_reproducible():
     assert sorted(torch.cat([x for x, _ in kept]).flatten().tolist()) == list(range(10))
 
 
+def test_shuffled_items_through_a_dataloader_come_in_the_order_of_the_tensor_fast_path():
+    tensors = dataset(10)
+    items = [tensors[i] for i in range(len(tensors))]  # a plain list of (x, y) tuples
+
+    def as_lists(pairs):
+        x, y = zip(*pairs)
+        return torch.stack(x).flatten().tolist(), list(y)
+
+    fast = [x.flatten().tolist() for x, _ in shuffled_batches(tensors, 4, epoch_generator(0, 0, 1), drop_last=False)]
+    for data, collate_fn in ((items, None), (items, as_lists), (tensors, as_lists)):
+        batches = list(shuffled_batches(data, 4, epoch_generator(0, 0, 1), drop_last=False, collate_fn=collate_fn))
+        assert [x.flatten().tolist() if collate_fn is None else x for x, _ in batches] == fast
+
+
 def test_epoch_generator_differs_across_seed_epoch_and_stream():
     def draw(seed, epoch, stream):
         return torch.randperm(1000, generator=epoch_generator(seed, epoch, stream)).tolist()

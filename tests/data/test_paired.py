@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
 from itra.data.paired import PairedLoader
@@ -43,6 +45,35 @@ def test_batches_depend_only_on_seed_and_epoch():
     assert order(0, 3) != order(1, 3)
 
 
+def orders(loader, epochs, pin=False):
+    """The S1 and S2 sample indices of `epochs` iterations of `loader` (with `pin`, `set_epoch` before each)."""
+    seen = []
+    for epoch in range(epochs):
+        if pin:
+            loader.set_epoch(epoch)
+        pairs = list(loader)
+        seen.append(tuple(tuple(torch.cat([batch[0] for batch in part]).flatten().tolist()) for part in zip(*pairs)))
+    return seen
+
+
+def test_each_iteration_is_the_next_epoch_unless_set_epoch_pins_it():
+    advancing = orders(PairedLoader(dataset(), batch_size=32, seed=0), 3)
+    assert len({first for first, _ in advancing}) == len({second for _, second in advancing}) == 3
+    assert advancing == orders(PairedLoader(dataset(), batch_size=32, seed=0), 3, pin=True)  # epoch e is epoch e
+    pinned = PairedLoader(dataset(), batch_size=32, seed=0)
+    for _ in range(2):
+        pinned.set_epoch(1)
+        assert orders(pinned, 1) == advancing[1:2]
+    assert orders(pinned, 1) == advancing[2:3]  # after a pinned epoch, the next one follows
+
+
+def test_s2_stays_independent_of_s1_in_later_epochs():
+    loader = PairedLoader(dataset(), batch_size=20, seed=0)
+    for first, second in orders(loader, 3):
+        assert sorted(first) == list(range(200)) and sorted(second) == list(range(200))
+        assert sum(a == b for a, b in zip(first, second)) < 20  # about 1 by chance; 200 if S2 were S1
+
+
 def test_unpaired_yields_the_same_s1():
     paired = [x1 for (x1, _), _ in PairedLoader(dataset(), batch_size=32, seed=5)]
     alone = [x for x, _ in PairedLoader(dataset(), batch_size=32, seed=5, paired=False)]
@@ -62,6 +93,76 @@ def test_any_map_style_dataset_works():
     assert len(pairs) == 5
     (x1, y1), (x2, y2) = pairs[0]
     assert x1.shape == (10, 1) and y2.shape == (10,)
+
+
+class PILDataset(Dataset):
+    """(PIL.Image, int) items, the torchvision convention: image i is 4x4 grey pixels of value i."""
+
+    def __init__(self, transform=None, size=50):
+        self.transform, self.size = transform, size
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        image = Image.fromarray(np.full((4, 4), i, dtype=np.uint8))
+        return (image if self.transform is None else self.transform(image)), i % 5
+
+
+def to_tensor(image):
+    """(1, H, W) float32 in [0, 1], as torchvision's ToTensor gives a grey image."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).unsqueeze(0)
+
+
+def stack_images(items):
+    images, labels = zip(*items)
+    return torch.stack([to_tensor(image) for image in images]), torch.tensor(labels)
+
+
+def pixel_values(x):
+    return (x[:, 0, 0, 0] * 255).round().long().tolist()
+
+
+def test_a_pil_dataset_with_a_transform_or_a_collate_fn_gives_the_order_of_a_tensor_dataset():
+    tensors = TensorDataset(torch.arange(50).unsqueeze(1), torch.arange(50) % 5)
+    expected = [(x1.flatten().tolist(), x2.flatten().tolist()) for (x1, _), (x2, _) in PairedLoader(tensors, 10, seed=3)]
+    for loader in (PairedLoader(PILDataset(to_tensor), 10, seed=3),
+                   PairedLoader(PILDataset(), 10, seed=3, collate_fn=stack_images)):
+        pairs = list(loader)
+        (x1, y1), (x2, y2) = pairs[0]
+        assert x1.shape == (10, 1, 4, 4) and x1.dtype == torch.float32 and y2.shape == (10,)
+        assert [(pixel_values(x1), pixel_values(x2)) for (x1, _), (x2, _) in pairs] == expected
+        assert all(torch.equal(y, torch.tensor(pixel_values(x)) % 5) for pair in pairs for x, y in pair)
+
+
+def test_a_pil_dataset_without_a_transform_needs_a_collate_fn():
+    with pytest.raises(TypeError, match="PIL"):
+        next(iter(PairedLoader(PILDataset(), 10)))
+
+
+def test_a_collate_fn_applies_to_a_tensor_dataset_too():
+    def as_dict(items):
+        x, y = zip(*items)
+        return {"x": torch.stack(x), "y": torch.stack(y)}
+
+    first, second = next(iter(PairedLoader(dataset(), batch_size=8, second_batch_size=4, collate_fn=as_dict)))
+    assert first["x"].shape == (8, 1) and second["y"].shape == (4,)
+
+
+def test_workers_give_the_same_batches():
+    def batches(workers):
+        return [torch.cat([x1, x2]).flatten().tolist()
+                for (x1, _), (x2, _) in PairedLoader(ItemDataset(), batch_size=10, seed=2, num_workers=workers)]
+
+    assert batches(2) == batches(0)
+
+
+def test_pin_memory_without_a_gpu_warns_and_still_loads():
+    if torch.cuda.is_available():
+        pytest.skip("this machine can pin memory")
+    with pytest.warns(UserWarning, match="no CUDA GPU"):
+        loader = PairedLoader(dataset(), batch_size=10, pin_memory=True)
+    assert len(list(loader)) == 20
 
 
 @pytest.mark.parametrize("kwargs,match", [({"batch_size": 0}, "batch_size"), ({"batch_size": 500}, "dataset size"),

@@ -1,8 +1,12 @@
-"""Each figure function writes a PNG from runs held in memory (no run directories, no training)."""
+"""Each figure function writes a PNG from runs held in memory (no run directories, no training), and
+its axes read well: integer epoch ticks, plain decimals on log axes, "1 seed" in the singular."""
+import re
 from pathlib import Path
 
 import matplotlib
+import pytest
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from itra.config import TrainConfig
 from itra.experiments import figures
@@ -64,3 +68,61 @@ def test_tsne_draws_a_panel_for_collapsed_features_and_reliability(tmp_path):
     figures.figure_tsne(runs, [spread, collapsed], ["a", "b", "c"], tmp_path / "tsne.png")
     figures.figure_reliability(runs, [spread, collapsed], tmp_path / "reliability.png")
     assert is_png(tmp_path / "tsne.png") and is_png(tmp_path / "reliability.png")
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the figure functions save, drawn (tick labels set) and kept open for inspection."""
+    kept = []
+    save = figures._save
+
+    def draw_and_keep(fig, path, **kwargs):
+        fig.canvas.draw()
+        kept.append(fig)
+        save(fig, path, **kwargs)
+
+    monkeypatch.setattr(figures, "_save", draw_and_keep)
+    return kept
+
+
+def visible_labels(axis):
+    """The non-empty major and minor tick labels inside the axis's view."""
+    low, high = sorted(axis.get_view_interval())
+    coordinate = 0 if axis.axis_name == "x" else 1
+    return [label.get_text() for label in (*axis.get_majorticklabels(), *axis.get_minorticklabels())
+            if label.get_text() and low <= label.get_position()[coordinate] <= high]
+
+
+def test_seeds_is_singular_for_one():
+    assert [figures.seeds(n) for n in (1, 2, 0)] == ["1 seed", "2 seeds", "0 seeds"]
+
+
+def test_legends_count_seeds_in_the_singular_for_one(tmp_path, drawn):
+    runs = [make_run(method="ce"), make_run(method="itra", seed=0), make_run(method="itra", seed=1)]
+    figures.figure_curves(runs, tmp_path / "curves.png")
+    figures.figure_compactness(runs, tmp_path / "compactness.png")
+    for fig in drawn:
+        legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)
+        assert [text.get_text() for text in legend.get_texts()] == ["CE (1 seed)", "ITRA λ=0.6 (2 seeds)"]
+
+
+def test_epoch_and_step_axes_tick_at_integers(tmp_path, drawn):
+    runs = [make_run(method="ce", compactness=((3, 0.8), (6, 0.6)))]
+    figures.figure_curves(runs, tmp_path / "curves.png")
+    figures.figure_compactness(runs, tmp_path / "compactness.png")
+    axes = [ax for fig in drawn for ax in fig.axes]
+    assert len(axes) == 3  # accuracy and CE per epoch, compactness per step
+    for ax in axes:
+        assert isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+        labels = visible_labels(ax.xaxis)
+        assert labels and all(re.fullmatch(r"\d+", label) for label in labels), labels  # 1, 2; never 1.2, 1.4
+
+
+@pytest.mark.parametrize("test_ce", [2.2, 0.3])
+def test_the_log_ce_axis_reads_in_plain_decimals(tmp_path, drawn, test_ce):
+    figures.figure_curves([make_run(method="ce", test_ce=test_ce)], tmp_path / "curves.png")
+    ce_axis = drawn[0].axes[1]
+    assert ce_axis.get_yscale() == "log"
+    labels = visible_labels(ce_axis.yaxis)
+    assert labels and all(re.fullmatch(r"\d+(\.\d+)?", label) for label in labels), labels  # never 2.2×10⁰
+    assert f"{test_ce:g}" in labels

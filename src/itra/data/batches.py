@@ -1,9 +1,10 @@
 """In-memory batch fast paths and seeded generators: shuffled and ordered passes over a dataset (a
-`TensorDataset` is sliced a batch at a time, any other map-style dataset goes through a `DataLoader`),
-fixed random subsets, and a generator per (seed, epoch, stream)."""
+`TensorDataset` is sliced a batch at a time, any other map-style dataset, or any with a `collate_fn`,
+goes through a `DataLoader` in the same order), fixed random subsets, and a generator per (seed,
+epoch, stream)."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,22 +20,25 @@ def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 
 
 def shuffled_batches(
-    dataset: Dataset, batch_size: int, generator: torch.Generator, drop_last: bool, num_workers: int = 0
-) -> Iterator[Batch]:
-    """One shuffled pass over `dataset` in batches of tuples `(*inputs, labels)`.
+    dataset: Dataset, batch_size: int, generator: torch.Generator, drop_last: bool, num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None, pin_memory: bool = False,
+) -> Iterator[Any]:
+    """One shuffled pass over `dataset` in batches: tuples `(*inputs, labels)`, or what `collate_fn` makes
+    of a list of items.
 
-    A `TensorDataset` is indexed a batch at a time (no per-item collation); any other map-style
-    dataset goes through a `DataLoader` with the same generator.
+    A `TensorDataset` without a `collate_fn` is indexed a batch at a time (no per-item collation); any
+    other map-style dataset goes through a `DataLoader` whose sampler draws the same order from `generator`.
     """
-    if isinstance(dataset, TensorDataset):
+    if isinstance(dataset, TensorDataset) and collate_fn is None:
         order = torch.randperm(len(dataset), generator=generator)
         stop = len(dataset) - batch_size + 1 if drop_last else len(dataset)
         for start in range(0, stop, batch_size):
             index = order[start : start + batch_size]
-            yield tuple(tensor[index] for tensor in dataset.tensors)
+            yield tuple(tensor[index].pin_memory() if pin_memory else tensor[index] for tensor in dataset.tensors)
         return
     sampler = RandomSampler(dataset, generator=generator)
-    yield from DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers)
+    yield from DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                          collate_fn=collate_fn, pin_memory=pin_memory)
 
 
 def ordered_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:

@@ -1,11 +1,13 @@
 """Paired mini-batches: S1 for the cross-entropy, and an independent S2 to match its features against."""
 from __future__ import annotations
 
-from typing import Iterator
+import warnings
+from typing import Any, Callable, Iterator
 
+import torch
 from torch.utils.data import Dataset
 
-from itra.data.batches import Batch, epoch_generator, shuffled_batches
+from itra.data.batches import epoch_generator, shuffled_batches
 
 
 class PairedLoader:
@@ -13,13 +15,22 @@ class PairedLoader:
 
     S1 is one shuffled pass over the dataset (the epoch). S2 is drawn from a stream with its own
     generator, so it is independent of S1: a fresh shuffled pass, chained into the next when it runs
-    out, always `second_batch_size` samples. Both are fixed by `(seed, epoch)`; call `set_epoch`
-    before each epoch (as with `DistributedSampler`). With `paired=False` it yields S1 alone, the same
-    S1 batches as with pairing, so methods that do not need S2 see the same data in the same order.
+    out, always `second_batch_size` samples. Both are fixed by `(seed, epoch)`. Each new iteration is
+    the next epoch (0, 1, 2, ...); `set_epoch(e)` makes the next iteration epoch `e`, as with
+    `DistributedSampler`, so a resumed loop can rebuild any epoch's batches. With `paired=False` it
+    yields S1 alone, the same S1 batches as with pairing, so methods that do not need S2 see the same
+    data in the same order.
+
+    Any map-style dataset works. A `TensorDataset` is sliced a batch at a time; any other dataset (e.g.
+    `(PIL.Image, int)` items with a transform, the torchvision convention), or any dataset given a
+    `collate_fn`, goes through a `DataLoader` with the same order, `collate_fn` (a batch is then what
+    it returns), `num_workers` and `pin_memory`.
 
     Example:
-        for (x1, y1), (x2, y2) in PairedLoader(train_set, batch_size=128):
-            ...
+        loader = PairedLoader(train_set, batch_size=128, seed=0)
+        for epoch in range(epochs):
+            for (x1, y1), (x2, y2) in loader:   # a new order every epoch
+                ...
     """
 
     def __init__(
@@ -31,6 +42,8 @@ class PairedLoader:
         drop_last: bool = False,
         paired: bool = True,
         num_workers: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
@@ -39,6 +52,10 @@ class PairedLoader:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value!r}")
             if value > size:
                 raise ValueError(f"Expected `{name}` <= the dataset size {size}, but got {value}")
+        if pin_memory and not torch.cuda.is_available():  # what DataLoader does too
+            warnings.warn("PairedLoader: pin_memory=True, but there is no CUDA GPU to copy batches to; "
+                          "they are not pinned")
+            pin_memory = False
         self.dataset = dataset
         self.batch_size = batch_size
         self.second_batch_size = second_batch_size
@@ -46,24 +63,30 @@ class PairedLoader:
         self.drop_last = drop_last
         self.paired = paired
         self.num_workers = num_workers
-        self.epoch = 0
+        self.collate_fn = collate_fn
+        self.pin_memory = pin_memory
+        self.epoch = 0  # of the next iteration
 
     def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (later ones follow from it)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         size = len(self.dataset)  # type: ignore[arg-type]
         return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
 
-    def _second_stream(self) -> Iterator[Batch]:
-        generator = epoch_generator(self.seed, self.epoch, stream=2)
-        while True:
-            yield from shuffled_batches(self.dataset, self.second_batch_size, generator, True, self.num_workers)
+    def _pass(self, batch_size: int, generator: torch.Generator, drop_last: bool) -> Iterator[Any]:
+        return shuffled_batches(self.dataset, batch_size, generator, drop_last, self.num_workers, self.collate_fn,
+                                self.pin_memory)
 
-    def __iter__(self) -> Iterator[tuple[Batch, Batch]] | Iterator[Batch]:
-        first = shuffled_batches(
-            self.dataset, self.batch_size, epoch_generator(self.seed, self.epoch, stream=1), self.drop_last, self.num_workers
-        )
+    def _second_stream(self, epoch: int) -> Iterator[Any]:
+        generator = epoch_generator(self.seed, epoch, stream=2)
+        while True:
+            yield from self._pass(self.second_batch_size, generator, drop_last=True)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]] | Iterator[Any]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        first = self._pass(self.batch_size, epoch_generator(self.seed, epoch, stream=1), self.drop_last)
         if not self.paired:
             return first
-        return zip(first, self._second_stream())
+        return zip(first, self._second_stream(epoch))

@@ -1,7 +1,8 @@
 """The report's figures: each function draws runs it is given (or their test-set predictions) into one PNG.
 
 Nothing here finds, selects or reads runs (`runset` and `report` do); labels and colours come from
-`METHODS`. Bands and error bars are ±1 sample std over seeds.
+`METHODS`. Bands and error bars are ±1 sample std over seeds. Epoch and step axes tick at integers,
+log axes read in plain decimals ("0.3", "2").
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
 from itra.experiments.runset import Run, by_group, compactness_log, study_of, study_rows  # noqa: E402
 from itra.experiments.table import mean_std  # noqa: E402
@@ -29,8 +31,33 @@ def _title(runs: list[Run], what: str) -> str:
     return f"{what}\n{study_of(runs[0].config)}"
 
 
+def seeds(count: int) -> str:
+    """The count with its noun: "1 seed", "3 seeds"."""
+    return f"{count} seed" + ("s" if count != 1 else "")
+
+
 def _legend(members: list[Run]) -> str:
-    return f"{method_label(members[0].config)} ({len(members)} seeds)"
+    return f"{method_label(members[0].config)} ({seeds(len(members))})"
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """Tick labels of a log axis as plain decimals ("0.3", "2" rather than "3×10⁻¹", "2×10⁰"), on the
+    ticks matplotlib would label."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_y(ax: Any) -> None:
+    """A log-scale y axis with plain decimal labels on its major and minor ticks."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+def _integer_x(ax: Any) -> None:
+    """Ticks at whole numbers only on an x axis that counts (epochs, steps)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def colours(runs: list[Run]) -> dict[str, Any]:
@@ -117,8 +144,10 @@ def figure_curves(runs: list[Run], path: Path) -> None:
             mean, std = mean_band([np.array([row[key] for row in r.metrics], dtype=float) for r in members])
             _band(ax, np.arange(1, len(mean) + 1), mean, std, palette[group], _legend(members))
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=_title(runs, "Test accuracy"))
-    axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=_title(runs, "Test CE"),
-                yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=_title(runs, "Test CE"))
+    _log_y(axes[1])
+    for ax in axes:
+        _integer_x(ax)
     axes[1].legend()
     _save(fig, path)
 
@@ -137,6 +166,7 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
         _band(ax, compactness_log(members[0])[0][: len(mean)], mean, std, palette[group], _legend(members))
     ax.set(xlabel="training step (S1 mini-batches)", ylabel="same-class distance / all-pairs distance",
            title=_title(runs, "Compactness across mini-batches"))
+    _integer_x(ax)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     _save(fig, path)
     return True

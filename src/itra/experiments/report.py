@@ -49,7 +49,7 @@ def compactness_span(members: list[Run]) -> str:
         return "–"
     first, last = (np.array([s[index] for s in series]) for index in (0, -1))
     collapsed = int(np.isnan(last).sum())  # NaN: every feature the same vector
-    note = f" ({collapsed} of {len(series)} seeds collapsed)" if collapsed else ""
+    note = f" ({collapsed} of {figures.seeds(len(series))} collapsed)" if collapsed else ""
     return f"{np.nanmean(first):.3f} → {np.nanmean(last) if collapsed < len(series) else float('nan'):.3f}{note}"
 
 
