@@ -6,7 +6,8 @@ import torch
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.config import TrainConfig
 
-FEATURE_DIMS = {"cnn": 128, "resnet18": 512, "resnet50": 2048, "resnet101": 2048, "vgg13": 512, "mobilenetv2": 1280}
+FEATURE_DIMS = {"cnn": 128, "resnet18": 512, "resnet50": 2048, "resnet101": 2048, "vgg13": 512, "mobilenetv2": 1280,
+                "vit": 64}
 
 
 def test_every_name_builds_with_its_feature_dim():
@@ -17,7 +18,7 @@ def test_every_name_builds_with_its_feature_dim():
             assert (model.feature_dim, model.head.out_features) == (dim, 7)
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet18", "vgg13", "mobilenetv2"])
+@pytest.mark.parametrize("name", ["cnn", "resnet18", "vgg13", "mobilenetv2", "vit"])
 def test_build_by_name(name):
     model = build_image_model(name, num_classes=7, in_channels=1)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)
@@ -33,11 +34,12 @@ def test_stem_reaches_the_model():
     assert (pools(cifar), pools(imagenet)) == (0, 1)  # the ImageNet stem's max-pool
 
 
-def test_small_cnn_ignores_the_stem():
+@pytest.mark.parametrize("name", ["cnn", "vit"])
+def test_single_design_models_ignore_the_stem(name):
     torch.manual_seed(0)
-    cifar = build_image_model("cnn", 10, 1, stem="cifar")
+    cifar = build_image_model(name, 10, 1, stem="cifar")
     torch.manual_seed(0)
-    imagenet = build_image_model("cnn", 10, 1, stem="imagenet")
+    imagenet = build_image_model(name, 10, 1, stem="imagenet")
     assert str(cifar) == str(imagenet)
     assert all(torch.equal(a, b) for a, b in zip(cifar.state_dict().values(), imagenet.state_dict().values()))
 
@@ -45,7 +47,8 @@ def test_small_cnn_ignores_the_stem():
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (("vit", 10, 3), r"Unknown model 'vit'; expected one of: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2"),
+        (("vit-b16", 10, 3),
+         r"Unknown model 'vit-b16'; expected one of: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit"),
         (("cnn", 1, 3), r"`num_classes` >= 2, but got 1"),
         (("resnet18", 10, 0), r"`in_channels` >= 1, but got 0"),
         (("cnn", 10, 1, "imagnet"), r"`stem` to be one of 'cifar', 'imagenet', but got 'imagnet'"),
@@ -59,3 +62,20 @@ def test_errors(args, match):
 def test_names_match_the_cli_help():
     help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "model").metadata["help"]
     assert all(name in help_text for name in IMAGE_MODELS)
+
+
+@pytest.mark.parametrize(("name", "count"), [("resnet18", 4), ("vit", 6)])
+def test_exits_by_name(name, count):
+    torch.manual_seed(0)
+    model = build_image_model(name, num_classes=7, in_channels=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        exits = model.exits(x)
+        assert len(exits) == count and torch.equal(exits[-1], model.extractor(x))
+
+
+@pytest.mark.parametrize("name", ["cnn", "vgg13", "mobilenetv2"])
+def test_models_without_exits_say_so(name):
+    model = build_image_model(name, num_classes=7, in_channels=1)
+    with pytest.raises(NotImplementedError, match="Sequential has no layer-wise exits; models with exits: vit"):
+        model.exits(torch.randn(2, 1, 28, 28))

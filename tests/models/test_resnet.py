@@ -81,3 +81,42 @@ def test_torchvision_init():
     assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
     conv = model.extractor[0]  # kaiming normal, fan_out: std sqrt(2 / (64 * 3 * 3))
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.1)
+
+
+@pytest.mark.parametrize(("build", "widths", "size"), [(resnet18, (64, 128, 256, 512), 32), (resnet50, (256, 512, 1024, 2048), 16)])
+def test_one_exit_per_stage_and_the_last_is_the_head_s_features(build, widths, size):
+    torch.manual_seed(0)
+    model = build(10).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        exits = model.exits(x)
+        assert [h.shape for h in exits] == [(2, width) for width in widths]
+        assert torch.equal(exits[-1], model.extractor(x))
+        # the first exit is the first stage's output averaged over positions
+        first_stage = model.extractor[:4](x)  # CIFAR stem (conv, BN, ReLU), then stage 1
+        torch.testing.assert_close(exits[0], first_stage.mean(dim=(2, 3)))
+
+
+def test_imagenet_stem_exits():
+    torch.manual_seed(0)
+    model = resnet18(10, stem="imagenet").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        exits = model.exits(x)
+        assert len(exits) == 4 and torch.equal(exits[-1], model.extractor(x))
+
+
+def test_gradient_from_the_first_stage_reaches_the_stem_and_no_later_stage():
+    torch.manual_seed(0)
+    model = resnet18(10)
+    model.exits(torch.randn(2, 3, 16, 16))[0].sum().backward()
+    assert model.extractor[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.extractor[4:].parameters())
+
+
+def test_state_dict_keys_are_those_of_a_plain_sequential():
+    """Checkpoints written before the extractor had exits still load."""
+    with torch.device("meta"):
+        model = resnet18(10)
+    assert list(model.extractor.state_dict()) == list(nn.Sequential(*model.extractor).state_dict())
+    assert type(model.extractor[:-2]) is nn.Sequential and len(model.extractor[:-2]) == len(model.extractor) - 2

@@ -46,12 +46,15 @@ def padded_batch(lengths: list[int], width: int, left: bool = False) -> tuple[to
     return input_ids * attention_mask, attention_mask
 
 
-def slow_mean_features(encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Each text alone, without padding, through the encoder; its hidden states averaged."""
+def slow_mean_features(
+    encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1
+) -> torch.Tensor:
+    """Each text alone, without padding, through the encoder; the hidden states of `layer` (0: the embeddings)
+    averaged."""
     rows = []
     for ids, mask in zip(input_ids, attention_mask):
         real = ids[mask.bool()][None]  # (1, length)
-        rows.append(encoder(input_ids=real).last_hidden_state[0].mean(dim=0))
+        rows.append(encoder(input_ids=real, output_hidden_states=True).hidden_states[layer][0].mean(dim=0))
     return torch.stack(rows)
 
 
@@ -85,6 +88,32 @@ def test_trimming_keeps_the_real_columns_of_either_side():
         input_ids, attention_mask = padded_batch([2, 3], width=7, left=left)
         TextEncoder(encoder)(input_ids, attention_mask)
         torch.testing.assert_close(calls[-1], input_ids[:, 4:] if left else input_ids[:, :3])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("build", "left"), [(tiny_bert, False), (tiny_xlnet, True)])
+def test_exits_are_every_layer_mean_pooled_and_the_last_is_the_head_s_features(build, left):
+    encoder = build()
+    extractor = TextEncoder(encoder)
+    input_ids, attention_mask = padded_batch([5, 3, 1, 5], width=7, left=left)  # two all-padding columns
+    exits = text_classifier(encoder, num_classes=3).exits(input_ids, attention_mask)
+    assert [h.shape for h in exits] == [(4, 32)] * 2  # one per transformer layer; the embeddings are no exit
+    assert torch.equal(exits[-1], extractor(input_ids, attention_mask))
+    for layer, h in enumerate(exits, start=1):
+        torch.testing.assert_close(h, slow_mean_features(encoder, input_ids, attention_mask, layer),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_gradient_from_the_first_exit_reaches_the_embeddings_and_no_later_layer():
+    encoder = tiny_bert().train()
+    TextEncoder(encoder).exits(*padded_batch([3, 2], width=3))[0].sum().backward()
+    assert encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in encoder.encoder.layer[1].parameters())
+
+
+def test_exits_need_mean_pooling():
+    with pytest.raises(ValueError, match='exits pool every layer by the mean; .* pooling=\'pooler\', use pooling="mean"'):
+        TextEncoder(tiny_bert(), "pooler").exits(*padded_batch([3, 2], width=3))
 
 
 @torch.no_grad()
@@ -195,4 +224,6 @@ def test_minilm_equals_sentence_transformers(monkeypatch):
         features = reference.tokenize(sentences)
         assert torch.equal(features["input_ids"], input_ids)
         pooled = reference[1](reference[0](features))["sentence_embedding"]  # Transformer, Pooling: before Normalize
+        exits = model.exits(input_ids, attention_mask)
     torch.testing.assert_close(h, pooled, atol=1e-5, rtol=1e-5)
+    assert [e.shape for e in exits] == [(3, 384)] * 6 and torch.equal(exits[-1], h)  # MiniLM-L6: six layers

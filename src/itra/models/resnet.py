@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from itra.models.classifier import Classifier
@@ -32,24 +33,51 @@ def bottleneck(in_channels: int, planes: int, stride: int) -> Residual:
     return Residual(branch, _shortcut(in_channels, 4 * planes, stride), nn.ReLU(inplace=True))
 
 
+class ResNetExtractor(nn.Sequential):
+    """The stem, the stages and global average pooling in one `nn.Sequential`, whose state-dict keys (indices)
+    are those of earlier checkpoints; `exits` also pools the output of every stage."""
+
+    def __init__(self, stem: list[nn.Module], stages: list[nn.Sequential]) -> None:
+        super().__init__(*stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, C, H, W) -> (B, channels)
+        self.num_stages = len(stages)
+
+    def __getitem__(self, index: int | slice) -> nn.Module:
+        if isinstance(index, slice):  # nn.Sequential would call our __init__; a slice is no whole ResNet anyway
+            return nn.Sequential(*list(self)[index])
+        return super().__getitem__(index)
+
+    def exits(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output, globally average-pooled: (B, 64 e), (B, 128 e), (B, 256 e), (B, 512 e), e = 1
+        (ResNet-18) or 4 (bottleneck); the last is `forward(images)`. The widths differ, so the sample-wise
+        cosine does not apply between stages: compare them with `similarity.linear_cka`."""
+        *layers, pool, flatten = self
+        first_stage = len(layers) - self.num_stages
+        x, exits = images, []
+        for index, layer in enumerate(layers):
+            x = layer(x)
+            if index >= first_stage:
+                exits.append(flatten(pool(x)))
+        return exits
+
+
 def _resnet(
     block: Callable[[int, int, int], Residual], expansion: int, depths: tuple[int, int, int, int],
     num_classes: int, in_channels: int, stem: str,
 ) -> Classifier:
     check_stem(stem)
     if stem == "cifar":
-        layers = [*conv_bn(in_channels, 64, 3), nn.ReLU(inplace=True)]
+        stem_layers = [*conv_bn(in_channels, 64, 3), nn.ReLU(inplace=True)]
     else:
-        layers = [*conv_bn(in_channels, 64, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+        stem_layers = [*conv_bn(in_channels, 64, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
     channels = 64
+    stages = []
     for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths)):
         stage = []
         for j in range(depth):
             stage.append(block(channels, planes, 2 if i > 0 and j == 0 else 1))
             channels = planes * expansion
-        layers.append(nn.Sequential(*stage))
-    extractor = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, C, H, W) -> (B, channels)
-    model = Classifier(extractor, nn.Linear(channels, num_classes))
+        stages.append(nn.Sequential(*stage))
+    model = Classifier(ResNetExtractor(stem_layers, stages), nn.Linear(channels, num_classes))
     init_torchvision(model)
     return model
 

@@ -84,6 +84,18 @@ class TextEncoder(nn.Module):
             raise ValueError(f'{type(self.encoder).__name__} has no pooler output: use pooling="mean"')
         return pooled  # (B, D)
 
+    def exits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The hidden state after every transformer layer, mean-pooled over the real tokens as `forward` pools the
+        last: one (B, D) per layer, the last one `forward(input_ids, attention_mask)` (Hugging Face's last
+        hidden state is the last entry of `hidden_states`). The embedding output is no exit: it sees each
+        token alone. Only with pooling="mean": the pooler is trained on the last layer alone."""
+        if self.pooling != "mean":
+            raise ValueError(f'Layer-wise exits pool every layer by the mean; this encoder has pooling={self.pooling!r}, '
+                             'use pooling="mean"')
+        input_ids, attention_mask = trim_padding(input_ids, attention_mask)
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return [mean_pool(hidden, attention_mask) for hidden in output.hidden_states[1:]]  # [0]: the embeddings
+
 
 def text_classifier(encoder: PreTrainedModel, num_classes: int, pooling: str = "mean") -> Classifier:
     """`Classifier(TextEncoder(encoder, pooling), nn.Linear(D, num_classes))`, D the encoder's hidden size."""
