@@ -1,4 +1,8 @@
-"""What several test modules share: the Fashion-MNIST skip mark and a small real-data config."""
+"""What several test modules share: the Fashion-MNIST skip mark, a small real-data config, and a run killed
+after its first epoch."""
+import math
+from pathlib import Path
+
 import pytest
 
 from itra.config import TrainConfig
@@ -13,3 +17,29 @@ def small(method="itra-c", **kwargs) -> TrainConfig:
                   test_subset=300, device="cpu", seed=0, compactness_every=10, lam_warmup=10)  # ITRA at full λ by step 10
     values.update(kwargs)
     return TrainConfig(**values)
+
+
+def fit_first_epoch_then_interrupt(config: TrainConfig, splits, run_dir: Path) -> None:
+    """Train `config` (with a `train_subset`) into `run_dir` and interrupt it at the first step of epoch 2, as a
+    kill would: the run directory holds epoch 1's row and checkpoint."""
+    from itra.experiments.runs import build_model
+    from itra.methods import Objective
+    from itra.pairing import samples_per_step
+    from itra.train import fit
+
+    steps_per_epoch = math.ceil(config.train_subset / samples_per_step(config.pairing, config.batch_size))
+    calls = {"n": 0}
+    original = Objective.forward
+
+    def interrupt_after_first_epoch(self, *args):
+        calls["n"] += 1
+        if calls["n"] > steps_per_epoch:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    Objective.forward = interrupt_after_first_epoch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, splits, build_model(config, splits), run_dir, progress=False)
+    finally:
+        Objective.forward = original

@@ -206,6 +206,30 @@ def test_a_cuda_device_without_a_gpu_is_one_line_before_loading_data(tmp_path, c
     assert "--device cuda: this machine has no CUDA GPU" in one_error_line(capsys) and not any(tmp_path.iterdir())
 
 
+def test_compile_without_a_compiler_is_one_line_before_loading_data(tmp_path, capsys, monkeypatch):
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    import itra.experiments.runs as runs
+
+    def no_compiler():
+        raise InvalidCxxCompiler()
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    monkeypatch.setattr(runs, "load_splits", lambda config: pytest.fail("data loaded before the compiler was checked"))
+    assert main(["train", "--compile", "--device", "cpu", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--compile on the CPU needs a C++ compiler" in one_error_line(capsys) and not any(tmp_path.iterdir())
+
+
+def test_pairing_and_compile_are_flags():
+    from itra.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--pairing", "split", "--compile"])
+    assert args.pairing == "split" and args.compile is True
+    assert parser.parse_args(["sweep", "--pairing", "independent,previous"]).pairing == ["independent", "previous"]
+
+
 @needs_fmnist
 def test_a_diverged_run_fails_with_one_line_and_valid_json(tmp_path, capsys):
     assert main([*TINY, "--lr", "1e6", "--out", str(tmp_path)]) == 1

@@ -42,12 +42,13 @@ OTHER_VALUES = {
     "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
+    "pairing": ("split", "itra-c"),
 }
 
 
 def test_every_field_but_the_location_is_in_the_run_name():
     fields = [field.name for field in dataclasses.fields(TrainConfig)]
-    assert set(LOCATION_FIELDS) == {"device", "data_dir", "tensorboard"}  # where a run happens, what it logs
+    assert set(LOCATION_FIELDS) == {"device", "data_dir", "tensorboard", "compile"}  # where, how fast, what it logs
     assert set(OTHER_VALUES) | set(LOCATION_FIELDS) == set(fields)
     unnamed = {field.name for field in dataclasses.fields(TrainConfig) if field.metadata["tag"] is None}
     assert unnamed == set(LOCATION_FIELDS)
@@ -58,7 +59,7 @@ def test_every_field_but_the_location_is_in_the_run_name():
         assert other != base and other.name != base.name, field
         names.add(other.name)
     assert len(names) == len(OTHER_VALUES)  # no two of these configs share a directory
-    located = TrainConfig(device="cpu", data_dir="/data", tensorboard=True)
+    located = TrainConfig(device="cpu", data_dir="/data", tensorboard=True, compile=True)
     assert located.name == TrainConfig().name and located.same_run(TrainConfig())
     assert not TrainConfig(lr=0.01).same_run(TrainConfig())
 
@@ -97,3 +98,34 @@ def test_every_bandwidth_mode_is_a_valid_flag():
     for mode in BANDWIDTH_MODES:
         assert TrainConfig(bandwidth=mode).typed_bandwidth == mode
     assert TrainConfig(bandwidth="0.5").typed_bandwidth == 0.5
+
+
+def test_pairings_in_run_names_and_what_they_take():
+    assert TrainConfig().pairing == "independent" and TrainConfig().name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e15-seed0"
+    assert TrainConfig(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e15-seed0"
+    assert TrainConfig(method="ce", pairing="split") == TrainConfig(method="ce")  # CE draws no S2
+    assert TrainConfig(pairing="detached", second_batch_size=64).second_batch_size == 64
+    for pairing, what in (("previous", "the previous S1"), ("split", "half the batch")):
+        with pytest.raises(ValueError, match=f"Expected no `second_batch_size` with pairing '{pairing}', whose S2 is "
+                                             f"{what} \\(--batch-size samples\\), but got 64"):
+            TrainConfig(pairing=pairing, second_batch_size=64)
+    with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split, but got 'ranks'"):
+        TrainConfig(pairing="ranks")
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
+    import torch
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    from itra.config import check_compile
+
+    check_compile(torch.device("cpu"))  # this machine has one
+
+    def no_compiler():
+        raise InvalidCxxCompiler()
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    with pytest.raises(FileNotFoundError, match="--compile on the CPU needs a C\\+\\+ compiler") as error:
+        check_compile(torch.device("cpu"))
+    assert "\n" not in str(error.value)

@@ -11,8 +11,9 @@ from itra.cli import main
 from itra.config import TrainConfig
 from itra.data.fashion_mnist import DEFAULT_DIR
 from itra.losses import ITRALoss
-from itra.methods import (METHODS, MethodSpec, build_objective, method_label, register_method,
+from itra.methods import (METHODS, MethodSpec, Objective, build_objective, method_label, register_method,
                           variant_label)
+from itra.models import Classifier
 from itra.models.registry import build_image_model
 
 
@@ -123,3 +124,27 @@ def test_variant_labels_name_every_changed_field_but_the_strength():
     paper = TrainConfig(method="itra-c", bandwidth="class", lam_warmup=0)
     assert variant_label(paper) == "ITRA-c (bandwidth class, lam_warmup 0)"
     assert variant_label(TrainConfig(method="center", lam_warmup=0)) == "Center"  # the warm-up is ITRA's
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")  # torch's inductor imports it
+def test_compile_extractor_compiles_every_pass_and_keeps_the_model_as_it_is():
+    from torch._dynamo.utils import counters
+
+    def objective():
+        torch.manual_seed(0)
+        model = Classifier(nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU()), nn.Linear(5, 3)).train()
+        return Objective(model, ITRALoss(True, "batch", 3), lam=0.5, term="match", pairing="detached")
+
+    generator = torch.Generator().manual_seed(0)
+    first, second = [(torch.randn(8, 6, generator=generator), torch.arange(8) % 3) for _ in range(2)]
+    eager, compiled = objective(), objective()
+    keys = list(compiled.model.state_dict())
+    compiled.compile_extractor()
+    frames = counters["frames"]["ok"]
+    for value, reference in ((compiled(first, second), eager(first, second)),
+                             (compiled.embed(first[0]), eager.embed(first[0]))):
+        for got, want in zip(value.values() if isinstance(value, dict) else value,
+                             reference.values() if isinstance(reference, dict) else reference):
+            torch.testing.assert_close(got, want)
+    assert counters["frames"]["ok"] > frames  # really compiled: `nn.Sequential.compile()` would not have been
+    assert list(compiled.model.state_dict()) == keys  # checkpoints of compiled and eager runs are the same

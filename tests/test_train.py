@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from itra.config import TrainConfig
-from itra.experiments.runs import build_model, resume, run
+from itra.experiments.runs import resume, run
 from itra.methods import Objective
 from itra.rundir import read_config, read_metrics
-from itra.train import build_optimizer, fit
+from itra.train import build_optimizer
 
-from tests.helpers import needs_fmnist, small
+from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small
 
 
 @needs_fmnist
@@ -36,25 +36,8 @@ def test_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, splits):
     config = small("center", epochs=3)  # centre buffers must survive the checkpoint too
     _, uninterrupted = run(config, tmp_path / "a", splits, progress=False)
 
-    stopped = TrainConfig(**{**config.__dict__, "epochs": 3})
     run_dir = tmp_path / "b" / config.name
-    model = build_model(stopped, splits)
-    # Stop after epoch 1: train a 1-epoch prefix by interrupting the loop from inside.
-    calls = {"n": 0}
-    original = Objective.forward
-
-    def interrupt_after_first_epoch(self, *args):
-        calls["n"] += 1
-        if calls["n"] > 20:  # 1280 / 64 = 20 steps per epoch
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    Objective.forward = interrupt_after_first_epoch
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit(stopped, splits, model, run_dir, progress=False)
-    finally:
-        Objective.forward = original
+    fit_first_epoch_then_interrupt(config, splits, run_dir)
     assert [row["epoch"] for row in read_metrics(run_dir)] == [1]
     assert read_config(run_dir) == config
 
@@ -131,3 +114,12 @@ def test_the_warmup_ramps_itra_only_and_a_warmup_longer_than_the_run_is_noted(tm
     center_dir, _ = run(small("center", epochs=1, lam_warmup=300), tmp_path, splits, progress=False)
     (row,) = read_metrics(center_dir)  # Center reads no warm-up: its λ is 0.1 from the first step
     assert row["train_loss"] == pytest.approx(row["train_ce"] + 0.1 * row["train_center"], rel=1e-5)
+
+
+@needs_fmnist
+def test_compile_compiles_the_extractor_and_leaves_the_run_as_it_is(tmp_path, splits, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(Objective, "compile_extractor", lambda self: compiled.append(self.model.extractor))
+    run_dir, summary = run(small("itra-c", epochs=1, train_subset=256, compile=True), tmp_path, splits, progress=False)
+    assert len(compiled) == 1 and summary["status"] == "finished"
+    assert run_dir.name == small("itra-c", epochs=1, train_subset=256).name  # a location field: the same run

@@ -18,14 +18,16 @@ import torch
 
 from itra.methods import METHODS, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
+from itra.pairing import DRAWN, PAIRINGS
 
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
-# Where a run happens and what it logs, not what it computes: left out of the run name and of the check
-# that a run directory holds the same run (a run started on the CPU may be resumed on a GPU, with its data
-# moved, or with TensorBoard logging switched on).
-LOCATION_FIELDS = ("device", "data_dir", "tensorboard")
+# Where and how fast a run happens and what it logs, not what it computes: left out of the run name and
+# of the check that a run directory holds the same run (a run started on the CPU may be resumed on a GPU,
+# with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
+# compiling changes the rounding (fused kernels), not the method.
+LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile")
 ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
 
 
@@ -53,6 +55,10 @@ class TrainConfig:
     match: str = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
     lam_warmup: int = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
                              "ramp, the paper)", tag="warm")
+    pairing: str = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
+                          "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
+                          "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
+                          "cut in halves, CE on both; an epoch has half the steps)", tag="")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
     epochs: int = option(15, "training epochs", tag="e")
@@ -73,6 +79,8 @@ class TrainConfig:
     data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
     tensorboard: bool = option(False, "also write each epoch's metrics and loss terms to TensorBoard event files in "
                                "the run directory (pip install tensorboard)")
+    compile: bool = option(False, "torch.compile the feature extractor (needs a C++ compiler on the CPU, Triton on "
+                           "CUDA): faster steps, the same computation up to rounding, so the run name is unchanged")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -100,7 +108,8 @@ class TrainConfig:
             raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
         if self.compactness_every < 0:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
+                              ("pairing", PAIRINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
         if self.lam_warmup < 0:
@@ -118,6 +127,10 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             if field.name in method_fields() and field.name not in used:
                 setattr(self, field.name, field.default)
+        if self.second_batch_size is not None and self.pairing not in DRAWN:
+            raise ValueError(f"Expected no `second_batch_size` with pairing {self.pairing!r}, whose S2 is "
+                             f"{'the previous S1' if self.pairing == 'previous' else 'half the batch'} (--batch-size "
+                             f"samples), but got {self.second_batch_size}")
 
     @property
     def typed_bandwidth(self) -> Bandwidth:
@@ -134,8 +147,8 @@ class TrainConfig:
         """The run directory's name: dataset, model, method, its strength (λ, ε), batch size, epochs and
         seed always, and every other field that differs from its default as its tag and value (`lam0.6`, `lr0.01`,
         `bwbatch`, `adamw`), in field order, e.g. `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`.
-        Location fields (device, data_dir, tensorboard) are left out; a local model directory is named by its
-        last part."""
+        Location fields (device, data_dir, tensorboard, compile) are left out; a local model directory is named
+        by its last part."""
         parts, strength = [], METHODS[self.method].strength
         for field in dataclasses.fields(self):
             tag, value = field.metadata["tag"], getattr(self, field.name)
@@ -182,6 +195,33 @@ def check_precision(precision: str, device: torch.device) -> None:
     """fp16 needs CUDA (its loss scaling); bf16 and float32 run anywhere."""
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"--precision fp16 needs a CUDA GPU (device {device}); use --precision bf16 on the CPU")
+
+
+def check_machine(config: TrainConfig) -> None:
+    """What `config` asks of this machine, before any data is loaded: its device, fp16's CUDA, --compile's compiler."""
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    if config.compile:
+        check_compile(device)
+
+
+def check_compile(device: torch.device) -> None:
+    """`torch.compile`'s default backend builds C++ on the CPU and Triton kernels on CUDA: a clear error
+    when the machine lacks what it needs, before any work."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise ModuleNotFoundError("--compile on CUDA needs Triton: pip install triton, or leave --compile off")
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        raise FileNotFoundError("--compile on the CPU needs a C++ compiler (g++, or the one $CXX names): "
+                                "apt-get install g++, or leave --compile off") from None
 
 
 def resolve_device(name: str) -> torch.device:

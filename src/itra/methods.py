@@ -3,12 +3,14 @@
 Every method is `CE(C(E(x1)), y1) + lam * R(h1, y1, h2, y2)`: the cross-entropy of mini-batch S1
 (with label smoothing for LSR) plus, for a method with a regulariser R, its weighted term; ITRA's R
 matches the features of S1 against those of an independent S2 (Eq. (4) and (6)), which is never in
-the CE. `METHODS` says per method what it reads from the config and how to build its R; the trainer,
-the report, the presets and the CLI read method facts from it and nowhere else. A new regulariser
-is one `register_method` call (see `tests/test_methods.py`).
+the CE (where S2 comes from, and what that costs: `itra.pairing`). `METHODS` says per method what
+it reads from the config and how to build its R; the trainer, the report, the presets and the CLI
+read method facts from it and nowhere else. A new regulariser is one `register_method` call (see
+`tests/test_methods.py`).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -18,6 +20,7 @@ from torch import nn
 
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
+from itra.pairing import DRAWN, PreviousBatch, check_pairing, split_halves
 
 if TYPE_CHECKING:  # config imports this module for the method names
     from itra.config import TrainConfig
@@ -54,7 +57,7 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
@@ -103,46 +106,89 @@ class Objective(nn.Module):
     """The loss of one training step, and the only code that knows the model's anatomy.
 
     `forward(S1, S2)` returns the named terms: "ce", the regulariser's term (e.g. "match"), and
-    "loss" = ce + lam * term. S2 goes through the extractor in a pass of its own, so it touches
-    neither the CE nor S1's batch-norm statistics. `embed` gives features and logits for evaluation.
-    The regulariser's state (Center loss's centres) is part of this module's state.
+    "loss" = ce + lam * term. How a matching regulariser gets S2's features is `pairing`
+    (`itra.pairing`): with "independent" (the paper) and "detached" S2 goes through the extractor in a
+    pass of its own, so it touches neither the CE nor S1's batch-norm statistics; "previous" matches
+    against the last step's S1 and "split" halves S1's batch, and neither takes an S2. `embed` gives
+    features and logits for evaluation. The regulariser's state (Center loss's centres) is part of this
+    module's state; `previous`'s kept batch is `self.previous`.
     """
 
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
-                 label_smoothing: float = 0.0, term: str = "regularizer") -> None:
+                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent") -> None:
         super().__init__()
+        check_pairing(pairing)
+        if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
+            what = "no regulariser" if regularizer is None else type(regularizer).__name__
+            raise ValueError(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
+                             f"but got {pairing!r}")
         self.model = model
         self.regularizer = regularizer
         self.lam = lam
         self.label_smoothing = label_smoothing
         self.term = term
+        self.pairing = pairing
+        self.previous = PreviousBatch()  # stays empty unless pairing == "previous"
+        self.compiled_extractor: Callable[..., torch.Tensor] | None = None
 
     @property
     def needs_second_batch(self) -> bool:
         return self.regularizer is not None and bool(self.regularizer.needs_second_batch)
 
+    @property
+    def draws_second_batch(self) -> bool:
+        """Whether `forward` takes an S2 from the loader (not for the "previous" and "split" pairings)."""
+        return self.needs_second_batch and self.pairing in DRAWN
+
+    def compile_extractor(self) -> None:
+        """`torch.compile` the extractor of every pass (`forward`, `embed`); the model and its `state_dict`
+        stay as they are, so checkpoints of compiled and eager runs are the same. Call it on the device."""
+        extractor = self.model.extractor
+        # A function that calls the module, not `extractor.compile()`: in torch 2.13 that compiles nothing for
+        # a module whose forward is torch.nn's own (nn.Sequential), silently.
+        self.compiled_extractor = torch.compile(lambda *inputs: extractor(*inputs))
+
+    def extract(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Features h (B, D) of one batch of inputs, through the compiled extractor once there is one."""
+        return (self.compiled_extractor or self.model.extractor)(*inputs)
+
     def embed(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features h (B, D) and logits (B, K) of one batch of inputs."""
-        features = self.model.extractor(*inputs)
+        features = self.extract(*inputs)
         return features, self.model.head(features)
 
     def forward(self, first: Batch, second: Batch | None = None) -> dict[str, torch.Tensor]:
-        """Loss terms of one step on S1 = `(*inputs, y1)` and, when the regulariser needs it, S2."""
+        """Loss terms of one step on S1 = `(*inputs, y1)` and, when the regulariser needs it, S2
+        (with the "split" pairing, `first` holds both: 2m samples)."""
         *inputs1, y1 = first
         h1, logits = self.embed(*inputs1)  # (B, D), (B, K)
         terms = {"ce": F.cross_entropy(logits, y1, label_smoothing=self.label_smoothing)}
         if self.regularizer is None:
             terms["loss"] = terms["ce"]
             return terms
-        h2 = y2 = None
         if self.needs_second_batch:
-            if second is None:
-                raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
-            *inputs2, y2 = second
-            h2 = self.model.extractor(*inputs2)  # (B2, D)
-        terms[self.term] = self.regularizer(h1, y1, h2, y2)
+            pair = self._pair(h1, y1, second)
+            # A step without S2 (`previous`'s first, `split`'s one-sample batch) has no match: a zero term.
+            terms[self.term] = h1.new_zeros((), dtype=torch.float32) if pair is None else self.regularizer(*pair)
+        else:
+            terms[self.term] = self.regularizer(h1, y1, None, None)
         terms["loss"] = terms["ce"] + self.lam * terms[self.term]
         return terms
+
+    def _pair(self, h1: torch.Tensor, y1: torch.Tensor, second: Batch | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """`(h1, y1, h2, y2)` for the match under `self.pairing`, or None when this step has no S2."""
+        if self.pairing == "split":
+            return split_halves(h1, y1)
+        if self.pairing == "previous":
+            kept = self.previous.swap(h1, y1)
+            return None if kept is None else (h1, y1, *kept)
+        if second is None:
+            raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
+        *inputs2, y2 = second
+        with torch.no_grad() if self.pairing == "detached" else contextlib.nullcontext():
+            h2 = self.extract(*inputs2)  # (B2, D)
+        return h1, y1, h2, y2
 
 
 def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) -> Objective:
@@ -150,4 +196,4 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
     smoothing = config.smoothing if "smoothing" in spec.fields else 0.0
-    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer")
+    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing)

@@ -23,13 +23,14 @@ import torch
 from itra import rundir
 from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
                             RunFailed, TensorBoard)
-from itra.config import TrainConfig, resolve_device
+from itra.config import TrainConfig, check_compile, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate
 from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
+from itra.pairing import samples_per_step
 from itra.state import Precision, TrainState
 
 def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Batch, second: Batch | None,
@@ -50,13 +51,14 @@ def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Ba
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
-    """SGD with Nesterov momentum (or AdamW) and a cosine schedule stepped once per S1 mini-batch."""
+    """SGD with Nesterov momentum (or AdamW) and a cosine schedule stepped once per step (per S1 mini-batch,
+    or per batch of 2m with the "split" pairing)."""
     if config.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay, nesterov=True)
-    steps = config.epochs * math.ceil(train_size / config.batch_size)
+    steps = config.epochs * math.ceil(train_size / samples_per_step(config.pairing, config.batch_size))
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
@@ -81,6 +83,7 @@ class Recorder(Callback):
             state.objective.model.load_state_dict(saved["model"])
             if state.objective.regularizer is not None:
                 state.objective.regularizer.load_state_dict(saved["regularizer"])
+            state.objective.previous.load_state_dict(saved.get("previous_batch", {}))  # absent before --pairing
             state.optimizer.load_state_dict(saved["optimizer"])
             state.schedule.load_state_dict(saved["schedule"])
             torch.set_rng_state(saved["rng"])
@@ -100,6 +103,7 @@ class Recorder(Callback):
         rundir.save_checkpoint(self.run_dir, {
             "epoch": row["epoch"], "elapsed_s": state.elapsed_s, "model": state.objective.model.state_dict(),
             "regularizer": {} if regularizer is None else regularizer.state_dict(),
+            "previous_batch": state.objective.previous.state_dict(),
             "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
             "rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
             "scaler": {} if state.precision.scaler is None else state.precision.scaler.state_dict()})
@@ -125,8 +129,11 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     torch.manual_seed(config.seed)  # the global stream (dropout) starts from the seed too
     data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed)
     objective = build_objective(config, model, splits.num_classes).to(device)
-    loader = PairedLoader(data.train, config.batch_size, config.second_batch_size, config.seed,
-                          paired=objective.needs_second_batch)
+    if config.compile:
+        check_compile(device)
+        objective.compile_extractor()
+    loader = PairedLoader(data.train, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
+                          config.seed, paired=objective.draws_second_batch)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, stream=3), device,
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test))  # type: ignore[arg-type]

@@ -10,3 +10,23 @@ def test_each_step_runs_in_turn_and_the_medians_come_back():
                                 rounds=3, device=torch.device("cpu"))
     assert calls == [(name, i) for i in range(4) for name in ("a", "b")]
     assert set(seconds) == {"a", "b"} and all(value >= 0 for value in seconds.values())
+
+
+def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
+    import itra.experiments.timing as timing
+    from itra.config import TrainConfig
+    from itra.data import Splits
+    from itra.models.registry import build_image_model
+    from itra.pairing import PAIRINGS
+
+    data = torch.utils.data.TensorDataset(torch.randn(40, 1, 8, 8), torch.arange(40) % 3)
+    splits = Splits("toy", data, data, 3, ("a", "b", "c"))
+    seen = {}
+    monkeypatch.setattr(timing, "train_step", lambda objective, optimizer, first, second: seen.setdefault(
+        (objective.regularizer is not None, objective.pairing), (len(first[-1]), None if second is None else len(second[-1]))))
+    configs = [TrainConfig(method="ce", batch_size=8, device="cpu"),
+               *(TrainConfig(pairing=pairing, batch_size=8, device="cpu") for pairing in PAIRINGS)]
+    seconds = timing.time_steps(configs, splits, lambda config: build_image_model("cnn", 3, 1), steps=2)
+    assert set(seconds) == {config.name for config in configs}
+    assert seen == {(False, "independent"): (8, None), (True, "independent"): (8, 8), (True, "detached"): (8, 8),
+                    (True, "previous"): (8, None), (True, "split"): (16, None)}  # S2 drawn only where it is used

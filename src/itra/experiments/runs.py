@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra import rundir
-from itra.config import TrainConfig, check_precision, resolve_device
+from itra.config import TrainConfig, check_machine
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
@@ -66,8 +66,8 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
-    error, never overwritten. The device is checked before any data is loaded."""
-    check_precision(config.precision, resolve_device(config.device))
+    error, never overwritten. The machine (device, compiler) is checked before any data is loaded."""
+    check_machine(config)
     run_dir = Path(out) / config.name
     if (run_dir / rundir.CONFIG).exists():
         if not rundir.read_config(run_dir).same_run(config):
@@ -82,7 +82,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Continue the run in `run_dir` (`itra train --resume`); an ended run is read back."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
-    check_precision(config.precision, resolve_device(config.device))
+    check_machine(config)
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         return run_dir, summary

@@ -14,9 +14,11 @@ import torch
 
 from itra.config import TrainConfig, resolve_device
 from itra.data import PairedLoader, Splits
+from itra.data.batches import Batch
 from itra.data.splits import run_splits
 from itra.methods import build_objective
 from itra.models import Classifier
+from itra.pairing import samples_per_step
 from itra.train import build_optimizer, train_step
 
 
@@ -39,22 +41,33 @@ def time_side_by_side(steps: dict[str, Callable[[int], object]], rounds: int, de
 
 def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Callable[[TrainConfig], Classifier],
                steps: int = 20) -> dict[str, float]:
-    """Median seconds per training step of each config, all on the same S1 (and S2) batches of the
-    first config's data, side by side (`time_side_by_side`). Returns {config.name: seconds}."""
+    """Median seconds per training step of each config, side by side (`time_side_by_side`), all on the
+    batches the first config's seed draws from its training subset, each config's own shape of them (S2
+    or not, 2m with the "split" pairing), compiled with `compile`. Returns {config.name: seconds}."""
     first = configs[0]
     device = resolve_device(first.device)
     train_set = run_splits(splits, first.train_subset, None, 0.0, first.seed).train
-    loader = PairedLoader(train_set, first.batch_size, first.second_batch_size, first.seed)
-    pairs: list = []
-    for epoch in itertools.count():  # a small training set may take several epochs of batches
-        if len(pairs) > steps:
-            break
-        loader.set_epoch(epoch)
-        pairs += [tuple(tuple(t.to(device) for t in batch) for batch in pair)
-                  for pair in itertools.islice(loader, steps + 1 - len(pairs))]
     runners = {}
     for config in configs:
         objective = build_objective(config, model_factory(config), splits.num_classes).to(device).train()
+        if config.compile:
+            objective.compile_extractor()
         optimizer, _ = build_optimizer(config, objective.parameters(), len(train_set))  # type: ignore[arg-type]
-        runners[config.name] = (lambda i, o=objective, opt=optimizer: train_step(o, opt, *pairs[i]))
+        loader = PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
+                              first.seed, paired=objective.draws_second_batch)
+        pairs = _step_batches(loader, steps + 1, device)
+        runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs: train_step(o, opt, *p[i]))
     return time_side_by_side(runners, steps, device)
+
+
+def _step_batches(loader: PairedLoader, count: int, device: torch.device) -> list[tuple[Batch, Batch | None]]:
+    """The loader's first `count` steps as (S1, S2 or None) on `device`, over as many epochs as that takes."""
+    steps: list[tuple[Batch, Batch | None]] = []
+    epoch = 0
+    while len(steps) < count:  # a small training set may take several epochs of batches
+        loader.set_epoch(epoch)
+        epoch += 1
+        for item in itertools.islice(loader, count - len(steps)):
+            pair = item if loader.paired else (item, None)
+            steps.append(tuple(None if batch is None else tuple(t.to(device) for t in batch) for batch in pair))
+    return steps

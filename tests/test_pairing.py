@@ -1,0 +1,226 @@
+"""The --pairing modes: each mode's S2 is what it says, gradients flow only where they should (against
+a chain rule written by hand), the loader draws S2 only for the modes that use it, `previous` resumes
+exactly, and the default is the step itra always took."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from itra.data import PairedLoader
+from itra.experiments.runs import resume, run
+from itra.losses import ITRALoss
+from itra.methods import Objective
+from itra.models import Classifier
+from itra.pairing import PAIRINGS, PreviousBatch, samples_per_step, split_halves
+from itra.rundir import read_metrics
+
+from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small
+
+CLASSES = 3
+
+
+class Spy(nn.Module):
+    """ITRA-c's match, remembering the arguments of its last call."""
+
+    needs_second_batch = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.match = ITRALoss(True, "batch", CLASSES)
+        self.calls: list[tuple[torch.Tensor, ...]] = []
+
+    def forward(self, h1, y1, h2=None, y2=None):
+        self.calls.append((h1, y1, h2, y2))
+        return self.match(h1, y1, h2, y2)
+
+
+def tiny_objective(pairing: str, extractor: nn.Module | None = None, seed: int = 0) -> Objective:
+    """A float64 model with batch norm (features (B, 5)) under an ITRA-c objective with λ = 1."""
+    torch.manual_seed(seed)
+    extractor = extractor or nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh())
+    model = Classifier(extractor, nn.Linear(5, CLASSES)).double().train()
+    return Objective(model, Spy(), lam=1.0, term="match", pairing=pairing)
+
+
+def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 6, generator=generator, dtype=torch.float64),
+            torch.arange(n) % CLASSES)  # every class in every half
+
+
+@pytest.mark.parametrize("pairing", ["independent", "detached"])
+def test_a_drawn_s2_has_its_own_train_mode_pass_independent_of_s1(pairing):
+    objective = tiny_objective(pairing)
+    assert objective.draws_second_batch
+    second = batch(8, seed=2)
+    terms = objective(batch(8, seed=1), second)
+    # S2's pass updates the running statistics too (2 passes), as itra did before pairings existed.
+    assert int(objective.model.extractor[1].num_batches_tracked) == 2
+    _, _, h2, y2 = objective.regularizer.calls[-1]
+    objective(batch(8, seed=3), second)  # another S1: the same S2 features
+    assert torch.equal(objective.regularizer.calls[-1][2], h2)
+    assert torch.equal(h2, objective.model.extractor(second[0]))  # normalised by S2's own batch statistics
+    assert torch.equal(y2, second[1])
+    assert h2.requires_grad == (pairing == "independent")
+    if pairing == "detached":
+        assert h2.grad_fn is None
+        reference = tiny_objective("independent")(batch(8, seed=1), second)  # the same forward, with S2's graph
+        assert all(torch.equal(terms[name], reference[name]) for name in terms)
+
+
+def match_grads(h1, y1, h2, y2) -> tuple[torch.Tensor, torch.Tensor]:
+    """dM/dh1 and dM/dh2 of ITRA-c's match at these features."""
+    h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
+    return torch.autograd.grad(ITRALoss(True, "batch", CLASSES)(h1, y1, h2, y2), (h1, h2))
+
+
+def extractor_vjp(objective: Objective, features: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    """Jᵀ grad over the extractor's parameters, J = d features / dθ."""
+    return list(torch.autograd.grad(features, list(objective.model.extractor.parameters()), grad))
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS)
+def test_the_match_gradient_flows_only_where_the_mode_says(pairing):
+    """By the chain rule dM/dθ = J1ᵀ dM/dh1 + J2ᵀ dM/dh2: each mode keeps the terms of the passes it
+    differentiates."""
+    objective = tiny_objective(pairing)
+    first, second = batch(16 if pairing == "split" else 8, seed=1), batch(8, seed=2)
+    if pairing == "previous":
+        objective(batch(8, seed=5))  # the step before: its S1 is this step's S2
+        kept = objective.previous.batch
+    terms = objective(first, second if objective.draws_second_batch else None)
+    grads = torch.autograd.grad(terms["match"], list(objective.model.extractor.parameters()))
+
+    features = objective.model.extractor(first[0])  # the same train-mode passes, by hand
+    if pairing == "split":  # one pass over 2m: both halves' gradients go back through it
+        g1, g2 = match_grads(features[:8], first[1][:8], features[8:], first[1][8:])
+        expected = extractor_vjp(objective, features, torch.cat([g1, g2]))
+    elif pairing == "previous":  # the kept features are constants
+        g1, _ = match_grads(features, first[1], *kept)
+        expected = extractor_vjp(objective, features, g1)
+    else:
+        features2 = objective.model.extractor(second[0])
+        g1, g2 = match_grads(features, first[1], features2, second[1])
+        expected = extractor_vjp(objective, features, g1)
+        if pairing == "independent":
+            expected = [a + b for a, b in zip(expected, extractor_vjp(objective, features2, g2))]
+        else:  # detached: the S2 term is really missing, not just small
+            assert extractor_vjp(objective, features2, g2)[0].abs().max() > 1e-3
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_previous_keeps_the_last_s1_without_its_graph_and_its_first_step_is_ce_only():
+    objective = tiny_objective("previous")
+    assert not objective.draws_second_batch
+    first = batch(8, seed=1)
+    terms = objective(first)
+    assert terms["match"] == 0 and torch.equal(terms["loss"], terms["ce"]) and not objective.regularizer.calls
+    step_one, labels = objective.previous.batch
+    assert torch.equal(step_one, objective.model.extractor(first[0])) and torch.equal(labels, first[1])
+    assert not step_one.requires_grad and step_one.grad_fn is None
+
+    second = batch(6, seed=2)  # an epoch's last batch may be smaller
+    terms = objective(second)
+    h1, y1, h2, y2 = objective.regularizer.calls[-1]
+    assert h2 is step_one and torch.equal(y2, first[1]) and len(h1) == 6 and terms["match"] > 0
+    assert len(objective.previous.batch[0]) == 6 and torch.equal(objective.previous.batch[1], second[1])
+
+    restored = PreviousBatch()  # what a checkpoint keeps, and an empty one before the first step
+    restored.load_state_dict(objective.previous.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.batch, objective.previous.batch))
+    assert PreviousBatch().state_dict() == {}
+    restored.load_state_dict({})
+    assert restored.batch is None
+
+
+def test_split_halves_are_disjoint_cover_the_batch_and_the_ce_is_over_both():
+    objective = tiny_objective("split", extractor=nn.Identity())  # features = inputs: rows say which sample
+    inputs = torch.arange(14, dtype=torch.float64)[:, None].repeat(1, 5)  # sample i is the row of i's
+    labels = torch.arange(14) % CLASSES
+    terms = objective((inputs, labels))
+    h1, y1, h2, y2 = objective.regularizer.calls[-1]
+    ids1, ids2 = h1[:, 0].long().tolist(), h2[:, 0].long().tolist()
+    assert ids1 == list(range(7)) and ids2 == list(range(7, 14))  # disjoint, together the batch
+    assert torch.equal(y1, labels[:7]) and torch.equal(y2, labels[7:])
+    torch.testing.assert_close(terms["ce"], F.cross_entropy(objective.model.head(inputs), labels))
+
+    assert [len(half) for half in split_halves(inputs[:5], labels[:5])[::2]] == [3, 2]  # an odd last batch
+    assert split_halves(inputs[:1], labels[:1]) is None
+    calls = len(objective.regularizer.calls)
+    assert objective((inputs[:1], labels[:1]))["match"] == 0 and len(objective.regularizer.calls) == calls
+
+
+def test_a_split_epoch_is_one_pass_in_batches_of_2m():
+    dataset = torch.utils.data.TensorDataset(torch.arange(50), torch.arange(50) % CLASSES)
+    loader = PairedLoader(dataset, samples_per_step("split", 8), seed=0, paired=False)
+    seen = torch.cat([x for x, _ in loader])
+    assert len(loader) == 4 and sorted(seen.tolist()) == list(range(50))  # every sample once, 16 a step
+
+
+@pytest.mark.parametrize("pairing", ["independent", "detached"])
+def test_pairing_needs_a_regulariser_that_matches_s2(pairing):
+    Objective(tiny_objective(pairing).model, None, pairing="independent")
+    with pytest.raises(ValueError, match="Expected pairing='independent' for an objective that matches no S2 "
+                                         r"\(no regulariser\), but got 'split'"):
+        Objective(tiny_objective(pairing).model, None, pairing="split")
+    with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split"):
+        Objective(tiny_objective(pairing).model, Spy(), pairing="ranks")
+
+
+@needs_fmnist
+@pytest.mark.parametrize("pairing", PAIRINGS)
+def test_fit_draws_s2_only_for_the_modes_that_use_it(tmp_path, splits, monkeypatch, pairing):
+    seen = []
+    original = Objective.forward
+
+    def spy(self, first, second=None):
+        seen.append((len(first[-1]), second is None))
+        return original(self, first, second)
+
+    monkeypatch.setattr(Objective, "forward", spy)
+    config = small(pairing=pairing, epochs=1, train_subset=256, test_subset=64)
+    run_dir, summary = run(config, tmp_path, splits, progress=False)
+    step = samples_per_step(pairing, 64)
+    assert seen == [(step, pairing in ("previous", "split"))] * (256 // step)
+    schedule = torch.load(run_dir / "checkpoint.pt", weights_only=True)["schedule"]
+    assert schedule["T_max"] == schedule["last_epoch"] == 256 // step  # the cosine counts the steps taken
+    assert summary["status"] == "finished"
+
+
+@needs_fmnist
+def test_previous_resumes_exactly_like_an_uninterrupted_run(tmp_path, splits):
+    config = small(pairing="previous")
+    _, uninterrupted = run(config, tmp_path / "a", splits, progress=False)
+    run_dir = tmp_path / "b" / config.name
+    fit_first_epoch_then_interrupt(config, splits, run_dir)
+    kept = torch.load(run_dir / "checkpoint.pt", weights_only=True)["previous_batch"]
+    assert kept["features"].shape == (64, 128) and kept["labels"].shape == (64,)  # epoch 1's last S1
+
+    _, resumed = resume(run_dir, progress=False)
+    for key in ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce", "train_match", "train_loss"):
+        assert resumed[key] == uninterrupted[key], key
+    assert [row["epoch"] for row in read_metrics(run_dir)] == [1, 2]
+
+
+def eq4_step(self, first, second=None):
+    """The step itra took before pairings existed (Eq. (4)), written out: S1's CE, S2's own pass, the match."""
+    *inputs1, y1 = first
+    h1 = self.model.extractor(*inputs1)
+    ce = F.cross_entropy(self.model.head(h1), y1)
+    *inputs2, y2 = second
+    match = self.regularizer(h1, y1, self.model.extractor(*inputs2), y2)
+    return {"ce": ce, "match": match, "loss": ce + self.lam * match}
+
+
+@needs_fmnist
+def test_the_default_pairing_is_the_step_itra_always_took(tmp_path, splits, monkeypatch):
+    config = small(epochs=1)
+    assert config == small(epochs=1, pairing="independent") and "independent" not in config.name
+    default_dir, _ = run(config, tmp_path / "default", splits, progress=False)
+    monkeypatch.setattr(Objective, "forward", eq4_step)
+    by_hand_dir, _ = run(small(epochs=1, pairing="independent"), tmp_path / "by-hand", splits, progress=False)
+    assert default_dir.name == by_hand_dir.name
+    rows = [[{k: v for k, v in row.items() if k != "elapsed_s"} for row in read_metrics(d)]
+            for d in (default_dir, by_hand_dir)]
+    assert rows[0] == rows[1]  # bit for bit
