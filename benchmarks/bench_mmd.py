@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from itra.experiments.timing import machine_info
 from itra.mmd import class_conditional_mmd, mmd
 
 
@@ -63,9 +63,8 @@ def main() -> None:
         rows.append(row)
         print(f"{num_classes:>4} {batch:>5} {dim:>4} | {row['vectorised_ms']:>13.2f} {row['loop_ms']:>9.2f} "
               f"{row['speedup']:>7.1f}x | {row['abs_diff']:>8.1e}")
-    machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-               "threads": torch.get_num_threads()}
-    args.out.write_text(json.dumps({"machine": machine, "repeats": args.repeats, "rows": rows}, indent=2))
+    result = {"machine": machine_info(torch.device("cpu")), "repeats": args.repeats, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 
 

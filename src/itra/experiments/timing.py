@@ -7,6 +7,7 @@ step of each, in turn, and a busy machine slows them alike; their ratios stay me
 from __future__ import annotations
 
 import itertools
+import platform
 import time
 from typing import Callable, Sequence
 
@@ -20,6 +21,13 @@ from itra.methods import build_objective
 from itra.models import Classifier
 from itra.pairing import samples_per_step
 from itra.train import build_optimizer, train_step
+
+
+def machine_info(device: torch.device) -> dict[str, object]:
+    """What a benchmark's numbers were measured on, for its JSON file."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
 def time_side_by_side(steps: dict[str, Callable[[int], object]], rounds: int, device: torch.device) -> dict[str, float]:
