@@ -251,7 +251,8 @@ def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
     cka = np.array(measured["cka"])
     layers = np.arange(1, len(cka) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    image = left.imshow(cka, vmin=min(cka.min(), 0.99), vmax=1, cmap="viridis",  # the range the values span origin="lower", extent=(0.5, len(cka) + 0.5, 0.5, len(cka) + 0.5))
+    image = left.imshow(cka, vmin=min(cka.min(), 0.99), vmax=1, cmap="viridis", origin="lower",  # the values' range
+                        extent=(0.5, len(cka) + 0.5, 0.5, len(cka) + 0.5))
     fig.colorbar(image, ax=left, label="linear CKA")
     left.set(xlabel="layer", ylabel="layer", title="CKA between layers")
     right.plot(layers, cka[:, -1], "o-", color="tab:blue", label="CKA with the last layer")
