@@ -5,6 +5,7 @@
     itra train --resume runs/<run-name>               # continue a run that was killed
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
     itra report runs/ --out report/                   # tables and figures read back from run directories
+    itra similarity runs/<run> --out similarity/      # layer-wise cosine and CKA, the head's accuracy after every layer
     python -m itra ...                                # the same commands (torchrun -m itra ...)
 
 Exit status: 0 done; 1 a run failed (diverged or collapsed: its run directory says why); 2 bad input, missing data,
@@ -89,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--timing-steps", type=int, default=20, help="steps per method for the overhead (default: 20)")
     report.add_argument("--tsne-points", type=int, default=2000, help="test samples in the t-SNE (default: 2000)")
 
+    similarity = commands.add_parser("similarity", help="layer-wise similarity and per-layer accuracy of trained runs",
+                                     description="For each run: the accuracy of its head after every layer, the "
+                                     "sample-wise cosine with the last layer and linear CKA between layers, on its test set.")
+    similarity.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories with a checkpoint")
+    similarity.add_argument("--out", type=Path, default=Path("similarity"), help="where the results go (default: similarity)")
+    similarity.add_argument("--test-subset", type=int, help="measure on a fixed random subset of the test set of this "
+                            "size (default: each run's own test set)")
+    similarity.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
+
     reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
     reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS))
     reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
@@ -139,6 +149,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _similarity(args: argparse.Namespace) -> int:
+    from itra.experiments.layerwise import measure_run
+
+    for run_dir in args.runs:
+        measured = measure_run(run_dir, args.out, args.test_subset, args.device)
+        shown = " ".join("-" if value is None else f"{value:.1f}" for value in measured["accuracy"])
+        print(f"{measured['run']}: accuracy after each layer (%) {shown}; written to {args.out / measured['run']}")
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from itra.experiments.reproduce import print_table, reproduce, study_name
 
@@ -161,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": _train, "sweep": _sweep, "report": _report, "reproduce": _reproduce}[args.command](args)
+        return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
+                "reproduce": _reproduce}[args.command](args)
     # bad input, missing data, a missing optional package (its message says what to install), no network
     except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as error:
         print(f"itra {args.command}: error: {error}", file=sys.stderr)

@@ -158,8 +158,12 @@ class TrainConfig:
 
     def same_run(self, other: "TrainConfig") -> bool:
         """Whether `other` computes the same run (location fields aside)."""
-        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self)
-                   if f.name not in LOCATION_FIELDS)
+        return not self.differences(other)
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """The fields (location fields aside) where `other` differs: `["bandwidth 'class' / 'batch'", ...]`."""
+        return [f"{f.name} {getattr(self, f.name)!r} / {getattr(other, f.name)!r}" for f in dataclasses.fields(self)
+                if f.name not in LOCATION_FIELDS and getattr(self, f.name) != getattr(other, f.name)]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -1,15 +1,19 @@
-"""Evaluation during and after training: predictions, the per-epoch metrics row, the compactness probe.
+"""Evaluation during and after training: predictions, the per-epoch metrics row, the compactness probe,
+and the layer-wise view (every exit's accuracy through the shared head, cosine and CKA between exits).
 
 Everything goes through `Objective.embed`, so a model is evaluated the way it is trained.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from itra.data.batches import Batch, ordered_batches, subset_by_index
 from itra.methods import Objective
 from itra.metrics import classification_metrics, compactness
+from itra.models import Classifier
+from itra.similarity import CKAAccumulator, CosineAccumulator
 
 
 @torch.no_grad()
@@ -50,3 +54,58 @@ def probe_compactness(objective: Objective, probe: tuple[Batch, Batch], device: 
     h2, _ = objective.embed(*(x.to(device) for x in inputs2))
     objective.train()
     return compactness(h1, y1.to(device), h2, y2.to(device))
+
+
+@torch.no_grad()
+def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_size: int = 500) -> dict[str, list]:
+    """The layer-wise view of `model` on `dataset`, in eval mode, in one pass over batches (no set held whole).
+
+    With h_l (N, D_l) the representation after layer l = 1..L (`model.exits`), returns lists over l:
+    - `width`: D_l;
+    - `accuracy` (%) and `cross_entropy` of the shared head C(h_l), where D_l equals the head's input
+      width (None elsewhere): the last layer's classifier used right after layer l;
+    - `cosine`: mean_i cos(h_l,i, h_L,i), the sample-wise cosine with the last layer (None where D_l != D_L);
+    - `cka`, `cka_debiased`: L x L matrices of linear CKA between every pair of layers (symmetric).
+    """
+    model.eval()
+    width_of_head = model.head.in_features
+    correct: list[float] = []
+    ce_sums: list[float] = []
+    cosines: list[CosineAccumulator | None] = []
+    pairs: dict[tuple[int, int], CKAAccumulator] = {}
+    count = 0
+    for *inputs, labels in ordered_batches(dataset, batch_size):
+        exits = model.exits(*(x.to(device) for x in inputs))
+        labels = labels.to(device)
+        if not pairs:  # widths are known from the first batch
+            widths = [h.shape[1] for h in exits]
+            correct, ce_sums = [0.0] * len(exits), [0.0] * len(exits)
+            cosines = [CosineAccumulator() if width == widths[-1] else None for width in widths]
+            pairs = {(i, j): CKAAccumulator(widths[i], widths[j]) for i in range(len(exits)) for j in range(i, len(exits))}
+        for index, h in enumerate(exits):
+            if h.shape[1] == width_of_head:
+                logits = model.head(h).float()
+                correct[index] += float((logits.argmax(dim=1) == labels).sum())
+                ce_sums[index] += float(F.cross_entropy(logits, labels, reduction="sum"))
+            if cosines[index] is not None:
+                cosines[index].update(h, exits[-1])  # type: ignore[union-attr]
+        for (i, j), accumulator in pairs.items():
+            accumulator.update(exits[i], exits[j])
+        count += len(labels)
+    if count == 0:
+        raise ValueError("Expected at least one sample to measure the layers on, but the dataset is empty")
+    layers = range(len(correct))
+    fits_head = [widths[index] == width_of_head for index in layers]
+
+    def matrix(debiased: bool) -> list[list[float]]:
+        values = {key: float(accumulator.compute(debiased)) for key, accumulator in pairs.items()}
+        return [[values[(min(i, j), max(i, j))] for j in layers] for i in layers]
+
+    return {
+        "width": widths,
+        "accuracy": [100 * correct[l] / count if fits_head[l] else None for l in layers],
+        "cross_entropy": [ce_sums[l] / count if fits_head[l] else None for l in layers],
+        "cosine": [None if cosine is None else float(cosine.compute()) for cosine in cosines],
+        "cka": matrix(False),
+        "cka_debiased": matrix(True),
+    }

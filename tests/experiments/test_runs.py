@@ -16,5 +16,5 @@ def test_finished_runs_are_reused_and_other_configs_are_not_overwritten(tmp_path
     _, again = run(config, tmp_path, splits, progress=False)
     assert again == first and (run_dir / "summary.json").stat().st_mtime_ns == stamp
     (run_dir / "config.json").write_text(json.dumps({**json.loads((run_dir / "config.json").read_text()), "lr": 0.1}))
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match=r"another config \(lr 0.1 / 0.05\); its name today is .*-lr0.1-probe10-seed0: rename"):
         run(config, tmp_path, splits, progress=False)

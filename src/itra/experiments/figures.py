@@ -243,3 +243,32 @@ def figure_reliability(runs: list[Run], predictions: Sequence[Prediction], path:
     axes[0][0].legend(loc="upper left", fontsize=8)
     fig.suptitle(_title(runs, f"Reliability ({BINS} equal-width bins)"))
     _save(fig, path, dpi=110)
+
+
+def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
+    """The layer-wise view of one run (`evaluate.layerwise`): left, linear CKA between every pair of layers;
+    right, per layer, the sample-wise cosine and the CKA with the last layer, and the shared head's accuracy."""
+    cka = np.array(measured["cka"])
+    layers = np.arange(1, len(cka) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    image = left.imshow(cka, vmin=min(cka.min(), 0.99), vmax=1, cmap="viridis", origin="lower",  # the values' range
+                        extent=(0.5, len(cka) + 0.5, 0.5, len(cka) + 0.5))
+    fig.colorbar(image, ax=left, label="linear CKA")
+    left.set(xlabel="layer", ylabel="layer", title="CKA between layers")
+    right.plot(layers, cka[:, -1], "o-", color="tab:blue", label="CKA with the last layer")
+    cosine = [np.nan if value is None else value for value in measured["cosine"]]
+    if not np.all(np.isnan(cosine)):
+        right.plot(layers, cosine, "s-", color="tab:orange", label="sample-wise cosine with the last layer")
+    right.set(xlabel="layer", ylabel="similarity to the last layer", ylim=(min(0.0, np.nanmin(cosine + [0.0])), 1.02))
+    accuracy = [np.nan if value is None else value for value in measured["accuracy"]]
+    twin = right.twinx()
+    twin.plot(layers, accuracy, "^--", color="tab:green", label="accuracy of the last layer's head")
+    twin.set(ylabel="test accuracy (%)", ylim=(0, 100))
+    lines = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    right.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+    right.set_title("each layer against the last")
+    for ax in (left, right):
+        _integer_x(ax)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return path

@@ -70,8 +70,10 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     check_machine(config)
     run_dir = Path(out) / config.name
     if (run_dir / rundir.CONFIG).exists():
-        if not rundir.read_config(run_dir).same_run(config):
-            raise ValueError(f"{run_dir} holds a run with another config; choose another --out or remove it")
+        stored = rundir.read_config(run_dir)
+        if not stored.same_run(config):  # e.g. a run of an earlier default, whose name now says more
+            raise ValueError(f"{run_dir} holds a run with another config ({', '.join(stored.differences(config))}); "
+                             f"its name today is {stored.name}: rename it to that, or choose another --out")
         summary = rundir.read_summary(run_dir)
         if summary is not None:
             return run_dir, summary
