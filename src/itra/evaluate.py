@@ -6,7 +6,6 @@ Everything goes through `Objective.embed`, so a model is evaluated the way it is
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from itra.data.batches import Batch, ordered_batches, subset_by_index
@@ -58,44 +57,39 @@ def probe_compactness(objective: Objective, probe: tuple[Batch, Batch], device: 
 
 @torch.no_grad()
 def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_size: int = 500) -> dict[str, list]:
-    """The layer-wise view of `model` on `dataset`, in eval mode, in one pass over batches (no set held whole).
+    """The layer-wise view of `model` on `dataset`, in eval mode, in one pass over batches (only the
+    shared head's logits, (N, K) per layer, are kept whole; the similarities accumulate).
 
     With h_l (N, D_l) the representation after layer l = 1..L (`model.exits`), returns lists over l:
     - `width`: D_l;
-    - `accuracy` (%) and `cross_entropy` of the shared head C(h_l), where D_l equals the head's input
-      width (None elsewhere): the last layer's classifier used right after layer l;
+    - `accuracy` (%), `cross_entropy` and `ece` of the shared head C(h_l) (`metrics.classification_metrics`),
+      where D_l equals the head's input width (None elsewhere): the last layer's classifier right after layer l;
     - `cosine`: mean_i cos(h_l,i, h_L,i), the sample-wise cosine with the last layer (None where D_l != D_L);
     - `cka`, `cka_debiased`: L x L matrices of linear CKA between every pair of layers (symmetric).
     """
     model.eval()
-    width_of_head = model.head.in_features
-    correct: list[float] = []
-    ce_sums: list[float] = []
+    labels, logits = [], []  # per batch; logits: one (B, K) per layer the head reads, else None
+    widths: list[int] = []
     cosines: list[CosineAccumulator | None] = []
     pairs: dict[tuple[int, int], CKAAccumulator] = {}
-    count = 0
-    for *inputs, labels in ordered_batches(dataset, batch_size):
+    for *inputs, y in ordered_batches(dataset, batch_size):
         exits = model.exits(*(x.to(device) for x in inputs))
-        labels = labels.to(device)
-        if not pairs:  # widths are known from the first batch
+        if not widths:
             widths = [h.shape[1] for h in exits]
-            correct, ce_sums = [0.0] * len(exits), [0.0] * len(exits)
             cosines = [CosineAccumulator() if width == widths[-1] else None for width in widths]
             pairs = {(i, j): CKAAccumulator(widths[i], widths[j]) for i in range(len(exits)) for j in range(i, len(exits))}
-        for index, h in enumerate(exits):
-            if h.shape[1] == width_of_head:
-                logits = model.head(h).float()
-                correct[index] += float((logits.argmax(dim=1) == labels).sum())
-                ce_sums[index] += float(F.cross_entropy(logits, labels, reduction="sum"))
-            if cosines[index] is not None:
-                cosines[index].update(h, exits[-1])  # type: ignore[union-attr]
+        labels.append(y)
+        logits.append([model.head(h).cpu() if h.shape[1] == model.head.in_features else None for h in exits])
+        for h, cosine in zip(exits, cosines):
+            if cosine is not None:
+                cosine.update(h, exits[-1])
         for (i, j), accumulator in pairs.items():
             accumulator.update(exits[i], exits[j])
-        count += len(labels)
-    if count == 0:
+    if not labels:
         raise ValueError("Expected at least one sample to measure the layers on, but the dataset is empty")
-    layers = range(len(correct))
-    fits_head = [widths[index] == width_of_head for index in layers]
+    targets = torch.cat(labels)
+    scores = [None if layer[0] is None else classification_metrics(torch.cat(layer), targets) for layer in zip(*logits)]
+    layers = range(len(widths))
 
     def matrix(debiased: bool) -> list[list[float]]:
         values = {key: float(accumulator.compute(debiased)) for key, accumulator in pairs.items()}
@@ -103,8 +97,7 @@ def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_s
 
     return {
         "width": widths,
-        "accuracy": [100 * correct[l] / count if fits_head[l] else None for l in layers],
-        "cross_entropy": [ce_sums[l] / count if fits_head[l] else None for l in layers],
+        **{name: [None if score is None else score[name] for score in scores] for name in ("accuracy", "cross_entropy", "ece")},
         "cosine": [None if cosine is None else float(cosine.compute()) for cosine in cosines],
         "cka": matrix(False),
         "cka_debiased": matrix(True),
