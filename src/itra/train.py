@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from torch.utils.data import Dataset
 
 from itra import rundir
 from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
@@ -48,6 +49,13 @@ def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Ba
         precision.scaler.step(optimizer)
         precision.scaler.update()
     return {name: value.item() for name, value in terms.items()}
+
+
+def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective) -> PairedLoader:
+    """The batches of each step under `config`: S1 (2m samples with the "split" pairing), and S2 where the
+    objective draws one."""
+    return PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
+                        config.seed, paired=objective.draws_second_batch)
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
@@ -132,8 +140,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     if config.compile:
         check_compile(device)
         objective.compile_extractor()
-    loader = PairedLoader(data.train, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
-                          config.seed, paired=objective.draws_second_batch)
+    loader = step_loader(config, data.train, objective)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, stream=3), device,
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test))  # type: ignore[arg-type]
@@ -141,9 +148,10 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     recorder.start(state, resume)
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
     warmup = config.lam_warmup if "lam_warmup" in METHODS[config.method].fields else 0
-    if progress and warmup > len(loader) * config.epochs:
-        print(f"note: --lam-warmup {warmup} is longer than this run's {len(loader) * config.epochs} steps, so λ ends at "
-              f"{config.lam * len(loader) * config.epochs / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
+    total_steps = len(loader) * config.epochs
+    if progress and warmup > total_steps:
+        print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
+              f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *logger,
              *([Progress()] if progress else []), recorder]

@@ -6,6 +6,7 @@ step of each, in turn, and a busy machine slows them alike; their ratios stay me
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 import time
@@ -19,8 +20,7 @@ from itra.data.batches import Batch
 from itra.data.splits import run_splits
 from itra.methods import build_objective
 from itra.models import Classifier
-from itra.pairing import samples_per_step
-from itra.train import build_optimizer, train_step
+from itra.train import build_optimizer, step_loader, train_step
 
 
 def machine_info(device: torch.device) -> dict[str, object]:
@@ -61,8 +61,7 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
         if config.compile:
             objective.compile_extractor()
         optimizer, _ = build_optimizer(config, objective.parameters(), len(train_set))  # type: ignore[arg-type]
-        loader = PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
-                              first.seed, paired=objective.draws_second_batch)
+        loader = step_loader(dataclasses.replace(config, seed=first.seed), train_set, objective)
         pairs = _step_batches(loader, steps + 1, device)
         runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs: train_step(o, opt, *p[i]))
     return time_side_by_side(runners, steps, device)
@@ -71,10 +70,7 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
 def _step_batches(loader: PairedLoader, count: int, device: torch.device) -> list[tuple[Batch, Batch | None]]:
     """The loader's first `count` steps as (S1, S2 or None) on `device`, over as many epochs as that takes."""
     steps: list[tuple[Batch, Batch | None]] = []
-    epoch = 0
-    while len(steps) < count:  # a small training set may take several epochs of batches
-        loader.set_epoch(epoch)
-        epoch += 1
+    while len(steps) < count:  # a small training set may take several epochs: each new iteration is the next
         for item in itertools.islice(loader, count - len(steps)):
             pair = item if loader.paired else (item, None)
             steps.append(tuple(None if batch is None else tuple(t.to(device) for t in batch) for batch in pair))
