@@ -72,10 +72,39 @@ def test_exits_by_name(name, count):
     with torch.no_grad():
         exits = model.exits(x)
         assert len(exits) == count and torch.equal(exits[-1], model.extractor(x))
+        assert model.exit_dims == [h.shape[1] for h in exits]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vit"])
+def test_exit_heads_classify_each_exit_and_the_last_exit_keeps_the_head(name):
+    torch.manual_seed(0)
+    model = build_image_model(name, num_classes=7, in_channels=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="call add_exit_heads"):
+        model.exit_logits(model.exits(x), separate=True)
+    model.add_exit_heads()
+    assert [head.in_features for head in model.exit_heads] == model.exit_dims[:-1]
+    with torch.no_grad():
+        exits = model.exits(x)
+        logits = model.exit_logits(exits, separate=True)
+        assert [z.shape for z in logits] == [(2, 7)] * len(exits)
+        torch.testing.assert_close(logits[0], model.exit_heads[0](exits[0]))
+        torch.testing.assert_close(logits[-1], model(x))
+    with pytest.raises(ValueError, match="has exit heads already"):
+        model.add_exit_heads()
+
+
+def test_the_shared_head_classifies_every_exit_of_equal_width():
+    model = build_image_model("vit", num_classes=7, in_channels=1).eval()
+    with torch.no_grad():
+        exits = model.exits(torch.randn(2, 1, 28, 28))
+        for z, h in zip(model.exit_logits(exits, separate=False), exits):
+            torch.testing.assert_close(z, model.head(h))
 
 
 @pytest.mark.parametrize("name", ["cnn", "vgg13", "mobilenetv2"])
 def test_models_without_exits_say_so(name):
     model = build_image_model(name, num_classes=7, in_channels=1)
-    with pytest.raises(NotImplementedError, match="Sequential has no layer-wise exits; models with exits: vit"):
-        model.exits(torch.randn(2, 1, 28, 28))
+    for attempt in (lambda: model.exits(torch.randn(2, 1, 28, 28)), lambda: model.exit_dims, model.add_exit_heads):
+        with pytest.raises(NotImplementedError, match="Sequential has no layer-wise exits; models with exits: vit"):
+            attempt()

@@ -99,6 +99,7 @@ def test_exits_are_every_layer_mean_pooled_and_the_last_is_the_head_s_features(b
     exits = text_classifier(encoder, num_classes=3).exits(input_ids, attention_mask)
     assert [h.shape for h in exits] == [(4, 32)] * 2  # one per transformer layer; the embeddings are no exit
     assert torch.equal(exits[-1], extractor(input_ids, attention_mask))
+    assert extractor.exit_dims == [32, 32]
     for layer, h in enumerate(exits, start=1):
         torch.testing.assert_close(h, slow_mean_features(encoder, input_ids, attention_mask, layer),
                                    atol=1e-5, rtol=1e-5)

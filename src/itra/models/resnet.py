@@ -37,9 +37,10 @@ class ResNetExtractor(nn.Sequential):
     """The stem, the stages and global average pooling in one `nn.Sequential`, whose state-dict keys (indices)
     are those of earlier checkpoints; `exits` also pools the output of every stage."""
 
-    def __init__(self, stem: list[nn.Module], stages: list[nn.Sequential]) -> None:
+    def __init__(self, stem: list[nn.Module], stages: list[nn.Sequential], stage_widths: list[int]) -> None:
         super().__init__(*stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, C, H, W) -> (B, channels)
         self.num_stages = len(stages)
+        self.exit_dims = stage_widths  # the channels out of each stage
 
     def __getitem__(self, index: int | slice) -> nn.Module:
         if isinstance(index, slice):  # nn.Sequential would call our __init__; a slice is no whole ResNet anyway
@@ -70,14 +71,15 @@ def _resnet(
     else:
         stem_layers = [*conv_bn(in_channels, 64, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
     channels = 64
-    stages = []
+    stages, widths = [], []
     for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths)):
         stage = []
         for j in range(depth):
             stage.append(block(channels, planes, 2 if i > 0 and j == 0 else 1))
             channels = planes * expansion
         stages.append(nn.Sequential(*stage))
-    model = Classifier(ResNetExtractor(stem_layers, stages), nn.Linear(channels, num_classes))
+        widths.append(channels)
+    model = Classifier(ResNetExtractor(stem_layers, stages, widths), nn.Linear(channels, num_classes))
     init_torchvision(model)
     return model
 

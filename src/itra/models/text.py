@@ -74,6 +74,11 @@ class TextEncoder(nn.Module):
     def feature_dim(self) -> int:
         return self.encoder.config.hidden_size
 
+    @property
+    def exit_dims(self) -> list[int]:
+        """The width of every exit: the hidden size after each transformer layer."""
+        return [self.feature_dim] * self.encoder.config.num_hidden_layers
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         input_ids, attention_mask = trim_padding(input_ids, attention_mask)
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)

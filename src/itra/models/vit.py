@@ -46,6 +46,11 @@ class VisionTransformer(nn.Module):
     def feature_dim(self) -> int:
         return self.norm.normalized_shape[0]
 
+    @property
+    def exit_dims(self) -> list[int]:
+        """The width of every exit: `feature_dim` after each of the `depth` blocks."""
+        return [self.feature_dim] * len(self.blocks)
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens with their positions added: (B, C, H, W) -> (B, T, width)."""
         if images.shape[-2] % self.patch_size or images.shape[-1] % self.patch_size:
