@@ -34,7 +34,7 @@ def test_fields_a_method_does_not_read_are_reset():
     assert TrainConfig(method="center", lam=0.3, center_alpha=0.1).center_alpha == 0.1
 
 
-# A valid value other than the default for every field, and a method that reads it.
+# A valid value other than the default for every field, a method that reads it, and what else it needs to act.
 OTHER_VALUES = {
     "dataset": ("digits", "ce"), "model": ("resnet18", "ce"), "method": ("center", "center"), "lam": (0.3, "itra-c"),
     "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("class", "itra-c"),
@@ -42,7 +42,8 @@ OTHER_VALUES = {
     "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"),
+    "pairing": ("split", "itra-c"), "exits": ("shared", "ce"),
+    "exit_weights": ("uniform", "ce", {"exits": "separate"}), "match_at": ("every", "itra-c", {"exits": "shared"}),
 }
 
 
@@ -53,15 +54,27 @@ def test_every_field_but_the_location_is_in_the_run_name():
     unnamed = {field.name for field in dataclasses.fields(TrainConfig) if field.metadata["tag"] is None}
     assert unnamed == set(LOCATION_FIELDS)
     names = set()
-    for field, (value, method) in OTHER_VALUES.items():
-        base = TrainConfig() if field == "method" else TrainConfig(method=method)
-        other = TrainConfig(**{"method": method, field: value})
+    for field, (value, method, *context) in OTHER_VALUES.items():
+        needs = context[0] if context else {}
+        base = TrainConfig() if field == "method" else TrainConfig(method=method, **needs)
+        other = TrainConfig(**{"method": method, **needs, field: value})
         assert other != base and other.name != base.name, field
         names.add(other.name)
     assert len(names) == len(OTHER_VALUES)  # no two of these configs share a directory
     located = TrainConfig(device="cpu", data_dir="/data", tensorboard=True, compile=True)
     assert located.name == TrainConfig().name and located.same_run(TrainConfig())
     assert not TrainConfig(lr=0.01).same_run(TrainConfig())
+
+
+def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_the_last_exit_only():
+    assert TrainConfig(exit_weights="uniform", match_at="every") == TrainConfig()
+    assert TrainConfig(method="ce", exits="shared", match_at="every").match_at == "last"  # CE matches nothing
+    assert TrainConfig(exits="shared", exit_weights="uniform", match_at="every").name == \
+        "fashion-mnist-cnn-itra-c-lam0.6-exitsshared-wuniform-atevery-bs128-e15-seed0"
+    with pytest.raises(ValueError, match="with --match-at every, but got previous"):
+        TrainConfig(exits="shared", match_at="every", pairing="previous")
+    with pytest.raises(ValueError, match="Expected `exits` in last, shared, separate, but got 'all'"):
+        TrainConfig(exits="all")
 
 
 def test_run_names_read_well():

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch
 
+from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.methods import METHODS, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
 from itra.pairing import DRAWN, PAIRINGS
@@ -59,6 +60,13 @@ class TrainConfig:
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps)", tag="")
+    exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders): last "
+                        "(standard training), shared (the last layer's head after every layer: aligned training), "
+                        "separate (a head of its own per exit: the multi-exit baseline)", tag="exits")
+    exit_weights: str = option("linear", "with --exits shared or separate, the weight of exit l of L: linear "
+                               "(2l / (L(L+1))) or uniform (1/L)", tag="w")
+    match_at: str = option("last", "itra, itra-c with --exits shared or separate: match the last exit's features "
+                           "(last) or every exit's, with the exit weights (every)", tag="at")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
     epochs: int = option(15, "training epochs", tag="e")
@@ -109,7 +117,8 @@ class TrainConfig:
         if self.compactness_every < 0:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
-                              ("pairing", PAIRINGS)):
+                              ("pairing", PAIRINGS), ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS),
+                              ("match_at", MATCH_AT)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
         if self.lam_warmup < 0:
@@ -127,6 +136,11 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             if field.name in method_fields() and field.name not in used:
                 setattr(self, field.name, field.default)
+        if self.exits == "last":  # one exit: no weights and nothing to match at other exits
+            self.exit_weights, self.match_at = "linear", "last"
+        if self.match_at == "every" and self.pairing == "previous":
+            raise ValueError("Expected --pairing independent, detached or split with --match-at every, but got "
+                             "previous (it keeps the last exit's features only)")
         if self.second_batch_size is not None and self.pairing not in DRAWN:
             raise ValueError(f"Expected no `second_batch_size` with pairing {self.pairing!r}, whose S2 is "
                              f"{'the previous S1' if self.pairing == 'previous' else 'half the batch'} (--batch-size "

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
 from itra.pairing import DRAWN, PreviousBatch, check_pairing, split_halves
@@ -57,7 +58,7 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "match_at")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
@@ -109,27 +110,37 @@ class Objective(nn.Module):
     "loss" = ce + lam * term. How a matching regulariser gets S2's features is `pairing`
     (`itra.pairing`): with "independent" (the paper) and "detached" S2 goes through the extractor in a
     pass of its own, so it touches neither the CE nor S1's batch-norm statistics; "previous" matches
-    against the last step's S1 and "split" halves S1's batch, and neither takes an S2. `embed` gives
-    features and logits for evaluation. The regulariser's state (Center loss's centres) is part of this
-    module's state; `previous`'s kept batch is `self.previous`.
+    against the last step's S1 and "split" halves S1's batch, and neither takes an S2. Which exits the
+    CE trains, with which heads and weights, and where the regulariser matches, is `exits`,
+    `exit_weights` and `match_at` (`itra.exits`); "ce" is then the weighted sum over exits. `embed` gives
+    the last exit's features and logits for evaluation. The regulariser's state (Center loss's centres) is
+    part of this module's state; `previous`'s kept batch is `self.previous`.
     """
 
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
-                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent") -> None:
+                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent",
+                 exits: str = "last", exit_weights: str = "linear", match_at: str = "last") -> None:
         super().__init__()
         check_pairing(pairing)
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
             what = "no regulariser" if regularizer is None else type(regularizer).__name__
             raise ValueError(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
                              f"but got {pairing!r}")
+        check_exits(model, exits, match_at, pairing, matches=regularizer is not None and regularizer.needs_second_batch)
         self.model = model
         self.regularizer = regularizer
         self.lam = lam
         self.label_smoothing = label_smoothing
         self.term = term
         self.pairing = pairing
+        self.exits = exits
+        self.match_at = match_at
+        # w_l of the exits the CE trains: (1,) = [1] for the last exit alone; not in the state dict (the config says it)
+        self.register_buffer("exit_weights", exit_weight_vector(1 if exits == "last" else len(model.exit_dims),
+                                                                exit_weights), persistent=False)
         self.previous = PreviousBatch()  # stays empty unless pairing == "previous"
         self.compiled_extractor: Callable[..., torch.Tensor] | None = None
+        self.compiled_exits: Callable[..., list[torch.Tensor]] | None = None
 
     @property
     def needs_second_batch(self) -> bool:
@@ -141,16 +152,25 @@ class Objective(nn.Module):
         return self.needs_second_batch and self.pairing in DRAWN
 
     def compile_extractor(self) -> None:
-        """`torch.compile` the extractor of every pass (`forward`, `embed`); the model and its `state_dict`
-        stay as they are, so checkpoints of compiled and eager runs are the same. Call it on the device."""
-        extractor = self.model.extractor
-        # A function that calls the module, not `extractor.compile()`: in torch 2.13 that compiles nothing for
+        """`torch.compile` the extractor of every pass (`forward`, `embed`), and its exits where they are trained;
+        the model and its `state_dict` stay as they are, so checkpoints of compiled and eager runs are the same.
+        Call it on the device."""
+        model = self.model
+        # Functions that call the module, not `extractor.compile()`: in torch 2.13 that compiles nothing for
         # a module whose forward is torch.nn's own (nn.Sequential), silently.
-        self.compiled_extractor = torch.compile(lambda *inputs: extractor(*inputs))
+        self.compiled_extractor = torch.compile(lambda *inputs: model.extractor(*inputs))
+        if self.exits != "last":
+            self.compiled_exits = torch.compile(lambda *inputs: model.exits(*inputs))
 
     def extract(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Features h (B, D) of one batch of inputs, through the compiled extractor once there is one."""
         return (self.compiled_extractor or self.model.extractor)(*inputs)
+
+    def layers(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The representations the CE trains: `[h]` with exits "last", else h_l (B, D_l) at every exit."""
+        if self.exits == "last":
+            return [self.extract(*inputs)]
+        return (self.compiled_exits or self.model.exits)(*inputs)
 
     def embed(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features h (B, D) and logits (B, K) of one batch of inputs."""
@@ -161,34 +181,63 @@ class Objective(nn.Module):
         """Loss terms of one step on S1 = `(*inputs, y1)` and, when the regulariser needs it, S2
         (with the "split" pairing, `first` holds both: 2m samples)."""
         *inputs1, y1 = first
-        h1, logits = self.embed(*inputs1)  # (B, D), (B, K)
-        terms = {"ce": F.cross_entropy(logits, y1, label_smoothing=self.label_smoothing)}
+        layers1 = self.layers(*inputs1)  # [(B, D_l)], the last one h1 (B, D)
+        logits = self.model.exit_logits(layers1, separate=self.exits == "separate")  # [(B, K)]
+        terms = {"ce": weighted_sum([F.cross_entropy(z, y1, label_smoothing=self.label_smoothing) for z in logits],
+                                    self.exit_weights)}
         if self.regularizer is None:
             terms["loss"] = terms["ce"]
             return terms
         if self.needs_second_batch:
-            pair = self._pair(h1, y1, second)
+            matched = layers1 if self.match_at == "every" else layers1[-1:]
+            pairs = self._pairs(matched, y1, second)
             # A step without S2 (`previous`'s first, `split`'s one-sample batch) has no match: a zero term.
-            terms[self.term] = h1.new_zeros((), dtype=torch.float32) if pair is None else self.regularizer(*pair)
+            if pairs is None:
+                terms[self.term] = layers1[-1].new_zeros((), dtype=torch.float32)
+            else:
+                values = [self.regularizer(*pair) for pair in pairs]
+                terms[self.term] = weighted_sum(values, self.exit_weights) if self.match_at == "every" else values[0]
         else:
-            terms[self.term] = self.regularizer(h1, y1, None, None)
+            terms[self.term] = self.regularizer(layers1[-1], y1, None, None)
         terms["loss"] = terms["ce"] + self.lam * terms[self.term]
         return terms
 
-    def _pair(self, h1: torch.Tensor, y1: torch.Tensor, second: Batch | None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """`(h1, y1, h2, y2)` for the match under `self.pairing`, or None when this step has no S2."""
+    def _pairs(self, layers1: list[torch.Tensor], y1: torch.Tensor, second: Batch | None
+               ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+        """`(h1, y1, h2, y2)` of every matched exit (`layers1`: the last, or all) under `self.pairing`, or None when
+        this step has no S2."""
         if self.pairing == "split":
-            return split_halves(h1, y1)
-        if self.pairing == "previous":
-            kept = self.previous.swap(h1, y1)
-            return None if kept is None else (h1, y1, *kept)
+            halves = [split_halves(h1, y1) for h1 in layers1]
+            return None if halves[0] is None else halves  # type: ignore[return-value]
+        if self.pairing == "previous":  # one matched exit (config: no --match-at every)
+            kept = self.previous.swap(layers1[-1], y1)
+            return None if kept is None else [(layers1[-1], y1, *kept)]
         if second is None:
             raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
         *inputs2, y2 = second
         with torch.no_grad() if self.pairing == "detached" else contextlib.nullcontext():
-            h2 = self.extract(*inputs2)  # (B2, D)
-        return h1, y1, h2, y2
+            layers2 = self.layers(*inputs2) if len(layers1) > 1 else [self.extract(*inputs2)]  # [(B2, D_l)]
+        return [(h1, y1, h2, y2) for h1, h2 in zip(layers1, layers2)]
+
+
+def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matches: bool) -> None:
+    """That `model` has what the exit modes ask of it (`itra.exits`): exits at all, heads of its own per exit for
+    "separate", every exit as wide as the head's input for "shared"; and that "every" has exits and S2 to match."""
+    for name, value, allowed in (("exits", exits, EXIT_MODES), ("match_at", match_at, MATCH_AT)):
+        if value not in allowed:
+            raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+    if match_at == "every" and (exits == "last" or not matches or pairing == "previous"):
+        raise ValueError("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
+                         f"S2 and a pairing other than 'previous', but got exits {exits!r}, pairing {pairing!r}")
+    if exits == "last":
+        return
+    widths = model.exit_dims  # NotImplementedError for a model without exits
+    if exits == "shared" and any(width != model.feature_dim for width in widths):
+        raise ValueError(f"--exits shared reads every exit with the last layer's head, which takes width {model.feature_dim}, "
+                         f"but this model's exits are {widths} wide: use --exits separate")
+    if exits == "separate" and len(model.exit_heads) != len(widths) - 1:
+        raise ValueError(f"--exits separate needs a head per exit: call model.add_exit_heads() first "
+                         f"(this model has {len(model.exit_heads)} for {len(widths)} exits)")
 
 
 def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) -> Objective:
@@ -196,4 +245,5 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
     smoothing = config.smoothing if "smoothing" in spec.fields else 0.0
-    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing)
+    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing,
+                     config.exits, config.exit_weights, config.match_at)

@@ -51,16 +51,21 @@ def check_text_model(config: TrainConfig) -> None:
 
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
-    a text model starts from its pretrained weights (only its head is drawn)."""
+    a text model starts from its pretrained weights (only its heads are drawn). With `--exits separate` it has
+    a head per exit (`Classifier.add_exit_heads`), drawn after the model's own weights."""
     torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
         check_text_model(config)
         from itra.models.text import load_text_classifier
 
-        return load_text_classifier(config.model, splits.num_classes)
-    in_channels = splits.train[0][0].shape[0]
-    stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
-    return build_image_model(config.model, splits.num_classes, in_channels, stem)
+        model = load_text_classifier(config.model, splits.num_classes)
+    else:
+        in_channels = splits.train[0][0].shape[0]
+        stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
+        model = build_image_model(config.model, splits.num_classes, in_channels, stem)
+    if config.exits == "separate":
+        model.add_exit_heads()
+    return model
 
 
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:

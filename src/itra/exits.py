@@ -1,0 +1,43 @@
+"""Multi-exit training: which classifier reads each layer's representation, and how much each layer counts.
+
+    itra train --dataset fashion-mnist --model vit --method ce --exits shared      # aligned training
+    itra train --dataset fashion-mnist --model vit --method ce --exits separate    # a head per exit
+
+A model with exits (`Classifier.exits`) has a representation h_l (B, D_l) after every layer l = 1..L,
+h_L the features h. The `--exits` modes (Jiang, Zhou and Zhu, 2024, "aligned training"; the paper is not
+available here, so the weights are configurable):
+
+- `last` (default): CE(C(h_L), y), standard training; the other exits are only measured.
+- `shared`: Σ_l w_l CE(C(h_l), y) with the one head C of the last layer over every exit, so that C
+  classifies right after any layer. Needs D_l = D at every exit (the ViT, the text encoders).
+- `separate`: Σ_l w_l CE(C_l(h_l), y) with a head of its own per exit, C_L = C (the standard multi-exit
+  model); works with any widths (the ResNets' stages too). The heads are `Classifier.exit_heads`.
+
+`--exit-weights`: `linear` w_l = 2l / (L(L+1)) (growing with depth, summing to 1: the paper's, as
+summaries of it give it) or `uniform` w_l = 1/L. With ITRA (`--match-at every`) the matching term is
+Σ_l w_l Match(h1_l, h2_l) with the same weights; by default (`last`) it is Match(h1_L, h2_L) alone.
+"""
+from __future__ import annotations
+
+import torch
+
+EXIT_MODES = ("last", "shared", "separate")
+EXIT_WEIGHTS = ("linear", "uniform")
+MATCH_AT = ("last", "every")
+
+
+def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:
+    """The weights w_l of the L = `count` exits, l = 1..L, (L,) float32 summing to 1:
+    `linear` w_l = 2l / (L(L+1)), `uniform` w_l = 1/L."""
+    if count < 1:
+        raise ValueError(f"Expected at least one exit, but got {count}")
+    if kind == "uniform":
+        return torch.full((count,), 1.0 / count)
+    if kind == "linear":
+        return torch.arange(1, count + 1, dtype=torch.float32) * (2.0 / (count * (count + 1)))
+    raise ValueError(f"Expected `exit_weights` in {', '.join(EXIT_WEIGHTS)}, but got {kind!r}")
+
+
+def weighted_sum(values: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """Σ_l w_l values_l of L scalars and L weights."""
+    return (torch.stack(values) * weights.to(values[0].device, values[0].dtype)).sum()  # no matmul: autocast keeps float32
