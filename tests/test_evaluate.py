@@ -96,7 +96,8 @@ def test_early_exit_equals_the_double_loop_and_its_limits():
         accuracy, compute = ref_early_exit(logits, labels, threshold)
         assert point["accuracy"] == pytest.approx(accuracy) and point["relative_compute"] == pytest.approx(compute)
     first, last = classification_metrics(logits[0], labels), classification_metrics(logits[-1], labels)
-    assert curve[0]["relative_compute"] == pytest.approx(1 / 5) and curve[0]["accuracy"] == pytest.approx(first["accuracy"])
+    assert curve[0]["relative_compute"] == pytest.approx(1 / 5)  # threshold 0: all at the first exit
+    assert curve[0]["accuracy"] == pytest.approx(first["accuracy"])
     assert curve[-1]["relative_compute"] == 1.0 and curve[-1]["accuracy"] == pytest.approx(last["accuracy"])
     assert [point["threshold"] for point in early_exit(logits, labels)] == list(EXIT_THRESHOLDS)
     assert EXIT_THRESHOLDS[-1] > 1  # the grid ends with the full model
