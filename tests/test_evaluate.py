@@ -103,9 +103,11 @@ def test_early_exit_equals_the_double_loop_and_its_limits():
     assert EXIT_THRESHOLDS[-1] > 1  # the grid ends with the full model
 
 
-def test_early_exit_names_bad_shapes():
+def test_early_exit_and_saturation_name_bad_shapes():
     with pytest.raises(ValueError, match=r"logits \(L, N, K\) and labels \(N,\), but got \(3, 4\)"):
         early_exit(torch.zeros(3, 4), torch.zeros(4, dtype=torch.long), (0.5,))
+    with pytest.raises(ValueError, match=r"logits \(L, N, K\) of L exits, but got shape \(3, 4\)"):
+        saturation_layers(torch.zeros(3, 4))
 
 
 def test_the_cosine_cka_correlation_is_pearson_over_the_defined_pairs_above_the_diagonal():

@@ -69,6 +69,8 @@ def saturation_layers(logits: torch.Tensor) -> torch.Tensor:
     smallest l such that the top-1 prediction of every exit l' >= l equals that of the last exit (Jiang et al.
     2024 read the depth a task needs from it). Per sample: a prediction that changes and comes back counts from
     its last change."""
+    if logits.ndim != 3:
+        raise ValueError(f"Expected logits (L, N, K) of L exits, but got shape {tuple(logits.shape)}")
     agree = logits.argmax(dim=2) == logits[-1].argmax(dim=1)  # (L, N)
     settled = agree.flip(0).long().cumprod(dim=0).sum(dim=0)  # (N,): how many of the last exits agree in a row, >= 1
     return len(logits) - settled + 1
@@ -88,7 +90,7 @@ def early_exit(logits: torch.Tensor, labels: torch.Tensor, thresholds: Sequence[
                          f"{tuple(labels.shape)}")
     confidence = logits.double().softmax(dim=2).amax(dim=2)  # (L, N), float64: thresholds near 1 stay exact
     predictions = logits.argmax(dim=2)  # (L, N)
-    samples = torch.arange(logits.shape[1])
+    samples = torch.arange(logits.shape[1], device=logits.device)
     curve = []
     for threshold in thresholds:
         leaves = confidence >= threshold
@@ -119,6 +121,7 @@ class _LayerPairs:
     their widths are equal, accumulated over batches of exits."""
 
     def __init__(self, widths: list[int]) -> None:
+        self.widths = widths
         self.size = len(widths)
         self.cka = {(i, j): CKAAccumulator(widths[i], widths[j]) for i in range(self.size) for j in range(i, self.size)}
         self.cosine = {(i, j): CosineAccumulator() for i, j in self.cka if widths[i] == widths[j]}
@@ -182,13 +185,11 @@ def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_s
     labels: list[torch.Tensor] = []
     shared: list[list[torch.Tensor | None]] = []  # per batch, (B, K) per layer the shared head reads, else None
     own: list[list[torch.Tensor]] = []  # per batch, (B, K) per layer from its own head
-    widths: list[int] = []
     pairs: _LayerPairs | None = None
     for *inputs, y in ordered_batches(dataset, batch_size):
         exits = model.exits(*(x.to(device) for x in inputs))
         if pairs is None:
-            widths = [h.shape[1] for h in exits]
-            pairs = _LayerPairs(widths)
+            pairs = _LayerPairs([h.shape[1] for h in exits])
         labels.append(y)
         shared.append([model.head(h).cpu() if h.shape[1] == model.feature_dim else None for h in exits])
         if separate:
@@ -199,9 +200,9 @@ def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_s
     targets = torch.cat(labels)
     shared_logits = [None if layer[0] is None else torch.cat(layer) for layer in zip(*shared)]
     kinds = {}  # head kind: logits (L, N, K) of every exit
-    if None not in shared_logits:
+    if all(z is not None for z in shared_logits):
         kinds["shared"] = torch.stack(shared_logits)  # type: ignore[arg-type]
-    measured: dict[str, Any] = {"width": widths, **_head_metrics(shared_logits, targets, "")}
+    measured: dict[str, Any] = {"width": pairs.widths, **_head_metrics(shared_logits, targets, "")}
     if separate:
         kinds["separate"] = torch.stack([torch.cat(layer) for layer in zip(*own)])
         measured.update(_head_metrics(list(kinds["separate"]), targets, "separate_"))

@@ -284,22 +284,22 @@ def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
     right, the early-exit curve of each head kind (accuracy against relative compute over confidence thresholds)."""
     cka = _nan(measured["cka"])  # NaN where CKA is undefined
     layers = np.arange(1, len(cka) + 1)
-    fig, ((cosine_map, cka_map), (right, early)) = plt.subplots(2, 2, figsize=(11, 8.4))
+    fig, ((cosine_map, cka_map), (against_last, early)) = plt.subplots(2, 2, figsize=(11, 8.4))
     _heat_maps(fig, (cosine_map, cka_map), {"sample-wise cosine": _nan(measured["cosine_matrix"]), "linear CKA": cka})
-    right.plot(layers, cka[:, -1], "o-", color="tab:blue", label="CKA with the last layer")
+    against_last.plot(layers, cka[:, -1], "o-", color="tab:blue", label="CKA with the last layer")
     cosine = _nan(measured["cosine"])
     if not np.all(np.isnan(cosine)):
-        right.plot(layers, cosine, "s-", color="tab:orange", label="sample-wise cosine with the last layer")
-    right.set(xlabel="layer", ylabel="similarity to the last layer", title="each layer against the last",
-              ylim=(min(0.0, np.nanmin(np.append(cosine, 0.0))), 1.02))
-    twin = right.twinx()
+        against_last.plot(layers, cosine, "s-", color="tab:orange", label="sample-wise cosine with the last layer")
+    against_last.set(xlabel="layer", ylabel="similarity to the last layer", title="each layer against the last",
+                     ylim=(min(0.0, np.nanmin(np.append(cosine, 0.0))), 1.02))
+    twin = against_last.twinx()
     for kind, key in (("shared", "accuracy"), ("separate", "separate_accuracy")):
         if key in measured:
             style, colour, name = HEAD_STYLES[kind]
             twin.plot(layers, _nan(measured[key]), style, color=colour, label=f"accuracy, {name}")
     twin.set(ylabel="test accuracy (%)", ylim=(0, 100))
-    lines = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    right.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+    lines = against_last.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    against_last.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
     for kind, curve in measured["early_exit"].items():
         style, colour, name = HEAD_STYLES[kind]
         _early_exit_curve(early, curve, style, colour, name)
@@ -309,7 +309,7 @@ def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
         early.text(0.5, 0.5, "no early exit:\nno head reads every layer", ha="center", va="center",
                    transform=early.transAxes)
         early.set(xticks=[], yticks=[])
-    for ax in (cosine_map, cka_map, right):
+    for ax in (cosine_map, cka_map, against_last):
         _integer_x(ax)
     correlation = measured["cosine_cka_correlation"]
     shown = "undefined" if correlation is None else f"{correlation:.3f}"
