@@ -1,5 +1,7 @@
-"""The layer-wise view: `evaluate.layerwise` against one-shot references, and `itra similarity` end to end."""
+"""The layer-wise view: `evaluate.layerwise` against one-shot references, the reports and aggregates of
+`experiments.layerwise` on hand-made `layers.json`, and `itra similarity` end to end."""
 import json
+import statistics
 
 import pytest
 import torch
@@ -9,7 +11,9 @@ from torch.utils.data import TensorDataset
 from itra import rundir
 from itra.cli import main
 from itra.config import TrainConfig
-from itra.evaluate import layerwise
+from itra.evaluate import cosine_cka_correlation, early_exit, layerwise, saturation_layers
+from itra.experiments.layerwise import aggregate_layers, markdown_layers, markdown_layers_table
+from itra.metrics import expected_calibration_error
 from itra.models.registry import build_image_model
 from itra.similarity import linear_cka, sample_cosine
 
@@ -35,6 +39,48 @@ def test_layerwise_in_batches_equals_the_one_shot_measures():
     assert measured["cosine"][-1] == pytest.approx(1.0) and measured["cka"][2][2] == pytest.approx(1.0)
 
 
+def test_layerwise_with_separate_heads_scores_each_exits_own_head_and_both_kinds_exits():
+    torch.manual_seed(0)
+    model = build_image_model("vit", 4, 1)
+    model.add_exit_heads()
+    images, labels = torch.randn(50, 1, 28, 28), torch.randint(0, 4, (50,))
+    measured = layerwise(model.eval(), TensorDataset(images, labels), torch.device("cpu"), batch_size=16)
+    with torch.no_grad():
+        exits = model.exits(images)
+        kinds = {"shared": torch.stack([model.head(h) for h in exits]),  # (L, N, K)
+                 "separate": torch.stack([head(h) for head, h in zip([*model.exit_heads, model.head], exits)])}
+    for i, logits in enumerate(kinds["separate"]):
+        accuracy = 100 * (logits.argmax(1) == labels).float().mean().item()
+        assert measured["separate_accuracy"][i] == pytest.approx(accuracy)
+        assert measured["separate_cross_entropy"][i] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+        assert measured["separate_ece"][i] == pytest.approx(expected_calibration_error(logits, labels), abs=1e-6)
+    assert measured["separate_accuracy"][-1] == measured["accuracy"][-1]  # the last exit's head is `head`
+    for kind, logits in kinds.items():
+        layers = saturation_layers(logits)
+        assert measured["saturation"][kind]["mean_layer"] == pytest.approx(layers.double().mean().item())
+        by_layer = [(layers <= l).double().mean().item() for l in range(1, 7)]
+        assert measured["saturation"][kind]["saturated"] == pytest.approx(by_layer)
+        for got, expected in zip(measured["early_exit"][kind], early_exit(logits, labels), strict=True):
+            assert got == pytest.approx(expected)
+    json.dumps(measured, allow_nan=False)  # JSON-ready as it is
+
+
+def test_the_cosine_matrix_is_the_sample_cosine_of_every_pair_and_tracks_cka():
+    torch.manual_seed(0)
+    model = build_image_model("vit", 10, 1).eval()
+    images = torch.randn(40, 1, 28, 28)
+    measured = layerwise(model, TensorDataset(images, torch.randint(0, 10, (40,))), torch.device("cpu"), batch_size=16)
+    with torch.no_grad():
+        exits = model.exits(images)
+    for i, h in enumerate(exits):
+        assert measured["cosine_matrix"][i][i] == pytest.approx(1.0)
+        for j, g in enumerate(exits):
+            assert measured["cosine_matrix"][i][j] == pytest.approx(sample_cosine(h, g).item(), abs=1e-6)
+    assert [row[-1] for row in measured["cosine_matrix"]] == measured["cosine"]
+    assert measured["cosine_cka_correlation"] == cosine_cka_correlation(measured["cosine_matrix"], measured["cka"])
+    assert "separate_accuracy" not in measured and set(measured["saturation"]) == {"shared"}
+
+
 def test_layers_of_other_widths_get_cka_only():
     model = build_image_model("resnet18", 4, 3).eval()
     data = TensorDataset(torch.randn(12, 3, 16, 16), torch.randint(0, 4, (12,)))
@@ -42,6 +88,13 @@ def test_layers_of_other_widths_get_cka_only():
     assert measured["width"] == [64, 128, 256, 512]
     assert measured["accuracy"][:3] == [None] * 3 and measured["accuracy"][3] is not None
     assert measured["cosine"][:3] == [None] * 3 and len(measured["cka"]) == 4
+    assert all((measured["cosine_matrix"][i][j] is None) == (i != j) for i in range(4) for j in range(4))
+    assert measured["cosine_cka_correlation"] is None  # no pair of layers of one width
+    assert measured["saturation"] == {} and measured["early_exit"] == {}  # the shared head reads the last layer only
+    model.add_exit_heads()
+    measured = layerwise(model, data, torch.device("cpu"))
+    assert all(value is not None for value in measured["separate_accuracy"])
+    assert set(measured["saturation"]) == set(measured["early_exit"]) == {"separate"}
 
 
 @needs_fmnist
@@ -57,6 +110,9 @@ def test_itra_similarity_reads_a_run_and_its_last_layer_is_the_runs_own_accuracy
     assert measured["test_size"] == 200 and len(measured["accuracy"]) == 6
     assert measured["accuracy"][-1] == pytest.approx(summary["test_accuracy"], abs=1e-4)  # the same head, test set
     assert (tmp_path / "sim" / run_dir.name / "layers.png").stat().st_size > 0
+    report = (tmp_path / "sim" / run_dir.name / "layers.md").read_text()
+    assert report == markdown_layers(measured) and "| 6 | 64 |" in report and "never (last layer)" in report
+    assert measured["early_exit"]["shared"][-1]["accuracy"] == pytest.approx(measured["accuracy"][-1])
 
 
 def test_a_run_without_a_checkpoint_is_one_line(tmp_path, capsys):
@@ -65,3 +121,77 @@ def test_a_run_without_a_checkpoint_is_one_line(tmp_path, capsys):
     rundir.write_config(run_dir, TrainConfig(method="ce"))
     assert main(["similarity", str(run_dir)]) == 2
     assert "has no checkpoint.pt yet" in capsys.readouterr().err
+
+
+def layers_json(separate=True, widths=(8, 8, 8), accuracy=(40.0, 60.0, 80.0)):
+    """A `layers.json` as `evaluate.layerwise` and `measure_run` write it: three exits, one of another width
+    when `widths` say so (None where the shared head and the cosine cannot read it)."""
+    size = len(widths)
+    cka = [[1.0 - 0.1 * abs(i - j) for j in range(size)] for i in range(size)]
+    same = [widths[i] == widths[-1] for i in range(size)]
+    curve = [{"threshold": t, "accuracy": 70.0 + 10 * t, "relative_compute": t / 2} for t in (0.5, 0.9, 2.0)]
+    measured = {"run": "vit-ce", "method": "CE", "epoch": 2, "test_size": 100, "width": list(widths),
+                "accuracy": [a if ok else None for a, ok in zip(accuracy, same)],
+                "cross_entropy": [1.0 if ok else None for ok in same], "ece": [0.1 if ok else None for ok in same],
+                "cosine": [0.9 if ok else None for ok in same], "cka": cka, "cka_debiased": cka,
+                "cosine_matrix": [[c if widths[i] == widths[j] else None for j, c in enumerate(row)]
+                                  for i, row in enumerate(cka)],
+                "cosine_cka_correlation": None if not all(same) else 0.97,
+                "saturation": {"shared": {"mean_layer": 2.1, "saturated": [0.3, 0.6, 1.0]}} if all(same) else {},
+                "early_exit": {"shared": curve} if all(same) else {}}
+    if separate:
+        measured.update(separate_accuracy=[a + 5 for a in accuracy[:size]], separate_cross_entropy=[0.9] * size,
+                        separate_ece=[0.05] * size)
+        measured["saturation"]["separate"] = {"mean_layer": 1.8, "saturated": [0.5, 0.7, 1.0]}
+        measured["early_exit"]["separate"] = curve
+    return measured
+
+
+def test_aggregate_layers_is_mean_and_std_per_exit_and_the_mean_early_exit_curve():
+    one, two = layers_json(accuracy=(40.0, 60.0, 80.0)), layers_json(accuracy=(50.0, 62.0, 81.0))
+    two["cka"] = [[1.0, 0.5, 0.6], [0.5, 1.0, 0.7], [0.6, 0.7, 1.0]]
+    two["early_exit"]["shared"] = [{**point, "accuracy": point["accuracy"] + 2, "relative_compute": 0.5}
+                                   for point in two["early_exit"]["shared"]]
+    aggregated = aggregate_layers([one, two])
+    assert aggregated["runs"] == 2 and aggregated["width"] == [8, 8, 8]
+    for key, values in (("accuracy", [(40, 50), (60, 62), (80, 81)]), ("cosine", [(0.9, 0.9)] * 3),
+                        ("separate_accuracy", [(45, 55), (65, 67), (85, 86)]),
+                        ("cka_with_last", [(0.8, 0.6), (0.9, 0.7), (1.0, 1.0)])):
+        expected = [[statistics.fmean(pair), statistics.stdev(pair)] for pair in values]
+        assert aggregated[key] == [pytest.approx(row) for row in expected], key
+    shared = aggregated["early_exit"]["shared"]
+    assert [point["threshold"] for point in shared] == [0.5, 0.9, 2.0]
+    assert [point["accuracy"] for point in shared] == pytest.approx([76.0, 80.0, 91.0])
+    assert [point["relative_compute"] for point in shared] == pytest.approx([0.375, 0.475, 0.75])
+    alone = aggregate_layers([layers_json(separate=False, widths=(4, 6, 8))])
+    assert alone["separate_accuracy"] is None and alone["accuracy"][:2] == [None, None]
+    assert alone["accuracy"][2] == [80.0, 0.0] and alone["early_exit"] == {}
+
+
+def test_aggregate_layers_names_runs_of_other_configs():
+    with pytest.raises(ValueError, match="Expected the layers.json of at least one run"):
+        aggregate_layers([])
+    with pytest.raises(ValueError, match=r"Expected runs of one config, but vit-ce has exits \[4, 6, 8\]"):
+        aggregate_layers([layers_json(), layers_json(widths=(4, 6, 8))])
+    with pytest.raises(ValueError, match="Expected runs of one config"):
+        aggregate_layers([layers_json(), layers_json(separate=False)])
+
+
+def test_the_markdown_tables_show_every_exit_and_head_kind():
+    rows = {"CE": aggregate_layers([layers_json(separate=False), layers_json(separate=False, accuracy=(42, 64, 82))]),
+            "multi-exit": aggregate_layers([layers_json()]), "shallow": aggregate_layers([layers_json(widths=(8, 8))])}
+    assert markdown_layers_table(rows).splitlines() == [
+        "| config | seeds | layer 1 | layer 2 | layer 3 |",
+        "|---|---|---|---|---|",
+        "| CE | 2 | 41.0 ± 1.4 | 62.0 ± 2.8 | 81.0 ± 1.4 |",
+        "| multi-exit | 1 | 40.0 ± 0.0 | 60.0 ± 0.0 | 80.0 ± 0.0 |",
+        "| multi-exit (own heads) | 1 | 45.0 ± 0.0 | 65.0 ± 0.0 | 85.0 ± 0.0 |",
+        "| shallow | 1 | 40.0 ± 0.0 | 60.0 ± 0.0 | – |",
+        "| shallow (own heads) | 1 | 45.0 ± 0.0 | 65.0 ± 0.0 | – |",
+    ]
+    report = markdown_layers(layers_json())
+    assert "| 1 | 8 | 40.00 | 1.000 | 45.00 | 0.900 | 0.9000 | 0.8000 | 0.300 | 0.500 |" in report
+    assert "| never (last layer) | 90.00 | 1.000 | 90.00 | 1.000 |" in report
+    assert "over pairs of layers: 0.970" in report and "Mean saturation layer (own heads): 1.80 of 3" in report
+    other_widths = markdown_layers(layers_json(separate=False, widths=(4, 6, 8)))
+    assert "| 1 | 4 | – | – | – | 0.8000 |" in other_widths and "Early exit" not in other_widths
