@@ -23,7 +23,7 @@ from typing import Sequence
 
 from itra import __version__
 from itra.config import TrainConfig
-from itra.experiments.presets import PRESETS
+from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
 from itra.experiments.table import failures
 from itra.rundir import is_failed
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
 
     reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
-    reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS))
+    reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS) + "; or a layer-wise "
+                           "study (standard vs aligned vs separate heads, CE and ITRA-c): " + ", ".join(LAYERWISE_PRESETS))
     reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds per method (default: 3)")
     reproduce.add_argument("--smoke", action="store_true", help="a small subset and one epoch: checks the pipeline in seconds")
@@ -162,6 +163,8 @@ def _similarity(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from itra.experiments.reproduce import print_table, reproduce, study_name
 
+    if args.preset in LAYERWISE_PRESETS:
+        return _reproduce_layerwise(args)
     result = reproduce(
         args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
         progress=not args.quiet, model=args.model, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
@@ -169,6 +172,21 @@ def _reproduce(args: argparse.Namespace) -> int:
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
     failed = failures(result["rows"])
+    if failed:
+        print(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _reproduce_layerwise(args: argparse.Namespace) -> int:
+    from itra.experiments.multi_exit import reproduce_layerwise, result_table
+
+    if args.model is not None:
+        raise ValueError(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
+    result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
+                                 epochs=args.epochs, device=args.device, data_dir=args.data_dir)
+    print(result_table(result))
+    print(f"table and figures written to {args.out}/reproduce-{args.preset}{'-smoke' if args.smoke else ''}/")
+    failed = failures(list(result["rows"].values()))
     if failed:
         print(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart", file=sys.stderr)
     return 1 if failed else 0

@@ -19,6 +19,7 @@ import torch
 
 from itra import rundir
 from itra.config import resolve_device
+from itra.data import Splits
 from itra.data.splits import run_splits
 from itra.evaluate import layerwise
 from itra.experiments.figures import plot_layers
@@ -27,15 +28,17 @@ from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.methods import method_label
 
 
-def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device: str = "auto") -> dict[str, Any]:
+def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device: str = "auto",
+                splits: Splits | None = None) -> dict[str, Any]:
     """The layer-wise view of the run in `run_dir`, written to `out/<run name>/`; returns what was written.
-    `test_subset` measures on a fixed random subset of this size of the test set (default: the run's own test set)."""
+    `test_subset` measures on a fixed random subset of this size of the test set (default: the run's own test set);
+    `splits`: the run's dataset, already loaded (`runs.load_splits`), when several runs of one dataset are measured."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if not rundir.has_checkpoint(run_dir):
         raise FileNotFoundError(f"{run_dir} has no checkpoint.pt yet: train it first (itra train --resume {run_dir})")
     checkpoint = rundir.load_checkpoint(run_dir)
-    splits = load_splits(config)
+    splits = splits or load_splits(config)
     test = run_splits(splits, None, test_subset or config.test_subset, 0.0, config.seed).test
     target = torch.device(resolve_device(config.device if device == "auto" else device))
     model = build_model(config, splits)
@@ -115,6 +118,9 @@ def aggregate_layers(measured: list[dict[str, Any]]) -> dict[str, Any]:
     - `runs`: how many; `width`: D_l;
     - `accuracy` (%, shared head), `separate_accuracy` (own heads; None when the runs have none), `cosine` and
       `cka_with_last` (the sample-wise cosine and linear CKA of layer l with the last);
+    - `cka`, `cosine_matrix`: the mean L x L matrices (None where undefined);
+    - `cosine_cka_correlation`: [mean, std] of the runs' correlations (None if one is undefined);
+    - `saturation`: {kind: [mean, std] of the runs' mean saturation layer};
     - `early_exit`: {kind: the mean curve, [{`threshold`, `accuracy`, `relative_compute`}] as one run's}.
     The runs must have the same exits and head kinds."""
     if not measured:
@@ -129,6 +135,12 @@ def aggregate_layers(measured: list[dict[str, Any]]) -> dict[str, Any]:
     def per_exit(values: list[list[float | None]]) -> list[list[float] | None]:  # runs x exits
         return [None if None in exit_values else list(mean_std(list(exit_values))) for exit_values in zip(*values)]
 
+    def spread(values: list[float | None]) -> list[float] | None:
+        return None if None in values else list(mean_std(values))  # type: ignore[arg-type]
+
+    def mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | None]]:
+        return [[None if None in cell else statistics.fmean(cell) for cell in zip(*rows)] for rows in zip(*matrices)]
+
     def mean_curve(kind: str) -> list[dict[str, float]]:
         return [{"threshold": points[0]["threshold"],
                  **{key: statistics.fmean(point[key] for point in points) for key in ("accuracy", "relative_compute")}}
@@ -142,6 +154,11 @@ def aggregate_layers(measured: list[dict[str, Any]]) -> dict[str, Any]:
                               if "separate_accuracy" in first else None),
         "cosine": per_exit([run["cosine"] for run in measured]),
         "cka_with_last": per_exit([[row[-1] for row in run["cka"]] for run in measured]),
+        "cka": mean_matrix([run["cka"] for run in measured]),
+        "cosine_matrix": mean_matrix([run["cosine_matrix"] for run in measured]),
+        "cosine_cka_correlation": spread([run["cosine_cka_correlation"] for run in measured]),
+        "saturation": {kind: spread([run["saturation"][kind]["mean_layer"] for run in measured])
+                       for kind in first["saturation"]},
         "early_exit": {kind: mean_curve(kind) for kind in first["early_exit"]},
     }
 

@@ -129,6 +129,43 @@ PRESETS: dict[str, dict[str, Preset]] = {
 }
 
 
+@dataclass(frozen=True)
+class LayerwisePreset:
+    """A study of Jiang, Zhou and Zhu (2024) on one dataset and model with exits: every arm (a method and an exit
+    mode, `itra.exits`) x seed, then the layer-wise view of every run (`itra reproduce layerwise-*`)."""
+
+    dataset: str
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    settings: dict[str, Any]  # other TrainConfig fields of every arm (optimizer, subsets, ...)
+    arms: tuple[dict[str, Any], ...]  # the TrainConfig fields of each arm
+    smoke_train: int = 256
+    smoke_test: int = 128
+
+
+def layerwise_arms(lam: float) -> tuple[dict[str, Any], ...]:
+    """CE and ITRA-c at λ, each standard, aligned and with separate heads; and ITRA-c aligned, matched at every exit."""
+    methods = ({"method": "ce"}, {"method": "itra-c", "lam": lam})
+    return (*({**method, "exits": exits} for method in methods for exits in ("last", "shared", "separate")),
+            {"method": "itra-c", "lam": lam, "exits": "shared", "match_at": "every"})
+
+
+# Budgets for about 90 minutes on 2 CPU cores (21 runs each); the small ViT trains from scratch, MiniLM is fine-tuned.
+LAYERWISE_PRESETS: dict[str, LayerwisePreset] = {
+    # 5,000 training images, 10 epochs (400 steps; ITRA's 300-step λ warm-up ends before the last quarter),
+    # evaluated on a fixed 2,000-image test subset. AdamW: the usual optimiser of a ViT from scratch.
+    "layerwise-fmnist": LayerwisePreset("fashion-mnist", "vit", 10, 128, 1e-3, {
+        "optimizer": "adamw", "train_subset": 5000, "test_subset": 2000}, layerwise_arms(0.6)),
+    # The `wordnet` preset's recipe on 2,000 glosses: 2 epochs of 63 steps, so the λ warm-up is 100 steps;
+    # Table 4's λ 0.5.
+    "layerwise-wordnet": LayerwisePreset("wordnet", "minilm", 2, 32, 5e-5, {
+        **TEXT_FINE_TUNING, "max_length": 32, "train_subset": 2000, "test_subset": 2000, "lam_warmup": 100},
+        layerwise_arms(0.5), smoke_train=96, smoke_test=64),
+}
+
+
 def find_preset(name: str, model: str | None = None) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}")
