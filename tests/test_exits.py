@@ -89,6 +89,25 @@ def test_matching_at_every_exit_is_the_weighted_sum_of_each_exit_s_match(pairing
     torch.testing.assert_close(last_only(first, second if pairing != "split" else None)["match"], match(*pairs[-1]))
 
 
+def test_a_text_encoder_trains_its_layers_with_separate_heads():
+    from itra.models.text import text_classifier
+    from tests.models.test_text import padded_batch, tiny_bert
+
+    torch.manual_seed(0)
+    model = text_classifier(tiny_bert(), num_classes=3).eval()  # no dropout: the two passes below agree
+    model.add_exit_heads()
+    input_ids, attention_mask = padded_batch([5, 3, 4, 5], width=6)
+    y = torch.tensor([0, 1, 2, 1])
+    objective = build_objective(TrainConfig(dataset="wordnet", model="minilm", method="itra-c", exits="separate",
+                                            match_at="every", pairing="split"), model, 3)
+    terms = objective((input_ids, attention_mask, y))
+    layers = model.extractor.exits(input_ids, attention_mask)
+    ce = [F.cross_entropy(head(h), y) for head, h in zip([model.exit_heads[0], model.head], layers)]
+    torch.testing.assert_close(terms["ce"], ce[0] / 3 + 2 * ce[1] / 3)  # L = 2: w = (1/3, 2/3)
+    terms["loss"].backward()
+    assert model.exit_heads[0].weight.grad is not None
+
+
 def test_detached_every_exit_match_sends_no_gradient_through_s2():
     model = tiny_vit()
     objective = build_objective(TrainConfig(method="itra-c", model="vit", exits="shared", match_at="every",

@@ -72,6 +72,8 @@ def test_labels_read_from_the_table():
     assert method_label(TrainConfig(method="ce")) == "CE"
     assert method_label(TrainConfig(method="lsr", smoothing=0.2)) == "LSR ε=0.2"
     assert method_label(TrainConfig(method="itra-c", lam=0.6)) == "ITRA-c λ=0.6"
+    assert method_label(TrainConfig(method="ce", exits="separate", exit_weights="uniform")) == \
+        "CE (exits separate, exit_weights uniform)"
 
 
 def test_register_method_checks_its_input():

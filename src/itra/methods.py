@@ -67,6 +67,7 @@ METHODS: dict[str, MethodSpec] = {
     "itra": MethodSpec("ITRA", "tab:purple", "Purples", _ITRA_FIELDS, "lam", "match", True, _itra(False)),
     "itra-c": MethodSpec("ITRA-c", "tab:blue", "Blues", _ITRA_FIELDS, "lam", "match", True, _itra(True)),
 }
+TRAINING_MODE_FIELDS = ("exits", "exit_weights")  # read by every method: they change what it trains (`itra.exits`)
 REFERENCE = "ce"  # the method every other is compared with (step-time ratios, reference levels in studies)
 STRENGTH_SYMBOLS = {"lam": "λ", "smoothing": "ε"}
 
@@ -85,11 +86,12 @@ def register_method(name: str, spec: MethodSpec) -> None:
 
 
 def variant_label(config: "TrainConfig") -> str:
-    """A run's method with every field it reads that differs from its default, its strength aside:
-    `ITRA-c`, `ITRA-c (bandwidth batch, match mmd2)`. Runs of one variant differ only by strength."""
+    """A run's method with every field it reads that differs from its default, its strength aside, and its exit mode:
+    `ITRA-c`, `ITRA-c (bandwidth batch, match mmd2)`, `CE (exits shared)`. Runs of one variant differ only by
+    strength."""
     spec = METHODS[config.method]
     defaults = type(config)()
-    changed = [f"{name} {getattr(config, name)}" for name in spec.fields
+    changed = [f"{name} {getattr(config, name)}" for name in (*spec.fields, *TRAINING_MODE_FIELDS)
                if name != spec.strength and getattr(config, name) != getattr(defaults, name)]
     return spec.label + (f" ({', '.join(changed)})" if changed else "")
 
