@@ -51,3 +51,15 @@ def test_the_fmnist_preset_in_smoke_size_trains_measures_and_writes_its_table(tm
 def test_a_layerwise_preset_has_one_model(tmp_path, capsys):
     assert main(["reproduce", "layerwise-fmnist", "--model", "cnn", "--out", str(tmp_path)]) == 2
     assert "layerwise-fmnist has one model (vit): leave --model out" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/wordnet/data.noun").exists(),
+                    reason="apt-get install wordnet-base")
+def test_the_wordnet_preset_in_smoke_size_runs_minilm_layer_by_layer(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["reproduce", "layerwise-wordnet", "--smoke", "--seeds", "1", "--out", str(tmp_path), "--quiet",
+                 "--device", "cpu"]) == 0
+    result = json.loads((tmp_path / "reproduce-layerwise-wordnet-smoke" / "table.json").read_text())
+    assert len(result["rows"]) == 7
+    aligned = result["rows"]["CE, aligned (shared head)"]["layers"]
+    assert aligned["width"] == [384] * 6 and aligned["cosine_cka_correlation"] is not None
