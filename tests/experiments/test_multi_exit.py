@@ -23,6 +23,14 @@ def test_every_arm_once_per_seed_seed_by_seed(name):
         ("last", "last"), ("shared", "last"), ("separate", "last"), ("shared", "every")}
 
 
+def test_similarity_by_layer_distance_averages_each_off_diagonal():
+    from itra.experiments.multi_exit import by_distance
+
+    matrix = [[1.0, 0.8, 0.5], [0.8, 1.0, 0.6], [0.5, 0.6, 1.0]]
+    assert by_distance(matrix) == pytest.approx([0.7, 0.5])
+    assert by_distance([[1.0, None], [None, 1.0]]) == [None]
+
+
 def test_smoke_and_overrides_shrink_the_budget():
     configs = layerwise_configs(LAYERWISE_PRESETS["layerwise-fmnist"], seeds=1, smoke=True, device="cpu", epochs=None)
     assert all(c.epochs == 1 and c.train_subset == 256 and c.test_subset == 128 and c.device == "cpu" for c in configs)
@@ -37,7 +45,7 @@ def test_the_fmnist_preset_in_smoke_size_trains_measures_and_writes_its_table(tm
     study = tmp_path / "reproduce-layerwise-fmnist-smoke"
     table = (study / "table.md").read_text()
     assert "| CE, separate heads (own heads) | 1 |" in table and "matched at every exit" in table
-    assert "threshold 0.9" in table and "cosine–CKA r" in table
+    assert "threshold 0.9" in table and "cosine–CKA r" in table and "| d = 5 |" in table
     result = json.loads((study / "table.json").read_text())
     separate = result["rows"]["CE, separate heads"]["layers"]
     assert len(separate["accuracy"]) == 6 and separate["separate_accuracy"] is not None

@@ -93,6 +93,17 @@ def trained_head(layers: dict[str, Any]) -> str:
     return "separate" if "separate" in layers["early_exit"] else "shared"
 
 
+def by_distance(matrix: list[list[float | None]]) -> list[float | None]:
+    """The mean similarity of layer pairs d = 1..L-1 apart, from an L x L matrix (None where no pair is defined):
+    how fast layers' representations drift apart with depth (the second claim of Jiang et al.)."""
+    size = len(matrix)
+    means = []
+    for distance in range(1, size):
+        values = [matrix[i][i + distance] for i in range(size - distance) if matrix[i][i + distance] is not None]
+        means.append(sum(values) / len(values) if values else None)
+    return means
+
+
 def configs_of(configs: list[TrainConfig], label: str) -> list[TrainConfig]:
     return [config for config in configs if config_label(config) == label]
 
@@ -132,7 +143,14 @@ def result_table(result: dict[str, Any]) -> str:
         for kind, curve in layers["early_exit"].items():
             points = [point for point in curve if point["threshold"] in EARLY_EXIT_SHOWN]
             early.append([label, kind, *(f"{p['accuracy']:.1f} % at {p['relative_compute']:.2f}" for p in points)])
+    distances = []
+    for label, layers in layered.items():
+        for name, key in (("cosine", "cosine_matrix"), ("CKA", "cka")):
+            distances.append([label, name, *("–" if v is None else f"{v:.3f}" for v in by_distance(layers[key]))])
+    depth = max(len(layers["width"]) for layers in layered.values())
+    distance_table = markdown_table(["config", "similarity", *(f"d = {d}" for d in range(1, depth))], distances)
     return (f"{caption}\n\n{final}\nTest accuracy (%) of each exit, mean ± std over seeds:\n\n"
             f"{markdown_layers_table(layered)}\nEarly exit (accuracy at relative compute, the mean exit layer / L) by the "
             f"max softmax probability:\n\n" + markdown_table(
-                ["config", "heads", *(f"threshold {t:g}" for t in EARLY_EXIT_SHOWN)], early))
+                ["config", "heads", *(f"threshold {t:g}" for t in EARLY_EXIT_SHOWN)], early)
+            + "\nMean similarity of layers d apart (mean over seeds of the L x L matrices):\n\n" + distance_table)
