@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch
 
+from itra.distributed import MATCH_RANKS
 from itra.methods import METHODS, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
 from itra.pairing import DRAWN, PAIRINGS
@@ -23,6 +24,9 @@ from itra.pairing import DRAWN, PAIRINGS
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
+# Set by how the job was launched (torchrun's WORLD_SIZE), not by a flag; it changes the computation (the global
+# batch), so it is in the run name when not 1.
+LAUNCH_FIELDS = ("world_size",)
 # Where and how fast a run happens and what it logs, not what it computes: left out of the run name and
 # of the check that a run directory holds the same run (a run started on the CPU may be resumed on a GPU,
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
@@ -59,8 +63,12 @@ class TrainConfig:
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps)", tag="")
+    match_ranks: str = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
+                              "against the S2 of all ranks, all-gathered with gradient (global)", tag="ranks")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
+    world_size: int = option(1, "processes that train the run together (torchrun's WORLD_SIZE; set by the launch, "
+                             "not a flag): the global batch is world_size x batch_size", tag="ws")
     epochs: int = option(15, "training epochs", tag="e")
     train_subset: Optional[int] = option(None, "train on a fixed random subset of this size", tag="n")
     test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size", tag="test")
@@ -93,7 +101,7 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"Expected `{field.name}` to be a finite number, but got {value}")
-        for name in ("epochs", "batch_size", "second_batch_size", "train_subset", "test_subset"):
+        for name in ("epochs", "batch_size", "second_batch_size", "world_size", "train_subset", "test_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
@@ -109,7 +117,7 @@ class TrainConfig:
         if self.compactness_every < 0:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
-                              ("pairing", PAIRINGS)):
+                              ("pairing", PAIRINGS), ("match_ranks", MATCH_RANKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
         if self.lam_warmup < 0:

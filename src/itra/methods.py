@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
 from itra.pairing import DRAWN, PreviousBatch, check_pairing, split_halves
@@ -57,7 +58,7 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "match_ranks")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
@@ -112,12 +113,20 @@ class Objective(nn.Module):
     against the last step's S1 and "split" halves S1's batch, and neither takes an S2. `embed` gives
     features and logits for evaluation. The regulariser's state (Center loss's centres) is part of this
     module's state; `previous`'s kept batch is `self.previous`.
+
+    Under `DistributedDataParallel` this is the wrapped module (one forward per step does both passes).
+    `match_ranks="global"` matches this rank's S1 against the S2 features and labels of all ranks,
+    all-gathered with gradient (`itra.distributed.all_gather_with_grad`); "local" (and any single process)
+    against this rank's own S2.
     """
 
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
-                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent") -> None:
+                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent",
+                 match_ranks: str = "local") -> None:
         super().__init__()
         check_pairing(pairing)
+        if match_ranks not in MATCH_RANKS:
+            raise ValueError(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
             what = "no regulariser" if regularizer is None else type(regularizer).__name__
             raise ValueError(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
@@ -128,6 +137,7 @@ class Objective(nn.Module):
         self.label_smoothing = label_smoothing
         self.term = term
         self.pairing = pairing
+        self.match_ranks = match_ranks
         self.previous = PreviousBatch()  # stays empty unless pairing == "previous"
         self.compiled_extractor: Callable[..., torch.Tensor] | None = None
 
@@ -168,6 +178,8 @@ class Objective(nn.Module):
             return terms
         if self.needs_second_batch:
             pair = self._pair(h1, y1, second)
+            if pair is not None and self.match_ranks == "global":
+                pair = (h1, y1, all_gather_with_grad(pair[2]), all_gather(pair[3]))
             # A step without S2 (`previous`'s first, `split`'s one-sample batch) has no match: a zero term.
             terms[self.term] = h1.new_zeros((), dtype=torch.float32) if pair is None else self.regularizer(*pair)
         else:
@@ -196,4 +208,5 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
     smoothing = config.smoothing if "smoothing" in spec.fields else 0.0
-    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing)
+    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing,
+                     config.match_ranks)
