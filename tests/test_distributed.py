@@ -104,6 +104,17 @@ def _worker(rank: int, port: int, out: str) -> None:
         Objective.forward = forward
     fit(config, splits, build_model(config, splits), out / "resumed", resume=True, progress=False)
 
+    from itra.callbacks import Callback, RunFailed
+
+    class FailsOnRank1(Callback):
+        def on_step(self, state, terms):
+            if state.dist.rank == 1 and state.step == 3:
+                raise RunFailed("rank 1 gave up at step 3")
+
+    summary = fit(equivalence_config("ce", epochs=2), digits(), mlp(), out / "failed", progress=False,
+                  callbacks=[FailsOnRank1()])
+    assert summary["status"] == "failed" and summary["reason"] == "rank 1 gave up at step 3", summary
+
     every = dist.gather_to_main(written)
     if dist.is_main:
         (out / "other_ranks_wrote.json").write_text(json.dumps(every[1:]))
@@ -197,6 +208,11 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(ddp_runs):
 def test_only_rank_0_writes(ddp_runs):
     assert json.loads((ddp_runs / "other_ranks_wrote.json").read_text()) == [[]]
     assert rundir.read_summary(ddp_runs / "resumed")["status"] == "finished"
+
+
+def test_a_failure_on_one_rank_ends_the_run_on_every_rank(ddp_runs):
+    summary = rundir.read_summary(ddp_runs / "failed")  # rank 0 writes rank 1's reason; no epoch finished
+    assert summary["status"] == "failed" and summary["reason"] == "rank 1 gave up at step 3" and summary["epoch"] == 0
 
 
 def test_torchrun_trains_one_run_on_two_processes(tmp_path):

@@ -159,11 +159,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
     Under torchrun, every rank calls it (with the same arguments) and gets the same summary."""
     dist = setup()
-    if config.world_size != dist.world_size:
-        raise ValueError(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
-                         f"{config.batch_size}), but this job has {dist.world_size}: launch it with torchrun "
-                         f"--nproc-per-node {config.world_size} (x --nnodes)" if config.world_size > 1 else
-                         f"{config.name} trains in one process, but this job has {dist.world_size}: run it without torchrun")
+    check_world_size(config, dist)
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
     device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
@@ -200,6 +196,16 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
         for hook in hooks:
             hook.on_run_end(state)
     return recorder.end(state)
+
+
+def check_world_size(config: TrainConfig, dist: Dist) -> None:
+    """A run trains (and resumes) on the number of processes it was started with: its global batch depends on it."""
+    if config.world_size == dist.world_size:
+        return
+    how = (f"launch it with torchrun --nproc-per-node {config.world_size} (nodes x processes per node = "
+           f"{config.world_size})" if config.world_size > 1 else "run it without torchrun")
+    raise ValueError(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
+                     f"{config.batch_size}), but this job has {dist.world_size}: {how}")
 
 
 def call_hooks(state: TrainState, hooks: Sequence[Callback], event: str, *args: Any) -> None:
