@@ -9,7 +9,8 @@ torchrun it returns `Dist()`: one process, no group, and every helper here is th
 training loop has one code path.
 
 What crosses ranks, and how:
-- S2 features for the global form of ITRA's match: `all_gather_with_grad` (autograd all-gather; its
+- S2 features for the global form of ITRA's match: `all_gather_with_grad` (the functional collectives'
+  autograd all-gather; its
   backward sums every rank's gradient into the local slice, so with DDP's gradient mean the update is
   the gradient of the mean over ranks of each rank's loss, see README "Training on many GPUs");
   labels through `all_gather` (no gradient).
@@ -163,9 +164,14 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     layer's local slice alone, which under-scales by the world size). The identity without a group."""
     if not _grouped():
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed import _functional_collectives as collectives
 
-    return torch.cat(all_gather(tensor))
+    gather = getattr(collectives, "all_gather_single_autograd", None)  # torch >= 2.13
+    if gather is None:  # older torch: the autograd gather of torch.distributed.nn (deprecated since)
+        from torch.distributed.nn.functional import all_gather as gather_list
+
+        return torch.cat(gather_list(tensor))
+    return gather(tensor.contiguous(), 0, torch_dist.group.WORLD)
 
 
 def all_gather(tensor: torch.Tensor) -> torch.Tensor:
