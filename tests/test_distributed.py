@@ -28,8 +28,9 @@ pytest.importorskip("sklearn")  # the digits dataset
 
 WORLD, M, TRAIN = 2, 16, 192  # per-rank batch M; TRAIN is a multiple of WORLD * M: one process has no partial batch
 CASES = {"ce": {"method": "ce"}, "center": {"method": "center", "lam": 0.5},
-         "itra-c-local": {"method": "itra-c", "lam": 1.0}, "itra-c-global": {"method": "itra-c", "lam": 1.0,
-                                                                          "match_ranks": "global"}}
+         "itra-c-local": {"method": "itra-c", "lam": 1.0},
+         "itra-c-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global"},
+         "itra-c-split-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global", "pairing": "split"}}
 WRITERS = ("write_json", "append_metrics", "rewrite_metrics", "save_checkpoint")
 
 
@@ -136,7 +137,8 @@ def model_state(run_dir):
 def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     """The reference: one process, global batches of WORLD * M from the same streams, and the loss DDP's mean of
     gradients optimises, the mean over the WORLD slices r of CE(S1_r) + λ Match(S1_r, S2_r) ("local") or
-    Match(S1_r, S2) ("global": the whole S2). The optimiser and schedule are `fit`'s."""
+    Match(S1_r, S2) ("global": the whole S2; with "split", S2_r is the second half of slice r, S1_r the first
+    and the CE is over both). The optimiser and schedule are `fit`'s."""
     from itra.data.splits import run_splits
     from itra.train import build_optimizer, step_loader
 
@@ -146,10 +148,20 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     train = run_splits(splits, config.train_subset, None, 0.0, config.seed).train
     objective = build_objective(single, mlp(), splits.num_classes).train()
     optimizer, schedule = build_optimizer(single, objective.parameters(), len(train))
-    for (x1, y1), (x2, y2) in step_loader(single, train, objective):
-        slices1, slices2 = zip(x1.chunk(WORLD), y1.chunk(WORLD)), zip(x2.chunk(WORLD), y2.chunk(WORLD))
-        losses = [objective(first, (x2, y2) if config.match_ranks == "global" else second)["loss"]
-                  for first, second in zip(slices1, slices2)]
+    for batch in step_loader(single, train, objective):
+        if config.pairing == "split":  # batch: S1 of 2 * WORLD * M; no batch norm, so one pass is every slice's
+            (x, y), half = batch, len(batch[1]) // (2 * WORLD)
+            features = objective.model.extractor(x).chunk(WORLD)
+            labels = y.chunk(WORLD)
+            h2, y2 = torch.cat([h[half:] for h in features]), torch.cat([y_r[half:] for y_r in labels])
+            losses = [torch.nn.functional.cross_entropy(objective.model.head(h), y_r)
+                      + config.lam * objective.regularizer(h[:half], y_r[:half], h2, y2)
+                      for h, y_r in zip(features, labels)]
+        else:
+            (x1, y1), (x2, y2) = batch
+            slices1, slices2 = zip(x1.chunk(WORLD), y1.chunk(WORLD)), zip(x2.chunk(WORLD), y2.chunk(WORLD))
+            losses = [objective(first, (x2, y2) if config.match_ranks == "global" else second)["loss"]
+                      for first, second in zip(slices1, slices2)]
         optimizer.zero_grad()
         torch.stack(losses).mean().backward()
         optimizer.step()

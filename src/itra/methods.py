@@ -179,7 +179,7 @@ class Objective(nn.Module):
         if self.needs_second_batch:
             pair = self._pair(h1, y1, second)
             if pair is not None and self.match_ranks == "global":
-                pair = (h1, y1, all_gather_with_grad(pair[2]), all_gather(pair[3]))
+                pair = (*pair[:2], all_gather_with_grad(pair[2]), all_gather(pair[3]))  # S1 ("split": a half)
             # A step without S2 (`previous`'s first, `split`'s one-sample batch) has no match: a zero term.
             terms[self.term] = h1.new_zeros((), dtype=torch.float32) if pair is None else self.regularizer(*pair)
         else:
