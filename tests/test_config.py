@@ -42,7 +42,7 @@ OTHER_VALUES = {
     "test_subset": (200, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"), "exits": ("shared", "ce"),
+    "pairing": ("split", "itra-c"), "exits": ("shared", "ce"), "match_ranks": ("global", "itra-c"), "world_size": (2, "ce"),
     "exit_weights": ("uniform", "ce", {"exits": "separate"}), "match_at": ("every", "itra-c", {"exits": "shared"}),
 }
 
@@ -85,6 +85,8 @@ def test_run_names_read_well():
     assert TrainConfig(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
     assert TrainConfig(lr=0.1 + 0.2).name != TrainConfig(lr=0.3).name  # floats keep the digits that tell them apart
     assert TrainConfig(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
+    assert TrainConfig(world_size=4, match_ranks="global").name == \
+        "fashion-mnist-cnn-itra-c-lam0.6-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -98,6 +100,8 @@ def test_run_names_read_well():
     ("bandwidth", "nan", "Expected `bandwidth`"),
     ("center_alpha", 2.0, "Expected `center_alpha` in [0, 1]"),
     ("momentum", -0.1, "Expected `momentum` and `weight_decay` >= 0"),
+    ("world_size", 0, "Expected `world_size` to be an integer larger than 0, but got 0"),
+    ("match_ranks", "all", "Expected `match_ranks` in local, global, but got 'all'"),
 ])
 def test_bad_values_name_themselves(field, value, message):
     with pytest.raises(ValueError) as error:

@@ -57,6 +57,14 @@ def test_optimizer_choice():
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 1e-3
 
 
+def test_an_epoch_of_several_ranks_drops_its_incomplete_global_batch():
+    from itra.train import steps_per_epoch
+
+    assert steps_per_epoch(TrainConfig(batch_size=32), 300) == 10  # one process keeps the last, partial batch
+    assert steps_per_epoch(TrainConfig(batch_size=32, world_size=2), 300) == 4  # global batches of 64
+    assert steps_per_epoch(TrainConfig(batch_size=32, world_size=2, pairing="split"), 300) == 2  # of 2 x 64
+
+
 @needs_fmnist
 def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
     seen = {}

@@ -6,23 +6,28 @@
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
     itra report runs/ --out report/                   # tables and figures read back from run directories
     itra similarity runs/<run> --out similarity/      # layer-wise cosine and CKA, the head's accuracy after every layer
-    python -m itra ...                                # the same commands (torchrun -m itra ...)
+    python -m itra ...                                # the same commands
+    torchrun --standalone --nproc-per-node 2 -m itra train ...   # one run on 2 processes (README, "Training on many GPUs")
 
 Exit status: 0 done; 1 a run failed (diverged or collapsed: its run directory says why); 2 bad input, missing data,
 a missing optional package or no network (one line on stderr); 130 interrupted (finished epochs are kept; run
-again to continue).
+again to continue). Under torchrun, results, failures and interruptions are printed by rank 0 alone; an error
+is printed by each rank that meets it, naming its rank.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import typing
 from pathlib import Path
 from typing import Sequence
 
 from itra import __version__
-from itra.config import TrainConfig
+from itra.config import LAUNCH_FIELDS, TrainConfig
+from itra.distributed import launched_world_size, shutdown
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
 from itra.experiments.table import failures
@@ -49,7 +54,7 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip:
     the same for every run of a grid."""
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
-        if field.name in skip:
+        if field.name in skip or field.name in LAUNCH_FIELDS:
             continue
         flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
         default = [field.default] if lists else field.default
@@ -120,10 +125,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir, summary = resume(args.resume, progress=not args.quiet)
     else:
-        config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+        config = TrainConfig(**_flag_values(args), world_size=launched_world_size())
         run_dir, summary = run(config, args.out, progress=not args.quiet)
     if is_failed(summary):
-        print(f"itra train: {run_dir} {summary['status']}: {summary['reason']}", file=sys.stderr)
+        _main_prints(f"itra train: {run_dir} {summary['status']}: {summary['reason']}")
         return 1
     print(f"{run_dir}: test accuracy {summary['test_accuracy']:.2f}%, test CE {summary['test_cross_entropy']:.4f}, "
           f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
@@ -133,13 +138,13 @@ def _train(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from itra.experiments.sweep import markdown_rows, sweep
 
-    grid = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if field.name != "seed"}
+    grid = {**_flag_values(args, skip=("seed",)), "world_size": [launched_world_size()]}
     rows = sweep(grid, args.seeds, args.out, progress=not args.quiet)
     print(markdown_rows(rows))
     failed = failures(rows)
     if failed:
-        print(f"itra sweep: {failed} run(s) failed or collapsed (see \"reason\" in their summary.json); the table "
-              "counts them apart", file=sys.stderr)
+        _main_prints(f"itra sweep: {failed} run(s) failed or collapsed (see \"reason\" in their summary.json); the table "
+                     "counts them apart")
     return 1 if failed else 0
 
 
@@ -168,12 +173,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     result = reproduce(
         args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
         progress=not args.quiet, model=args.model, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
+        world_size=launched_world_size(),
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
     failed = failures(result["rows"])
     if failed:
-        print(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart", file=sys.stderr)
+        _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0
 
 
@@ -192,26 +198,50 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`)."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
+            if field.name not in LAUNCH_FIELDS + skip}
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _main_prints(message: str) -> None:
+    """`message` on stderr from rank 0 only (the other ranks of a torchrun job met the same)."""
+    if _rank() == 0:
+        print(message, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    # Results and tables (stdout) come from rank 0 of a torchrun job.
+    quiet = open(os.devnull, "w") if _rank() else None
     try:
-        return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
-                "reproduce": _reproduce}[args.command](args)
+        with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
+            return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
+                    "reproduce": _reproduce}[args.command](args)
     # bad input, missing data, a missing optional package (its message says what to install), no network
     except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as error:
-        print(f"itra {args.command}: error: {error}", file=sys.stderr)
+        where = f" (rank {_rank()} of {launched_world_size()})" if launched_world_size() > 1 else ""
+        print(f"itra {args.command}{where}: error: {error}", file=sys.stderr)
         return 2
     except RunInterrupted as interrupt:
-        print(f"\ninterrupted: the finished epochs of {interrupt.run_dir} are saved; run the same command again, or "
-              f"itra train --resume {interrupt.run_dir}, to continue", file=sys.stderr)
+        _main_prints(f"\ninterrupted: the finished epochs of {interrupt.run_dir} are saved; run the same command "
+                     f"again, or itra train --resume {interrupt.run_dir}, to continue")
         return 130
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are kept; run the same command again to continue", file=sys.stderr)
+        _main_prints("\ninterrupted: finished runs are kept; run the same command again to continue")
         return 130
+    finally:
+        if quiet:
+            quiet.close()
+        shutdown()
 
 
 if __name__ == "__main__":

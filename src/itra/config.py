@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
+from itra.distributed import MATCH_RANKS
 from itra.methods import METHODS, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
 from itra.pairing import DRAWN, PAIRINGS
@@ -24,6 +25,9 @@ from itra.pairing import DRAWN, PAIRINGS
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
+# Set by how the job was launched (torchrun's WORLD_SIZE), not by a flag; it changes the computation (the global
+# batch), so it is in the run name when not 1.
+LAUNCH_FIELDS = ("world_size",)
 # Where and how fast a run happens and what it logs, not what it computes: left out of the run name and
 # of the check that a run directory holds the same run (a run started on the CPU may be resumed on a GPU,
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
@@ -67,8 +71,12 @@ class TrainConfig:
                                "(2l / (L(L+1))) or uniform (1/L)", tag="w")
     match_at: str = option("last", "itra, itra-c with --exits shared or separate: match the last exit's features "
                            "(last) or every exit's, with the exit weights (every)", tag="at")
+    match_ranks: str = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
+                              "against the S2 of all ranks, all-gathered with gradient (global)", tag="ranks")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
+    world_size: int = option(1, "processes that train the run together (torchrun's WORLD_SIZE; set by the launch, "
+                             "not a flag): the global batch is world_size x batch_size", tag="ws")
     epochs: int = option(15, "training epochs", tag="e")
     train_subset: Optional[int] = option(None, "train on a fixed random subset of this size", tag="n")
     test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size", tag="test")
@@ -101,7 +109,7 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"Expected `{field.name}` to be a finite number, but got {value}")
-        for name in ("epochs", "batch_size", "second_batch_size", "train_subset", "test_subset"):
+        for name in ("epochs", "batch_size", "second_batch_size", "world_size", "train_subset", "test_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
@@ -118,7 +126,7 @@ class TrainConfig:
             raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
                               ("pairing", PAIRINGS), ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS),
-                              ("match_at", MATCH_AT)):
+                              ("match_at", MATCH_AT), ("match_ranks", MATCH_RANKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
         if self.lam_warmup < 0:

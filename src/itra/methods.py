@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
@@ -58,7 +59,7 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "match_at")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "match_at", "match_ranks")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
@@ -117,13 +118,21 @@ class Objective(nn.Module):
     `exit_weights` and `match_at` (`itra.exits`); "ce" is then the weighted sum over exits. `embed` gives
     the last exit's features and logits for evaluation. The regulariser's state (Center loss's centres) is
     part of this module's state; `previous`'s kept batch is `self.previous`.
+
+    Under `DistributedDataParallel` this is the wrapped module (one forward per step does both passes).
+    `match_ranks="global"` matches this rank's S1 against the S2 features and labels of all ranks,
+    all-gathered with gradient (`itra.distributed.all_gather_with_grad`); "local" (and any single process)
+    against this rank's own S2.
     """
 
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
                  label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent",
-                 exits: str = "last", exit_weights: str = "linear", match_at: str = "last") -> None:
+                 exits: str = "last", exit_weights: str = "linear", match_at: str = "last",
+                 match_ranks: str = "local") -> None:
         super().__init__()
         check_pairing(pairing)
+        if match_ranks not in MATCH_RANKS:
+            raise ValueError(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
             what = "no regulariser" if regularizer is None else type(regularizer).__name__
             raise ValueError(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
@@ -140,6 +149,7 @@ class Objective(nn.Module):
         # w_l of the exits the CE trains: (1,) = [1] for the last exit alone; not in the state dict (the config says it)
         self.register_buffer("exit_weights", exit_weight_vector(1 if exits == "last" else len(model.exit_dims),
                                                                 exit_weights), persistent=False)
+        self.match_ranks = match_ranks
         self.previous = PreviousBatch()  # stays empty unless pairing == "previous"
         self.compiled_extractor: Callable[..., torch.Tensor] | None = None
         self.compiled_exits: Callable[..., list[torch.Tensor]] | None = None
@@ -193,6 +203,8 @@ class Objective(nn.Module):
         if self.needs_second_batch:
             matched = layers1 if self.match_at == "every" else layers1[-1:]
             pairs = self._pairs(matched, y1, second)
+            if pairs is not None and self.match_ranks == "global":  # S2 of every rank, S1 this rank's
+                pairs = [(h, y, all_gather_with_grad(h2), all_gather(y2)) for h, y, h2, y2 in pairs]
             # A step without S2 (`previous`'s first, `split`'s one-sample batch) has no match: a zero term.
             if pairs is None:
                 terms[self.term] = layers1[-1].new_zeros((), dtype=torch.float32)
@@ -248,4 +260,5 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
     smoothing = config.smoothing if "smoothing" in spec.fields else 0.0
     return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing,
-                     config.exits, config.exit_weights, config.match_at)
+                     config.exits, config.exit_weights, config.match_at,
+                     config.match_ranks)

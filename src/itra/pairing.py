@@ -22,7 +22,8 @@ and so in what a step costs; `Objective` does the passes, `PreviousBatch` holds 
   the compactness probe count these steps; `--lr` is not rescaled. A one-sample batch (an epoch's last,
   when N = 1 mod 2m) has no S2: its match term is 0.
 
-A cross-rank mode (S2 = the S1 of the other processes, all-gathered) needs distributed training first.
+Under torchrun, `--match-ranks global` matches each rank's S1 against the S2 of all ranks, whatever the mode
+(`itra.distributed`); a mode whose S2 is the S1 of the other processes is not built.
 """
 from __future__ import annotations
 

@@ -7,7 +7,10 @@ from typing import Any
 
 import torch
 
+from torch import nn
+
 from itra.config import TrainConfig, check_precision
+from itra.distributed import Dist
 from itra.methods import Objective
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -31,7 +34,9 @@ class Precision:
 
 @dataclass
 class TrainState:
-    """What the loop and its callbacks share; `epoch` counts finished epochs, `step` finished steps."""
+    """What the loop and its callbacks share; `epoch` counts finished epochs, `step` finished steps. `dist` is
+    this process's place among the ranks; `step_module` is what a step calls: `DistributedDataParallel`
+    around `objective` with several ranks (None: `objective` itself)."""
 
     config: TrainConfig
     objective: Objective
@@ -46,3 +51,5 @@ class TrainState:
     elapsed_s: float = 0.0
     train_size: int = 0
     test_size: int = 0
+    dist: Dist = Dist()
+    step_module: nn.Module | None = None

@@ -8,6 +8,11 @@ of callbacks (`itra.callbacks`): `DivergenceGuard` (a non-finite loss or metric 
 `config.tensorboard`), `Progress`, and `Recorder` (metrics, checkpoint and summary, always last).
 Everything random comes from `config.seed`: a run is the same, bit for bit on the CPU, every time it
 is run, and a resumed run ends exactly where an uninterrupted one does.
+
+Under torchrun (`config.world_size` ranks, `itra.distributed`) the same loop runs on every rank: the
+objective inside `DistributedDataParallel`, each rank on its slice of every global batch, the loss terms
+averaged over ranks before the callbacks see them, a `RunFailed` on any rank raised on all, the test set
+evaluated in shards and gathered, and only rank 0 printing and writing the run directory.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, Divergenc
                             RunFailed, TensorBoard)
 from itra.config import TrainConfig, check_compile, resolve_device
 from itra.data import PairedLoader, Splits
+from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate
@@ -34,10 +40,11 @@ from itra.models import Classifier
 from itra.pairing import samples_per_step
 from itra.state import Precision, TrainState
 
-def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Batch, second: Batch | None,
-               precision: Precision = Precision()) -> dict[str, float]:
+def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
+               second: Batch | None, precision: Precision = Precision()) -> dict[str, float]:
     """One update on S1 (and S2 when the objective matches two batches); returns the loss terms.
-    Under mixed precision the forward passes are autocast; the matching loss computes in float32."""
+    Under mixed precision the forward passes are autocast; the matching loss computes in float32.
+    `objective` may be `DistributedDataParallel` around one: one forward per step, as its hooks expect."""
     with torch.autocast(first[0].device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
         terms = objective(first, second)
     optimizer.zero_grad(set_to_none=True)
@@ -51,22 +58,29 @@ def train_step(objective: Objective, optimizer: torch.optim.Optimizer, first: Ba
     return {name: value.item() for name, value in terms.items()}
 
 
-def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective) -> PairedLoader:
+def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective, dist: Dist = Dist()) -> PairedLoader:
     """The batches of each step under `config`: S1 (2m samples with the "split" pairing), and S2 where the
-    objective draws one."""
+    objective draws one; with several ranks, this rank's slice of each global batch."""
     return PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
-                        config.seed, paired=objective.draws_second_batch)
+                        config.seed, paired=objective.draws_second_batch, rank=dist.rank, world_size=dist.world_size)
+
+
+def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
+    """Steps of one epoch: ceil(N / s) in one process, s = `samples_per_step`; floor(N / (world_size * s)) with
+    several ranks, whose last, incomplete global batch is dropped (`PairedLoader`)."""
+    step = samples_per_step(config.pairing, config.batch_size) * config.world_size
+    return train_size // step if config.world_size > 1 else math.ceil(train_size / step)
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
     """SGD with Nesterov momentum (or AdamW) and a cosine schedule stepped once per step (per S1 mini-batch,
-    or per batch of 2m with the "split" pairing)."""
+    or per batch of 2m with the "split" pairing; per global batch with several ranks)."""
     if config.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay, nesterov=True)
-    steps = config.epochs * math.ceil(train_size / samples_per_step(config.pairing, config.batch_size))
+    steps = config.epochs * steps_per_epoch(config, train_size)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
@@ -78,51 +92,63 @@ def to_device(batch: Batch, device: torch.device, transform: BatchTransform | No
 
 @dataclass
 class Recorder(Callback):
-    """The run directory: config, a metrics row and a checkpoint after every epoch, the summary at the end."""
+    """The run directory: config, a metrics row and a checkpoint after every epoch, the summary at the end.
+    Rank 0 alone reads and writes it; the other ranks receive what it read and send it their own random
+    states (and `previous`'s kept batch), which the checkpoint keeps per rank under "other_ranks"."""
 
     run_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, state: TrainState, resume: bool) -> None:
         """Write the config; with `resume`, restore the state of the last checkpoint and keep its epochs' rows."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dist = state.dist
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            saved = rundir.load_checkpoint(self.run_dir, state.device)
+            saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir), rundir.read_metrics(self.run_dir)))
+            own = saved if dist.is_main else saved["other_ranks"][dist.rank - 1]
             state.objective.model.load_state_dict(saved["model"])
             if state.objective.regularizer is not None:
                 state.objective.regularizer.load_state_dict(saved["regularizer"])
-            state.objective.previous.load_state_dict(saved.get("previous_batch", {}))  # absent before --pairing
+            previous = own.get("previous_batch", {})  # absent before --pairing
+            state.objective.previous.load_state_dict({name: t.to(state.device) for name, t in previous.items()})
             state.optimizer.load_state_dict(saved["optimizer"])
             state.schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(saved["rng"])
-            state.augment.set_state(saved["augment_rng"])
+            torch.set_rng_state(own["rng"])
+            state.augment.set_state(own["augment_rng"])
             if state.precision.scaler is not None:
                 state.precision.scaler.load_state_dict(saved["scaler"])
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
-            self.history = [row for row in rundir.read_metrics(self.run_dir) if row["epoch"] <= state.epoch]
-        rundir.write_config(self.run_dir, state.config)
-        rundir.rewrite_metrics(self.run_dir, self.history)
+            self.history = [row for row in rows if row["epoch"] <= state.epoch]
+        if dist.is_main:
+            rundir.write_config(self.run_dir, state.config)
+            rundir.rewrite_metrics(self.run_dir, self.history)
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         self.history.append(row)
+        own = {"rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
+               "previous_batch": {name: t.cpu() for name, t in state.objective.previous.state_dict().items()}}
+        ranks = state.dist.gather_to_main(own)  # every rank takes part; rank 0 writes
+        if ranks is None:
+            return
         rundir.append_metrics(self.run_dir, row)
         regularizer = state.objective.regularizer
         rundir.save_checkpoint(self.run_dir, {
             "epoch": row["epoch"], "elapsed_s": state.elapsed_s, "model": state.objective.model.state_dict(),
             "regularizer": {} if regularizer is None else regularizer.state_dict(),
-            "previous_batch": state.objective.previous.state_dict(),
             "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
-            "rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
-            "scaler": {} if state.precision.scaler is None else state.precision.scaler.state_dict()})
+            "scaler": {} if state.precision.scaler is None else state.precision.scaler.state_dict(),
+            **ranks[0], **({"other_ranks": ranks[1:]} if len(ranks) > 1 else {})})
 
     def end(self, state: TrainState, failure: RunFailed | None = None) -> dict[str, Any]:
-        """Write and return the summary: the last epoch's row, or the failure and the last good row."""
+        """Write (on rank 0) and return the summary: the last epoch's row, or the failure and the last good row."""
         last = self.history[-1] if self.history else {"epoch": 0}
         status = {"status": "finished"} if failure is None else {"status": failure.status, "reason": str(failure)}
         summary = {"name": state.config.name, **status, **last, "train_size": state.train_size,
-                   "test_size": state.test_size, "device": str(state.device)}
-        rundir.write_summary(self.run_dir, summary)
+                   "test_size": state.test_size, "device": str(state.device), "world_size": state.dist.world_size}
+        if state.dist.is_main:
+            rundir.write_summary(self.run_dir, summary)
         return summary
 
 
@@ -130,34 +156,40 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
         progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train `model` under `config` into `run_dir` (from its checkpoint with `resume`); returns the summary,
     whose `"status"` is "finished" or, when a callback ended the run, "failed" or "collapsed" with the
-    `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything."""
-    logger = [TensorBoard(run_dir)] if config.tensorboard else []
-    device = resolve_device(config.device)
+    `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
+    Under torchrun, every rank calls it (with the same arguments) and gets the same summary."""
+    dist = setup()
+    check_world_size(config, dist)
+    logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
+    device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
-    torch.manual_seed(config.seed)  # the global stream (dropout) starts from the seed too
+    # The global stream (dropout) starts from the seed too; each further rank has its own.
+    torch.manual_seed(config.seed if dist.is_main else epoch_generator(config.seed, 0, 0, dist.rank).initial_seed())
     data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed)
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
         check_compile(device)
         objective.compile_extractor()
-    loader = step_loader(config, data.train, objective)
+    loader = step_loader(config, data.train, objective, dist)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
-    state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, stream=3), device,
-                       precision, len(loader), train_size=len(data.train), test_size=len(data.test))  # type: ignore[arg-type]
+    state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, 3, dist.rank), device,
+                       precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
+                       dist=dist, step_module=dist.wrap(objective, device))
     recorder = Recorder(Path(run_dir))
     recorder.start(state, resume)
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
     warmup = config.lam_warmup if "lam_warmup" in METHODS[config.method].fields else 0
     total_steps = len(loader) * config.epochs
+    progress = progress and dist.is_main
     if progress and warmup > total_steps:
         print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
               f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
-             *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *logger,
-             *([Progress()] if progress else []), recorder]
+             *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
+             *([Progress()] if progress else [])]
     try:
         while state.epoch < config.epochs:
-            run_epoch(state, loader, data, hooks)
+            run_epoch(state, loader, data, hooks, recorder)
     except RunFailed as failure:
         return recorder.end(state, failure)
     finally:
@@ -166,29 +198,55 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     return recorder.end(state)
 
 
-def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequence[Callback]) -> None:
-    """One pass over the training set, then the test metrics; every hook sees each step and the row."""
+def check_world_size(config: TrainConfig, dist: Dist) -> None:
+    """A run trains (and resumes) on the number of processes it was started with: its global batch depends on it."""
+    if config.world_size == dist.world_size:
+        return
+    how = (f"launch it with torchrun --nproc-per-node {config.world_size} (nodes x processes per node = "
+           f"{config.world_size})" if config.world_size > 1 else "run it without torchrun")
+    raise ValueError(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
+                     f"{config.batch_size}), but this job has {dist.world_size}: {how}")
+
+
+def call_hooks(state: TrainState, hooks: Sequence[Callback], event: str, *args: Any) -> None:
+    """`hook.<event>(state, *args)` for each hook in turn; a `RunFailed` from any of them, on any rank, is raised
+    on every rank (the lowest failing rank's), so that all ranks end the run together."""
+    failure = None
+    try:
+        for hook in hooks:
+            getattr(hook, event)(state, *args)
+    except RunFailed as error:
+        failure = (str(error), error.status)
+    failure = state.dist.first(failure)
+    if failure is not None:
+        raise RunFailed(*failure)
+
+
+def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequence[Callback],
+              recorder: Recorder) -> None:
+    """One pass over the training set, then the test metrics; every hook sees each step and the row, which
+    the recorder writes last."""
     started = time.perf_counter()
     state.objective.train()
     loader.set_epoch(state.epoch)
-    for hook in hooks:
-        hook.on_epoch_start(state)
+    call_hooks(state, hooks, "on_epoch_start")
+    step_module = state.objective if state.step_module is None else state.step_module
     sums: dict[str, float] = {}
     for pair in loader:
         first, second = pair if loader.paired else (pair, None)
         first = to_device(first, state.device, data.train_transform, state.augment)
         second = None if second is None else to_device(second, state.device, data.train_transform, state.augment)
-        terms = train_step(state.objective, state.optimizer, first, second, state.precision)
+        terms = state.dist.mean(train_step(step_module, state.optimizer, first, second, state.precision))
         state.schedule.step()
         state.step += 1
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value
-        for hook in hooks:
-            hook.on_step(state, terms)
-    test = evaluate(state.objective, data.test, state.device)
+        call_hooks(state, hooks, "on_step", terms)
+    state.dist.sync_buffers(state.objective)  # rank 0's batch-norm statistics everywhere: one model is evaluated
+    test = evaluate(state.objective, data.test, state.device, state.dist)
     state.elapsed_s += time.perf_counter() - started
     row = {"epoch": state.epoch + 1, **{f"train_{name}": total / len(loader) for name, total in sums.items()}, **test,
            "lr": state.schedule.get_last_lr()[0], "elapsed_s": state.elapsed_s}
-    for hook in hooks:
-        hook.on_epoch_end(state, row)
+    call_hooks(state, hooks, "on_epoch_end", row)
+    recorder.on_epoch_end(state, row)
     state.epoch += 1

@@ -165,8 +165,27 @@ def test_pin_memory_without_a_gpu_warns_and_still_loads():
     assert len(list(loader)) == 20
 
 
+@pytest.mark.parametrize("data", [dataset(), ItemDataset()], ids=["tensor-dataset", "item-dataset"])
+def test_ranks_take_their_slice_of_one_process_global_batches(data):
+    world, m = 3, 4
+    whole = PairedLoader(data, batch_size=world * m, second_batch_size=world * 5, seed=7, drop_last=True)
+    ranks = [PairedLoader(data, batch_size=m, second_batch_size=5, seed=7, rank=r, world_size=world) for r in range(world)]
+    for epoch in (0, 2):
+        for loader in (whole, *ranks):
+            loader.set_epoch(epoch)
+        steps = list(zip(whole, *ranks))
+        assert len(steps) == len(whole) == len(ranks[0]) == len(data) // (world * m)  # the incomplete batch is dropped
+        for (first, second), *shards in steps:
+            for stream, batch in ((0, first), (1, second)):
+                for tensor in range(2):  # inputs, labels
+                    assert torch.equal(torch.cat([shard[stream][tensor] for shard in shards]), batch[tensor])
+
+
 @pytest.mark.parametrize("kwargs,match", [({"batch_size": 0}, "batch_size"), ({"batch_size": 500}, "dataset size"),
-                                          ({"batch_size": 8, "second_batch_size": -1}, "second_batch_size")])
+                                          ({"batch_size": 8, "second_batch_size": -1}, "second_batch_size"),
+                                          ({"batch_size": 80, "world_size": 3}, r"`batch_size` x world_size <= the "
+                                           r"dataset size 200, but got 80 x 3"),
+                                          ({"batch_size": 8, "rank": 2, "world_size": 2}, "rank")])
 def test_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PairedLoader(dataset(), **kwargs)

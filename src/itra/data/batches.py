@@ -1,44 +1,51 @@
 """In-memory batch fast paths and seeded generators: shuffled and ordered passes over a dataset (a
 `TensorDataset` is sliced a batch at a time, any other map-style dataset, or any with a `collate_fn`,
 goes through a `DataLoader` in the same order), fixed random subsets, and a generator per (seed,
-epoch, stream)."""
+epoch, stream) and, for distributed training, per rank."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 
 Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
 
 
-def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    """A generator for one (seed, epoch, stream): any epoch's batches can be rebuilt, so a run resumes exactly."""
-    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
+def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.Generator:
+    """A generator for one (seed, epoch, stream): any epoch's batches can be rebuilt, so a run resumes exactly.
+    Rank r > 0 of a distributed run gets a stream of its own (rank 0's is the single process's)."""
+    entropy = [seed, epoch, stream] + ([rank] if rank else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def shuffled_batches(
     dataset: Dataset, batch_size: int, generator: torch.Generator, drop_last: bool, num_workers: int = 0,
-    collate_fn: Callable[[list[Any]], Any] | None = None, pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None, pin_memory: bool = False, rank: int = 0, world_size: int = 1,
 ) -> Iterator[Any]:
     """One shuffled pass over `dataset` in batches: tuples `(*inputs, labels)`, or what `collate_fn` makes
     of a list of items.
 
     A `TensorDataset` without a `collate_fn` is indexed a batch at a time (no per-item collation); any
     other map-style dataset goes through a `DataLoader` whose sampler draws the same order from `generator`.
+    With `world_size` > 1 the pass is in global batches of `world_size * batch_size` (the same for every
+    rank, from the same generator) and this rank gets rows `[rank * batch_size, (rank + 1) * batch_size)`
+    of each: it loads only its own samples (pass `drop_last`, so that every rank gets as many rows).
     """
+    size = world_size * batch_size
     if isinstance(dataset, TensorDataset) and collate_fn is None:
         order = torch.randperm(len(dataset), generator=generator)
-        stop = len(dataset) - batch_size + 1 if drop_last else len(dataset)
-        for start in range(0, stop, batch_size):
-            index = order[start : start + batch_size]
+        stop = len(dataset) - size + 1 if drop_last else len(dataset)
+        for start in range(0, stop, size):
+            index = order[start + rank * batch_size : start + (rank + 1) * batch_size]  # this rank's rows
             yield tuple(tensor[index].pin_memory() if pin_memory else tensor[index] for tensor in dataset.tensors)
         return
-    sampler = RandomSampler(dataset, generator=generator)
-    yield from DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
-                          collate_fn=collate_fn, pin_memory=pin_memory)
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), size, drop_last)
+    shards = batches if world_size == 1 else [batch[rank * batch_size : (rank + 1) * batch_size] for batch in batches]
+    yield from DataLoader(dataset, batch_sampler=shards, num_workers=num_workers, collate_fn=collate_fn,
+                          pin_memory=pin_memory)
 
 
 def ordered_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:

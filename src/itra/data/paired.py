@@ -21,6 +21,14 @@ class PairedLoader:
     yields S1 alone, the same S1 batches as with pairing, so methods that do not need S2 see the same
     data in the same order.
 
+    Distributed (`rank` of `world_size` processes, e.g. under `DistributedDataParallel`): every step
+    has a global S1 of `world_size * batch_size` samples and a global S2 of `world_size *
+    second_batch_size`, drawn from the same (seed, epoch) streams as one process with those batch sizes
+    would draw them, and this rank takes its slice of each (rows `[rank * batch_size, (rank + 1) *
+    batch_size)`). So each rank's S1 and S2 are fixed by (seed, epoch, rank), the S2 of different ranks
+    are disjoint, and the ranks' slices together are exactly one process's global batches. The last,
+    incomplete global batch of an epoch is dropped, so every rank takes as many equal steps.
+
     Any map-style dataset works. A `TensorDataset` is sliced a batch at a time; any other dataset (e.g.
     `(PIL.Image, int)` items with a transform, the torchvision convention), or any dataset given a
     `collate_fn`, goes through a `DataLoader` with the same order, `collate_fn` (a batch is then what
@@ -44,14 +52,19 @@ class PairedLoader:
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         pin_memory: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
+        if not 0 <= rank < world_size:
+            raise ValueError(f"Expected `rank` in [0, world_size={world_size}), but got {rank!r}")
         for name, value in (("batch_size", batch_size), ("second_batch_size", second_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value!r}")
-            if value > size:
-                raise ValueError(f"Expected `{name}` <= the dataset size {size}, but got {value}")
+            if value * world_size > size:
+                what, shown = (f"`{name}` x world_size", f"{value} x {world_size}") if world_size > 1 else (f"`{name}`", value)
+                raise ValueError(f"Expected {what} <= the dataset size {size}, but got {shown}")
         if pin_memory and not torch.cuda.is_available():  # what DataLoader does too
             warnings.warn("PairedLoader: pin_memory=True, but there is no CUDA GPU to copy batches to; "
                           "they are not pinned")
@@ -60,11 +73,12 @@ class PairedLoader:
         self.batch_size = batch_size
         self.second_batch_size = second_batch_size
         self.seed = seed
-        self.drop_last = drop_last
+        self.drop_last = drop_last or world_size > 1  # equal steps on every rank
         self.paired = paired
         self.num_workers = num_workers
         self.collate_fn = collate_fn
         self.pin_memory = pin_memory
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0  # of the next iteration
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,12 +86,12 @@ class PairedLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        size = len(self.dataset)  # type: ignore[arg-type]
-        return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
+        size, step = len(self.dataset), self.batch_size * self.world_size  # type: ignore[arg-type]
+        return size // step if self.drop_last else -(-size // step)
 
     def _pass(self, batch_size: int, generator: torch.Generator, drop_last: bool) -> Iterator[Any]:
         return shuffled_batches(self.dataset, batch_size, generator, drop_last, self.num_workers, self.collate_fn,
-                                self.pin_memory)
+                                self.pin_memory, self.rank, self.world_size)
 
     def _second_stream(self, epoch: int) -> Iterator[Any]:
         generator = epoch_generator(self.seed, epoch, stream=2)

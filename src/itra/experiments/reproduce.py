@@ -16,6 +16,7 @@ from typing import Any
 
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
+from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.runs import build_model, load_splits, run
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
@@ -85,10 +86,11 @@ def reproduce(
     settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
               "settings": settings, "rows": rows}
-    study_dir = out / study_name(name, preset.model, smoke)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    write_json(study_dir / "table.json", result)
-    (study_dir / "table.md").write_text(result_table(result))
+    if setup().is_main:  # under torchrun, rank 0 writes the table
+        study_dir = out / study_name(name, preset.model, smoke)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        write_json(study_dir / "table.json", result)
+        (study_dir / "table.md").write_text(result_table(result))
     return result
 
 

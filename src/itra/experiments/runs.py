@@ -12,6 +12,7 @@ from itra.config import TrainConfig, check_machine
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
+from itra.distributed import setup
 from itra.models import Classifier
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import fit
@@ -71,29 +72,38 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
-    error, never overwritten. The machine (device, compiler) is checked before any data is loaded."""
+    error, never overwritten. The machine (device, compiler) is checked before any data is loaded.
+    Under torchrun every rank calls it; rank 0 reads the directory and tells the others what it found."""
     check_machine(config)
     run_dir = Path(out) / config.name
+    summary, started = setup().on_main(_find, run_dir, config)
+    if summary is not None:
+        return run_dir, summary
+    return run_dir, _fit(config, splits, run_dir, resume=started, progress=progress)
+
+
+def _find(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:
+    """What `run_dir` holds: the summary of an ended run (or None), and whether it has a checkpoint to resume
+    from; a directory that holds another config than `config` is an error."""
     if (run_dir / rundir.CONFIG).exists():
         stored = rundir.read_config(run_dir)
         if not stored.same_run(config):  # e.g. a run of an earlier default, whose name now says more
             raise ValueError(f"{run_dir} holds a run with another config ({', '.join(stored.differences(config))}); "
                              f"its name today is {stored.name}: rename it to that, or choose another --out")
-        summary = rundir.read_summary(run_dir)
-        if summary is not None:
-            return run_dir, summary
-    return run_dir, _fit(config, splits, run_dir, resume=rundir.has_checkpoint(run_dir), progress=progress)
+    return rundir.read_summary(run_dir), rundir.has_checkpoint(run_dir)
 
 
 def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Continue the run in `run_dir` (`itra train --resume`); an ended run is read back."""
+    """Continue the run in `run_dir` (`itra train --resume`); an ended run is read back. A run trained on
+    N processes resumes on N processes (torchrun) only."""
     run_dir = Path(run_dir)
-    config = rundir.read_config(run_dir)
+    dist = setup()
+    config = dist.on_main(rundir.read_config, run_dir)
     check_machine(config)
-    summary = rundir.read_summary(run_dir)
+    summary, started = dist.on_main(_find, run_dir, config)
     if summary is not None:
         return run_dir, summary
-    return run_dir, _fit(config, None, run_dir, resume=rundir.has_checkpoint(run_dir), progress=progress)
+    return run_dir, _fit(config, None, run_dir, resume=started, progress=progress)
 
 
 def _fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from itra.checks import check_features, check_labels
+from itra.distributed import sum_over_ranks
 
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -21,11 +22,18 @@ def center_update(features: torch.Tensor, labels: torch.Tensor, centers: torch.T
 
     `delta_c_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)`,  `c_j <- c_j - alpha * delta_c_j`.
     Classes absent from the batch (n_j = 0) keep their centre. No gradient.
+
+    Under torch.distributed (a process group of several ranks), the n_j and the feature sums are summed
+    over all ranks first: every rank takes the step of one process on the concatenated batches, so all
+    hold the same centres.
     """
     with torch.no_grad():
         features = features.to(centers.dtype)
-        counts = torch.bincount(labels, minlength=centers.shape[0]).to(centers.dtype).unsqueeze(1)  # (K, 1)
-        feature_sums = torch.zeros_like(centers).index_add_(0, labels, features)  # (K, D)
+        statistics = torch.zeros(centers.shape[0], centers.shape[1] + 1, dtype=centers.dtype, device=centers.device)
+        statistics[:, 0].index_add_(0, labels, torch.ones_like(labels, dtype=centers.dtype))
+        statistics[:, 1:].index_add_(0, labels, features)
+        sum_over_ranks(statistics)  # one all-reduce of (K, 1 + D)
+        counts, feature_sums = statistics[:, :1], statistics[:, 1:]  # (K, 1), (K, D)
         delta = (counts * centers - feature_sums) / (1 + counts)
         return centers - alpha * delta
 

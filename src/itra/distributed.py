@@ -1,0 +1,190 @@
+"""Many processes under PyTorch's own engine: torchrun's process group, and what ranks share.
+
+    torchrun --standalone --nproc-per-node 4 -m itra train --method itra-c ...   # 4 ranks, global batch 4 x --batch-size
+
+`setup()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and starts the
+default process group once: gloo for CPU tensors and, on a machine with CUDA, NCCL for CUDA tensors
+(`"cpu:gloo,cuda:nccl"`: object collectives and the CPU-side reductions below go through gloo). Without
+torchrun it returns `Dist()`: one process, no group, and every helper here is the identity, so the
+training loop has one code path.
+
+What crosses ranks, and how:
+- S2 features for the global form of ITRA's match: `all_gather_with_grad` (the functional collectives'
+  autograd all-gather; its
+  backward sums every rank's gradient into the local slice, so with DDP's gradient mean the update is
+  the gradient of the mean over ranks of each rank's loss, see README "Training on many GPUs");
+  labels through `all_gather` (no gradient).
+- Center-loss statistics: `sum_over_ranks` (every rank takes the same centre step).
+- Loss terms (`Dist.mean`), the test set's logits (`Dist.gather_rows`), a failure on any rank
+  (`Dist.first`), what rank 0 read from the run directory (`Dist.on_main`), per-rank checkpoint parts
+  (`Dist.gather_to_main`), and batch-norm buffers before evaluation (`Dist.sync_buffers`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+T = TypeVar("T")
+MATCH_RANKS = ("local", "global")  # what each rank's S1 is matched against: its own S2, or every rank's
+
+
+def launched_world_size() -> int:
+    """How many processes this job was launched with: torchrun's WORLD_SIZE, 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _grouped() -> bool:
+    return torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: `rank` of `world_size` processes, `local_rank` on its node.
+    `Dist()` is a single process, with no process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that prints and writes the run directory."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: `cuda:LOCAL_RANK` for CUDA under torchrun (made the current device), else `device`."""
+        if self.world_size == 1 or device.type != "cuda":
+            return device
+        if device.index is not None:
+            raise ValueError(f"--device {device}: under torchrun each process uses cuda:LOCAL_RANK; pass --device cuda "
+                             "or auto (CUDA_VISIBLE_DEVICES picks the GPUs)")
+        device = torch.device("cuda", self.local_rank)
+        torch.cuda.set_device(device)
+        return device
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        """`module` inside `DistributedDataParallel` (its parameters and buffers broadcast from rank 0); itself alone."""
+        if self.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def shard(self, size: int) -> torch.Tensor:
+        """This rank's contiguous share of `range(size)` (N,) int64: shares differ by at most one, in rank order."""
+        return torch.arange(size).tensor_split(self.world_size)[self.rank]
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value averaged over ranks (every rank must pass the same keys, in the same order)."""
+        if self.world_size == 1:
+            return values
+        total = torch.tensor(list(values.values()), dtype=torch.float64)
+        torch_dist.all_reduce(total)
+        return dict(zip(values, (total / self.world_size).tolist()))
+
+    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's CPU tensor (n_r, ...) concatenated in rank order: (sum_r n_r, ...); the n_r may differ."""
+        if self.world_size == 1:
+            return tensor
+        parts: list[Any] = [None] * self.world_size
+        torch_dist.all_gather_object(parts, tensor)
+        return torch.cat(parts)
+
+    def first(self, value: T | None) -> T | None:
+        """The value of the lowest rank whose value is not None, on every rank (None when no rank has one):
+        how a failure on any rank becomes the same failure everywhere. One all-reduce; a broadcast only then."""
+        if self.world_size == 1:
+            return value
+        source = torch.tensor([self.rank if value is not None else self.world_size])
+        torch_dist.all_reduce(source, op=torch_dist.ReduceOp.MIN)
+        if int(source) == self.world_size:
+            return None
+        box = [value]
+        torch_dist.broadcast_object_list(box, src=int(source))
+        return box[0]
+
+    def on_main(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` computed on rank 0 and handed to every rank (its exception raised on every rank):
+        only rank 0 reads the run directory, which need not be on a file system the other nodes see."""
+        if self.world_size == 1:
+            return function(*args)
+        box: list[Any] = [None]
+        if self.is_main:
+            try:
+                box[0] = (True, function(*args))
+            except Exception as error:  # noqa: BLE001 -- re-raised on every rank below
+                box[0] = (False, error)
+        torch_dist.broadcast_object_list(box, src=0)
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def gather_to_main(self, value: T) -> list[T] | None:
+        """Every rank's `value` (picklable, on the CPU), in rank order, on rank 0; None on the others."""
+        if self.world_size == 1:
+            return [value]
+        parts: list[Any] = [None] * self.world_size if self.is_main else None  # type: ignore[assignment]
+        torch_dist.gather_object(value, parts, dst=0)
+        return parts
+
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics) on every rank, so all ranks hold rank 0's model."""
+        if self.world_size == 1:
+            return
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src=0)
+
+
+def setup() -> Dist:
+    """This process's `Dist`: under torchrun (WORLD_SIZE > 1), the default process group is started on the
+    first call (the same group afterwards, or the one the caller started); else `Dist()`."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        if launched_world_size() == 1:
+            return Dist()
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and torch_dist.is_nccl_available() else "gloo"
+        torch_dist.init_process_group(backend)
+    return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown() -> None:
+    """End the process group, if one was started (at the end of a torchrun job)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's `tensor` (n, ...) concatenated in rank order, (world_size * n, ...), with autograd: the
+    backward sums the gradients that all ranks' losses send to this rank's slice (not the SimCLR gather
+    layer's local slice alone, which under-scales by the world size). The identity without a group."""
+    if not _grouped():
+        return tensor
+    from torch.distributed import _functional_collectives as collectives
+
+    gather = getattr(collectives, "all_gather_single_autograd", None)  # torch >= 2.13
+    if gather is None:  # older torch: the autograd gather of torch.distributed.nn (deprecated since)
+        from torch.distributed.nn.functional import all_gather as gather_list
+
+        return torch.cat(gather_list(tensor))
+    return gather(tensor.contiguous(), 0, torch_dist.group.WORLD)
+
+
+def all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's `tensor` (n, ...) concatenated in rank order, without gradient (labels)."""
+    if not _grouped():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(torch_dist.get_world_size())]
+    torch_dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over all ranks, in place, and returned (no gradient); itself without a group."""
+    if _grouped():
+        torch_dist.all_reduce(tensor)
+    return tensor
