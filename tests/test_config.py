@@ -126,8 +126,9 @@ def test_pairings_in_run_names_and_what_they_take():
         with pytest.raises(ValueError, match=f"Expected no `second_batch_size` with pairing '{pairing}', whose S2 is "
                                              f"{what} \\(--batch-size samples\\), but got 64"):
             TrainConfig(pairing=pairing, second_batch_size=64)
-    with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split, but got 'ranks'"):
-        TrainConfig(pairing="ranks")
+    with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split, ranks, but got 'ring'"):
+        TrainConfig(pairing="ring")
+    assert TrainConfig(pairing="ranks", world_size=2).name.endswith("-itra-c-lam0.6-ranks-bs128-ws2-e15-seed0")
 
 
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):

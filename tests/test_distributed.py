@@ -30,7 +30,8 @@ WORLD, M, TRAIN = 2, 16, 192  # per-rank batch M; TRAIN is a multiple of WORLD *
 CASES = {"ce": {"method": "ce"}, "center": {"method": "center", "lam": 0.5},
          "itra-c-local": {"method": "itra-c", "lam": 1.0},
          "itra-c-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global"},
-         "itra-c-split-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global", "pairing": "split"}}
+         "itra-c-split-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global", "pairing": "split"},
+         "itra-c-ranks": {"method": "itra-c", "lam": 1.0, "pairing": "ranks"}}
 WRITERS = ("write_json", "append_metrics", "rewrite_metrics", "save_checkpoint")
 
 
@@ -138,12 +139,15 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     """The reference: one process, global batches of WORLD * M from the same streams, and the loss DDP's mean of
     gradients optimises, the mean over the WORLD slices r of CE(S1_r) + λ Match(S1_r, S2_r) ("local") or
     Match(S1_r, S2) ("global": the whole S2; with "split", S2_r is the second half of slice r, S1_r the first
-    and the CE is over both). The optimiser and schedule are `fit`'s."""
+    and the CE is over both; with the "ranks" pairing S2 is the other slices of S1). The optimiser and schedule are
+    `fit`'s."""
     from itra.data.splits import run_splits
     from itra.train import build_optimizer, step_loader
 
     config = equivalence_config(case)
-    single = dataclasses.replace(config, batch_size=WORLD * M, world_size=1, match_ranks="local")
+    # "ranks" draws no S2: the reference's loader is that of another pairing that draws none, at the global batch
+    pairing = "previous" if config.pairing == "ranks" else config.pairing
+    single = dataclasses.replace(config, batch_size=WORLD * M, world_size=1, match_ranks="local", pairing=pairing)
     splits = digits()
     train = run_splits(splits, config.train_subset, None, 0.0, config.seed).train
     objective = build_objective(single, mlp(), splits.num_classes).train()
@@ -157,6 +161,12 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
             losses = [torch.nn.functional.cross_entropy(objective.model.head(h), y_r)
                       + config.lam * objective.regularizer(h[:half], y_r[:half], h2, y2)
                       for h, y_r in zip(features, labels)]
+        elif config.pairing == "ranks":  # S2 of slice r: the other slices
+            (x, y) = batch
+            features, labels = objective.model.extractor(x).chunk(WORLD), y.chunk(WORLD)
+            losses = [torch.nn.functional.cross_entropy(objective.model.head(h), y_r) + config.lam * objective.regularizer(
+                h, y_r, torch.cat(features[:r] + features[r + 1:]), torch.cat(labels[:r] + labels[r + 1:]))
+                for r, (h, y_r) in enumerate(zip(features, labels))]
         else:
             (x1, y1), (x2, y2) = batch
             slices1, slices2 = zip(x1.chunk(WORLD), y1.chunk(WORLD)), zip(x2.chunk(WORLD), y2.chunk(WORLD))
@@ -260,6 +270,17 @@ def test_one_process_is_a_dist_whose_helpers_are_the_identity():
     rows = torch.randn(5, 3)
     assert dist.gather_rows(rows) is rows and dist.gather_to_main(3) == [3] and dist.on_main(len, "abc") == 3
     assert torch.equal(dist.shard(5), torch.arange(5))
+
+
+def test_the_ranks_pairing_needs_other_processes():
+    from itra.losses import ITRALoss
+    from itra.methods import Objective
+
+    with pytest.raises(ValueError, match="Expected --pairing ranks under torchrun with 2 or more processes"):
+        TrainConfig(pairing="ranks")
+    objective = Objective(mlp(), ITRALoss(), lam=1.0, pairing="ranks")  # the library: a clear error at the first step
+    with pytest.raises(ValueError, match="run under torchrun with 2 or more processes"):
+        objective((torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1])))
 
 
 def test_shards_split_a_range_in_rank_order():

@@ -20,7 +20,7 @@ from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.distributed import MATCH_RANKS
 from itra.methods import METHODS, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
-from itra.pairing import DRAWN, PAIRINGS
+from itra.pairing import DRAWN, PAIRINGS, UNDRAWN_S2
 
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
@@ -63,7 +63,8 @@ class TrainConfig:
     pairing: str = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
-                          "cut in halves, CE on both; an epoch has half the steps)", tag="")
+                          "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
+                          "ranks' S1, all-gathered)", tag="")
     exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
                         "separate (a head of its own per exit: the multi-exit baseline)", tag="exits")
@@ -149,10 +150,13 @@ class TrainConfig:
         if self.match_at == "every" and self.pairing == "previous":
             raise ValueError("Expected --pairing independent, detached or split with --match-at every, but got "
                              "previous (it keeps the last exit's features only)")
+        if self.pairing == "ranks" and (self.world_size < 2 or self.match_ranks != "local"):
+            raise ValueError("Expected --pairing ranks under torchrun with 2 or more processes and the default "
+                             f"--match-ranks local (its S2 is the other ranks' S1 already), but got {self.world_size} "
+                             f"process(es) and --match-ranks {self.match_ranks}")
         if self.second_batch_size is not None and self.pairing not in DRAWN:
             raise ValueError(f"Expected no `second_batch_size` with pairing {self.pairing!r}, whose S2 is "
-                             f"{'the previous S1' if self.pairing == 'previous' else 'half the batch'} (--batch-size "
-                             f"samples), but got {self.second_batch_size}")
+                             f"{UNDRAWN_S2[self.pairing]}, but got {self.second_batch_size}")
 
     @property
     def typed_bandwidth(self) -> Bandwidth:

@@ -174,6 +174,25 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return gather(tensor.contiguous(), 0, torch_dist.group.WORLD)
 
 
+def gather_others_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """The `tensor` (n, ...) of every other rank, concatenated in rank order, ((world_size - 1) n, ...), with autograd
+    (`all_gather_with_grad`, this rank's slice left out): the `ranks` pairing's S2. Every rank passes the same n."""
+    return _others(all_gather_with_grad, tensor)
+
+
+def gather_others(tensor: torch.Tensor) -> torch.Tensor:
+    """The `tensor` (n, ...) of every other rank, concatenated in rank order, without gradient (labels)."""
+    return _others(all_gather, tensor)
+
+
+def _others(gather: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor) -> torch.Tensor:
+    if not _grouped():
+        raise ValueError("The 'ranks' pairing matches against the other processes' batches: run under torchrun with "
+                         "2 or more processes, or choose another --pairing")
+    gathered, rank, size = gather(tensor), torch_dist.get_rank(), len(tensor)
+    return torch.cat((gathered[: rank * size], gathered[(rank + 1) * size:]))
+
+
 def all_gather(tensor: torch.Tensor) -> torch.Tensor:
     """Every rank's `tensor` (n, ...) concatenated in rank order, without gradient (labels)."""
     if not _grouped():

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
+from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad, gather_others, gather_others_with_grad
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
@@ -113,7 +113,8 @@ class Objective(nn.Module):
     "loss" = ce + lam * term. How a matching regulariser gets S2's features is `pairing`
     (`itra.pairing`): with "independent" (the paper) and "detached" S2 goes through the extractor in a
     pass of its own, so it touches neither the CE nor S1's batch-norm statistics; "previous" matches
-    against the last step's S1 and "split" halves S1's batch, and neither takes an S2. Which exits the
+    against the last step's S1, "split" halves S1's batch and "ranks" (under torchrun) matches against the other
+    ranks' S1; none of these takes an S2. Which exits the
     CE trains, with which heads and weights, and where the regulariser matches, is `exits`,
     `exit_weights` and `match_at` (`itra.exits`); "ce" is then the weighted sum over exits. `embed` gives
     the last exit's features and logits for evaluation. The regulariser's state (Center loss's centres) is
@@ -223,6 +224,9 @@ class Objective(nn.Module):
         if self.pairing == "split":
             halves = [split_halves(h1, y1) for h1 in layers1]
             return None if halves[0] is None else halves  # type: ignore[return-value]
+        if self.pairing == "ranks":
+            labels2 = gather_others(y1)
+            return [(h1, y1, gather_others_with_grad(h1), labels2) for h1 in layers1]
         if self.pairing == "previous":  # one matched exit (config: no --match-at every)
             kept = self.previous.swap(layers1[-1], y1)
             return None if kept is None else [(layers1[-1], y1, *kept)]

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import torch
 
-PAIRINGS = ("independent", "detached", "previous", "split")
+PAIRINGS = ("independent", "detached", "previous", "split", "ranks")
 DRAWN = ("independent", "detached")  # the modes whose S2 the loader draws
+UNDRAWN_S2 = {"previous": "the previous S1 (--batch-size samples)", "split": "half the batch (--batch-size samples)",
+              "ranks": "the other ranks' S1"}  # what the other modes' S2 is
 
 
 def check_pairing(pairing: str) -> None:
