@@ -34,11 +34,11 @@ from itra.experiments.timing import machine_info, time_side_by_side
 from itra.methods import build_objective
 from itra.models import Classifier
 from itra.models.registry import build_image_model
-from itra.pairing import PAIRINGS, samples_per_step
+from itra.pairing import ONE_PROCESS, samples_per_step
 from itra.train import build_optimizer, train_step
 
 MODELS = ("cnn", "resnet18", "mobilenetv2", "minilm")
-MODES = ("ce", *PAIRINGS)
+MODES = ("ce", *ONE_PROCESS)  # one process: not "ranks" (its cost is an all-gather: bench_ddp.py)
 CLASSES = 10
 TEXT_LENGTH = 32  # tokens per random text
 

@@ -11,9 +11,8 @@ from itra.experiments.runs import resume, run
 from itra.losses import ITRALoss
 from itra.methods import Objective
 from itra.models import Classifier
-from itra.pairing import PAIRINGS, PreviousBatch, samples_per_step, split_halves
+from itra.pairing import ONE_PROCESS, PreviousBatch, samples_per_step, split_halves  # ranks: test_distributed
 
-ONE_PROCESS = [pairing for pairing in PAIRINGS if pairing != "ranks"]  # "ranks": tests/test_distributed.py
 from itra.rundir import read_metrics
 
 from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small

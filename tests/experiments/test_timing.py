@@ -17,7 +17,7 @@ def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
     from itra.config import TrainConfig
     from itra.data import Splits
     from itra.models.registry import build_image_model
-    from itra.pairing import PAIRINGS
+    from itra.pairing import ONE_PROCESS
 
     data = torch.utils.data.TensorDataset(torch.randn(40, 1, 8, 8), torch.arange(40) % 3)
     splits = Splits("toy", data, data, 3, ("a", "b", "c"))
@@ -25,8 +25,7 @@ def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
     monkeypatch.setattr(timing, "train_step", lambda objective, optimizer, first, second: seen.setdefault(
         (objective.regularizer is not None, objective.pairing), (len(first[-1]), None if second is None else len(second[-1]))))
     configs = [TrainConfig(method="ce", batch_size=8, device="cpu"),
-               *(TrainConfig(pairing=pairing, batch_size=8, device="cpu") for pairing in PAIRINGS
-                 if pairing != "ranks")]  # "ranks" needs torchrun: tests/test_distributed.py
+               *(TrainConfig(pairing=pairing, batch_size=8, device="cpu") for pairing in ONE_PROCESS)]
     seconds = timing.time_steps(configs, splits, lambda config: build_image_model("cnn", 3, 1), steps=2)
     assert set(seconds) == {config.name for config in configs}
     assert seen == {(False, "independent"): (8, None), (True, "independent"): (8, 8), (True, "detached"): (8, 8),
