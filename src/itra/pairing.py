@@ -31,7 +31,7 @@ import torch
 
 PAIRINGS = ("independent", "detached", "previous", "split", "ranks")
 DRAWN = ("independent", "detached")  # the modes whose S2 the loader draws
-ONE_PROCESS = PAIRINGS[:-1]  # the modes of a single process ("ranks" needs torchrun)
+ONE_PROCESS = tuple(mode for mode in PAIRINGS if mode != "ranks")  # the modes of one process (ranks: torchrun)
 UNDRAWN_S2 = {"previous": "the previous S1 (--batch-size samples)", "split": "half the batch (--batch-size samples)",
               "ranks": "the other ranks' S1"}  # what the other modes' S2 is
 
