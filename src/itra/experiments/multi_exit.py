@@ -64,16 +64,18 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     splits = load_splits(configs[0])
     summaries: dict[str, list[dict[str, Any]]] = {}
     measured: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, str] = {}  # label: the run name without its seed
     for index, config in enumerate(configs, start=1):
         if progress:
             print(f"[{index}/{len(configs)}] {config.name}", flush=True)
         run_dir, summary = run(config, out, splits, progress=progress)
         label = config_label(config)
+        groups[label] = config.group
         summaries.setdefault(label, []).append(summary)
         measured.setdefault(label, [])
         if not rundir.is_failed(summary):
             measured[label].append(measure_run(run_dir, study_dir / "similarity", splits=splits))
-    rows = {label: {"config": configs_of(configs, label)[0].group, **aggregate(summaries[label]),
+    rows = {label: {"config": groups[label], **aggregate(summaries[label]),
                     "layers": aggregate_layers(layers) if layers else None}
             for label, layers in measured.items()}
     result = {"preset": name, "smoke": smoke, "seeds": seeds, "settings": _settings(configs[0]), "rows": rows}
@@ -103,9 +105,6 @@ def by_distance(matrix: list[list[float | None]]) -> list[float | None]:
         means.append(sum(values) / len(values) if values else None)
     return means
 
-
-def configs_of(configs: list[TrainConfig], label: str) -> list[TrainConfig]:
-    return [config for config in configs if config_label(config) == label]
 
 
 def _settings(config: TrainConfig) -> dict[str, Any]:
