@@ -6,6 +6,7 @@
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
     itra report runs/ --out report/                   # tables and figures read back from run directories
     itra similarity runs/<run> --out similarity/      # layer-wise cosine and CKA, the head's accuracy after every layer
+    itra reproduce layerwise-fmnist                   # standard vs aligned vs separate heads, CE and ITRA-c, layer by layer
     python -m itra ...                                # the same commands
     torchrun --standalone --nproc-per-node 2 -m itra train ...   # one run on 2 processes (README, "Training on many GPUs")
 
