@@ -190,12 +190,13 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise ValueError(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
-                                 epochs=args.epochs, device=args.device, data_dir=args.data_dir)
+                                 epochs=args.epochs, device=args.device, data_dir=args.data_dir,
+                                 world_size=launched_world_size())
     print(result_table(result))
     print(f"table and figures written to {args.out}/reproduce-{args.preset}{'-smoke' if args.smoke else ''}/")
     failed = failures(list(result["rows"].values()))
     if failed:
-        print(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart", file=sys.stderr)
+        _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0
 
 

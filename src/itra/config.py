@@ -146,7 +146,8 @@ class TrainConfig:
             if field.name in method_fields() and field.name not in used:
                 setattr(self, field.name, field.default)
         if self.exits == "last":  # one exit: no weights and nothing to match at other exits
-            self.exit_weights, self.match_at = "linear", "last"
+            for name in ("exit_weights", "match_at"):
+                setattr(self, name, self.__dataclass_fields__[name].default)
         if self.match_at == "every" and self.pairing == "previous":
             raise ValueError("Expected --pairing independent, detached or split with --match-at every, but got "
                              "previous (it keeps the last exit's features only)")

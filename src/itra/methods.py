@@ -234,7 +234,7 @@ class Objective(nn.Module):
             raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
         *inputs2, y2 = second
         with torch.no_grad() if self.pairing == "detached" else contextlib.nullcontext():
-            layers2 = self.layers(*inputs2) if len(layers1) > 1 else [self.extract(*inputs2)]  # [(B2, D_l)]
+            layers2 = self.layers(*inputs2) if self.match_at == "every" else [self.extract(*inputs2)]  # [(B2, D_l)]
         return [(h1, y1, h2, y2) for h1, h2 in zip(layers1, layers2)]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from itra import rundir
 from itra.config import TrainConfig
+from itra.distributed import setup
 from itra.experiments.figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
 from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
@@ -62,6 +63,7 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     study_dir = out / f"reproduce-{name}{'-smoke' if smoke else ''}"
     configs = layerwise_configs(LAYERWISE_PRESETS[name], seeds, smoke, **overrides)
     splits = load_splits(configs[0])
+    main = setup().is_main  # under torchrun every rank trains; rank 0 alone measures and writes
     summaries: dict[str, list[dict[str, Any]]] = {}
     measured: dict[str, list[dict[str, Any]]] = {}
     groups: dict[str, str] = {}  # label: the run name without its seed
@@ -73,12 +75,14 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
         groups[label] = config.group
         summaries.setdefault(label, []).append(summary)
         measured.setdefault(label, [])
-        if not rundir.is_failed(summary):
+        if main and not rundir.is_failed(summary):
             measured[label].append(measure_run(run_dir, study_dir / "similarity", splits=splits))
     rows = {label: {"config": groups[label], **aggregate(summaries[label]),
                     "layers": aggregate_layers(layers) if layers else None}
             for label, layers in measured.items()}
     result = {"preset": name, "smoke": smoke, "seeds": seeds, "settings": _settings(configs[0]), "rows": rows}
+    if not main:
+        return result
     study_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(study_dir / "table.json", result)
     (study_dir / "table.md").write_text(result_table(result))
