@@ -183,16 +183,45 @@ def _assert_finite_value_and_grad(fn, *tensors):
     return value
 
 
+# Inputs Hypothesis found where a centre computed as a mean (a rounded sum, so order-dependent) let
+# the median bandwidth, sitting at rounding level beside a far sample, change with the order.
+_ORDER_SENSITIVE = [
+    (torch.tensor([[1e-4]], dtype=torch.float64),
+     torch.tensor([[7000.0], [2.2250738585072014e-304], [4.9407e-320]], dtype=torch.float64)),
+    (torch.tensor([[1e-16]], dtype=torch.float64),
+     torch.tensor([[-2.5728075081861523e-09], [2.225073858507e-316], [0.0]], dtype=torch.float64)),
+]
+
+
+def _permutation(data: st.DataObject, size: int) -> torch.Tensor:
+    return torch.tensor(data.draw(st.permutations(range(size))), dtype=torch.long)
+
+
 @settings(max_examples=60, deadline=None)
-@given(batch_pairs())
-@example(pair=(torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0.0], [0.0], [1e4]], dtype=torch.float64)))
-def test_mmd_properties(pair):
+@given(batch_pairs(), st.data())
+@example(pair=(torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0.0], [0.0], [1e4]], dtype=torch.float64)), data=None)
+@example(pair=_ORDER_SENSITIVE[0], data=None)
+@example(pair=_ORDER_SENSITIVE[1], data=None)
+def test_mmd_properties(pair, data):
+    """Non-negative, symmetric, invariant to the order of either batch, 0 on identical batches.
+
+    Symmetry and order are checked on MMD^2, which is computed to rounding accuracy (about 1e-16 here);
+    MMD is its square root, checked to be exactly that root: near 0 a root turns a rounding error e
+    of MMD^2 into sqrt(e) ~ 1e-8, a property of the square root, not of the order.
+    """
     x, y = pair
     value = _assert_finite_value_and_grad(mmd, x, y)
-    assert value.item() >= 0
-    assert mmd(y, x).item() == pytest.approx(value.item(), abs=1e-9)
-    perm_x, perm_y = torch.randperm(x.shape[0]), torch.randperm(y.shape[0])
-    assert mmd(x[perm_x], y[perm_y]).item() == pytest.approx(value.item(), abs=1e-9)
+    squared = mmd(x, y, squared=True).item()
+    assert value.item() >= 0 and squared >= 0
+    assert value.item() == (math.sqrt(squared) if squared > torch.finfo(x.dtype).eps else 0.0)
+    assert mmd(y, x, squared=True).item() == pytest.approx(squared, abs=1e-12)
+    if data is None:  # a pinned example: every order
+        orders = [(torch.arange(x.shape[0]).flip(0), torch.arange(y.shape[0]).flip(0)), (torch.arange(x.shape[0]), torch.arange(y.shape[0]).roll(1))]
+    else:
+        orders = [(_permutation(data, x.shape[0]), _permutation(data, y.shape[0]))]
+    for perm_x, perm_y in orders:
+        assert mmd(x[perm_x], y[perm_y], squared=True).item() == pytest.approx(squared, abs=1e-12)
+        assert mmd(y[perm_y], x[perm_x], squared=True).item() == pytest.approx(squared, abs=1e-12)
     assert _assert_finite_value_and_grad(mmd, x, x).item() == 0.0
 
 
@@ -208,8 +237,13 @@ def test_class_conditional_mmd_edge_cases_are_finite(pair, data):
         lambda a, b: class_conditional_mmd(a, y1, b, y2, num_classes, bandwidth), h1, h2
     )
     assert value.item() >= 0
-    swapped = class_conditional_mmd(h2, y2, h1, y1, num_classes, bandwidth)
-    assert swapped.item() == pytest.approx(value.item(), abs=1e-9)
+    squared = class_conditional_mmd(h1, y1, h2, y2, num_classes, bandwidth, squared=True).item()
+    perm_1, perm_2 = _permutation(data, len(h1)), _permutation(data, len(h2))  # on MMD^2: see test_mmd_properties
+    for swapped in (
+        class_conditional_mmd(h2, y2, h1, y1, num_classes, bandwidth, squared=True),
+        class_conditional_mmd(h1[perm_1], y1[perm_1], h2[perm_2], y2[perm_2], num_classes, bandwidth, squared=True),
+    ):
+        assert swapped.item() == pytest.approx(squared, abs=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])

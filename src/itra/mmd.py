@@ -27,15 +27,30 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pairwise squared Euclidean distances `||x_i - y_j||^2`, shape (..., n, m), from x (..., n, D)
     and y (..., m, D), with any leading batch dims.
 
-    Computed as `|x|^2 + |y|^2 - 2 x.y` after subtracting the mean of x (distances are translation
+    Computed as `|x|^2 + |y|^2 - 2 x.y` after subtracting a centre of x (distances are translation
     invariant, and centring keeps the cancellation error small for features far from the origin),
     clamped at 0. No square root is taken: its gradient is infinite at distance 0.
     """
-    centre = x.detach().mean(dim=-2, keepdim=True)  # detached: distances do not depend on it
+    centre = detached_centre(x, dim=-2)
     x, y = x - centre, y - centre
     cross = x @ y.transpose(-1, -2)  # (..., n, m)
     sq = x.pow(2).sum(dim=-1).unsqueeze(-1) + y.pow(2).sum(dim=-1).unsqueeze(-2) - 2 * cross
     return sq.clamp_min(0)
+
+
+def detached_centre(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The coordinate-wise midrange (max + min) / 2 of x along `dim`, kept as a size-1 dim, detached.
+
+    Used to centre features before their distances are computed. Any point inside the samples' range
+    serves for accuracy, and the midrange gives the smallest largest deviation. It is chosen over the
+    mean because max and min are selections, not rounded sums: the centre does not depend on the order
+    of the samples, so neither do the centred features, their distances or the median bandwidth, bit
+    for bit. With a mean, a permutation of the batch moves the centre by a rounding error, and where
+    the median distance is itself at rounding level (near-duplicate features beside a far one) sigma
+    and the MMD then change with the order.
+    """
+    x = x.detach()
+    return (x.amax(dim=dim, keepdim=True) + x.amin(dim=dim, keepdim=True)) / 2
 
 
 def gaussian_kernel(sq_dists: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -122,10 +137,10 @@ def _grouped_mmd(
 
 
 def _feature_scale(pooled: torch.Tensor) -> torch.Tensor:
-    """The largest absolute deviation of the samples (N, D) from their mean, detached (a maximum, not
-    a sum of squares, so that it cannot overflow itself); 1 where it is 0 or not finite (identical
-    samples: nothing to scale; NaN features: the NaN is passed on by the features)."""
-    scale = (pooled.detach() - pooled.detach().mean(dim=0)).abs().max()
+    """The largest absolute deviation of the samples (N, D) from their centre (`detached_centre`),
+    detached (a maximum, not a sum of squares, so that it cannot overflow itself); 1 where it is 0 or
+    not finite (identical samples: nothing to scale; NaN features: the NaN is passed on by the features)."""
+    scale = (pooled.detach() - detached_centre(pooled, dim=0)).abs().max()
     return torch.where((scale > 0) & scale.isfinite(), scale, torch.ones_like(scale))
 
 
@@ -146,8 +161,8 @@ def _stacked_mmd(
     slot = slot_of_group[labels[keep]]  # (N',)
     order = torch.argsort(slot, stable=True)
     slot, samples, second = slot[order], pooled[keep][order], in_second[keep][order]
-    # Centre the real samples before zero-padding, so that padding sits at their mean, not far away.
-    samples = samples - samples.detach().mean(dim=0)
+    # Centre the real samples before zero-padding, so that padding sits at their centre, not far away.
+    samples = samples - detached_centre(samples, dim=0)
     sizes = torch.bincount(slot, minlength=num_present)  # (G',) pooled size of each group
     position = torch.arange(slot.shape[0], device=slot.device) - (torch.cumsum(sizes, 0) - sizes)[slot]
     width = int(sizes.max())
