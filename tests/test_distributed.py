@@ -20,7 +20,7 @@ from torch import nn
 
 from itra import rundir
 from itra.config import TrainConfig
-from itra.distributed import Dist
+from itra.distributed import Dist, sum_over_ranks
 from itra.methods import build_objective
 from itra.models import Classifier
 
@@ -51,6 +51,17 @@ def mlp() -> Classifier:
     return Classifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU()), nn.Linear(32, 10))
 
 
+def untrained_objective():
+    return build_objective(TrainConfig(dataset="digits", method="ce", device="cpu"), mlp(), 10)
+
+
+def odd_test_set():
+    """359 test images: the two ranks' shards differ in size."""
+    from itra.data.batches import subset_by_index
+
+    return subset_by_index(digits().test, torch.arange(359))
+
+
 def digits(augmented: bool = False):
     from itra.data.digits import load_digits
     from itra.data.transforms import random_crop
@@ -73,6 +84,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     from pathlib import Path
 
     from itra.distributed import setup, shutdown
+    from itra.evaluate import evaluate
     from itra.experiments.runs import build_model
     from itra.methods import Objective
     from itra.train import fit
@@ -86,6 +98,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     splits = digits()
     for case in CASES:
         fit(equivalence_config(case), splits, mlp(), out / "ddp" / case, progress=False)
+    metrics = evaluate(untrained_objective(), odd_test_set(), torch.device("cpu"), dist)  # each rank its shard
+    if dist.is_main:
+        (out / "sharded_evaluation.json").write_text(json.dumps(metrics))
 
     config, splits = resume_config(), digits(augmented=True)
     fit(config, splits, build_model(config, splits), out / "uninterrupted", progress=False)
@@ -227,6 +242,14 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(ddp_runs):
     assert rows[0] == rows[1] and [row["epoch"] for row in rows[0]] == [1, 2, 3]
 
 
+def test_sharded_evaluation_equals_one_process_on_the_whole_set(ddp_runs):
+    from itra.evaluate import evaluate
+
+    sharded = json.loads((ddp_runs / "sharded_evaluation.json").read_text())
+    whole = evaluate(untrained_objective(), odd_test_set(), torch.device("cpu"))
+    assert sharded == pytest.approx(whole, rel=1e-12, abs=1e-12) and sharded.keys() == whole.keys()
+
+
 def test_only_rank_0_writes(ddp_runs):
     assert json.loads((ddp_runs / "other_ranks_wrote.json").read_text()) == [[]]
     assert rundir.read_summary(ddp_runs / "resumed")["status"] == "finished"
@@ -267,8 +290,8 @@ def test_one_process_is_a_dist_whose_helpers_are_the_identity():
     dist, values = Dist(), {"loss": 1.5, "ce": 0.5}
     assert dist.is_main and dist.world_size == 1
     assert dist.mean(values) == values and dist.first(None) is None and dist.first(("x", "failed")) == ("x", "failed")
-    rows = torch.randn(5, 3)
-    assert dist.gather_rows(rows) is rows and dist.gather_to_main(3) == [3] and dist.on_main(len, "abc") == 3
+    sums = torch.randn(5, 3)
+    assert sum_over_ranks(sums) is sums and dist.gather_to_main(3) == [3] and dist.on_main(len, "abc") == 3
     assert torch.equal(dist.shard(5), torch.arange(5))
 
 

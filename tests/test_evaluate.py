@@ -27,6 +27,7 @@ def test_predict_is_the_models_eval_output_in_batches():
     with torch.no_grad():
         torch.testing.assert_close(logits, model(data.tensors[0]))
     row = evaluate(objective, data, torch.device("cpu"))
+    _, logits, _ = predict(objective, data, torch.device("cpu"))  # evaluate's batches: the same logits, bit for bit
     assert row == {f"test_{k}": v for k, v in classification_metrics(logits, labels).items()}
 
 

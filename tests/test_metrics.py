@@ -66,3 +66,20 @@ def test_compactness_on_features_with_a_known_answer():
     assert math.isnan(compactness(h1, torch.tensor([0, 0]), h2, torch.tensor([1, 1])))
     collapsed = torch.ones(4, 3)  # every feature the same vector: no distance to normalise by
     assert math.isnan(compactness(collapsed, torch.tensor([0, 1, 0, 1]), collapsed, torch.tensor([0, 1, 1, 0])))
+
+
+def test_metric_sums_of_parts_add_up_to_the_whole_set():
+    from itra.metrics import metric_sums, metrics_from_sums
+
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(101, 5, generator=generator) * 3, torch.randint(0, 5, (101,), generator=generator)
+    parts = [metric_sums(z, y, n_bins=7) for z, y in zip(logits.tensor_split([30, 31]), labels.tensor_split([30, 31]))]
+    torch.testing.assert_close(sum(parts), metric_sums(logits, labels, n_bins=7), rtol=1e-12, atol=1e-12)
+    whole = metrics_from_sums(sum(parts))
+    assert whole == pytest.approx(classification_metrics(logits, labels, n_bins=7), rel=1e-12)
+    assert whole["accuracy"] == pytest.approx(100 * (logits.argmax(1) == labels).double().mean().item())
+    assert whole["cross_entropy"] == pytest.approx(torch.nn.functional.cross_entropy(logits.double(), labels).item())
+    confidence, correct = logits.softmax(1).max(1).values.double(), (logits.argmax(1) == labels).double()
+    ece = sum(abs(correct[b].sum() - confidence[b].sum()) for b in
+              [(confidence > k / 7) & (confidence <= (k + 1) / 7) for k in range(7)]) / 101
+    assert whole["ece"] == pytest.approx(float(ece), abs=1e-6)

@@ -15,7 +15,7 @@ What crosses ranks, and how:
   the gradient of the mean over ranks of each rank's loss, see README "Training on many GPUs");
   labels through `all_gather` (no gradient).
 - Center-loss statistics: `sum_over_ranks` (every rank takes the same centre step).
-- Loss terms (`Dist.mean`), the test set's logits (`Dist.gather_rows`), a failure on any rank
+- Loss terms (`Dist.mean`), the test set's metric sums (`sum_over_ranks`), a failure on any rank
   (`Dist.first`), what rank 0 read from the run directory (`Dist.on_main`), per-rank checkpoint parts
   (`Dist.gather_to_main`), and batch-norm buffers before evaluation (`Dist.sync_buffers`).
 """
@@ -86,14 +86,6 @@ class Dist:
         total = torch.tensor(list(values.values()), dtype=torch.float64)
         torch_dist.all_reduce(total)
         return dict(zip(values, (total / self.world_size).tolist()))
-
-    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every rank's CPU tensor (n_r, ...) concatenated in rank order: (sum_r n_r, ...); the n_r may differ."""
-        if self.world_size == 1:
-            return tensor
-        parts: list[Any] = [None] * self.world_size
-        torch_dist.all_gather_object(parts, tensor)
-        return torch.cat(parts)
 
     def first(self, value: T | None) -> T | None:
         """The value of the lowest rank whose value is not None, on every rank (None when no rank has one):

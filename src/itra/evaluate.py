@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from itra.data.batches import Batch, ordered_batches, subset_by_index
-from itra.distributed import Dist
+from itra.distributed import Dist, sum_over_ranks
 from itra.methods import Objective
-from itra.metrics import classification_metrics, compactness
+from itra.metrics import classification_metrics, compactness, metric_sums, metrics_from_sums
 from itra.models import Classifier
 from itra.similarity import CKAAccumulator, CosineAccumulator
 
@@ -37,12 +37,13 @@ def predict(objective: Objective, dataset: Dataset, device: torch.device, batch_
 
 def evaluate(objective: Objective, dataset: Dataset, device: torch.device, dist: Dist = Dist()) -> dict[str, float]:
     """`test_accuracy` (%), `test_cross_entropy` (nats) and `test_ece` on `dataset`. With several ranks, each
-    predicts its contiguous share of `dataset` and the logits (N, K) are gathered: every rank gets the metrics
-    of the whole set (evaluated by one model when the ranks hold the same one: `Dist.sync_buffers`)."""
+    predicts its contiguous share of `dataset` and the shares' metric sums (a few dozen numbers, not the
+    (N, K) logits) are summed over ranks: every rank gets the metrics of the whole set (evaluated by one
+    model when the ranks hold the same one: `Dist.sync_buffers`)."""
     shard = dataset if dist.world_size == 1 else subset_by_index(dataset, dist.shard(len(dataset)))  # type: ignore[arg-type]
     _, logits, labels = predict(objective, shard, device)
-    logits, labels = dist.gather_rows(logits), dist.gather_rows(labels)
-    return {f"test_{name}": value for name, value in classification_metrics(logits, labels).items()}
+    sums = sum_over_ranks(metric_sums(logits, labels))
+    return {f"test_{name}": value for name, value in metrics_from_sums(sums).items()}
 
 
 def compactness_probe(dataset: Dataset, generator: torch.Generator, size: int = 256) -> tuple[Batch, Batch]:

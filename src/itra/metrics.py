@@ -1,4 +1,5 @@
-"""Evaluation metrics: accuracy, cross-entropy, calibration (ECE and reliability bins)."""
+"""Evaluation metrics: accuracy, cross-entropy, calibration (ECE and reliability bins), each from sums over
+samples (`metric_sums`) that add up over the shards of a set; compactness."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,42 +17,64 @@ class CalibrationBins:
     accuracy: torch.Tensor  # fraction correct in each bin (0 where empty)
 
 
-def calibration_bins(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> CalibrationBins:
-    """Bin the confidences `max softmax(logits)` of (N, K) logits into `n_bins` equal-width bins.
-
-    Bin b holds confidences in (b/n_bins, (b+1)/n_bins]; a confidence of exactly 1.0 falls in the
-    last bin and one of exactly 0 in the first.
-    """
+def _check(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> None:
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins!r}")
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
-    probabilities = logits.detach().float().softmax(dim=1)
-    confidence, prediction = probabilities.max(dim=1)
-    correct = (prediction == labels).float()
+
+
+def metric_sums(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
+    """The sums over samples that accuracy, CE and calibration are functions of, float64 (3 + 3 n_bins,):
+
+        [N, correct predictions, summed CE (nats),
+         samples per bin (n_bins), summed confidence per bin (n_bins), correct predictions per bin (n_bins)]
+
+    over equal-width bins of the confidence `max softmax(logits)` (computed on the CPU): bin b holds
+    confidences in (b/n_bins, (b+1)/n_bins], a confidence of exactly 1.0 the last bin and one of
+    exactly 0 the first.
+    The sums of disjoint parts of a set add up to the whole set's, so ranks that each evaluate a shard
+    all-reduce this vector instead of gathering (N, K) logits (`evaluate.evaluate`).
+    """
+    _check(logits, labels, n_bins)
+    logits, labels = logits.detach().cpu().double(), labels.cpu()
+    confidence, prediction = logits.softmax(dim=1).max(dim=1)
+    correct = (prediction == labels).double()
     bin_index = (torch.ceil(confidence * n_bins).long() - 1).clamp(0, n_bins - 1)
-    counts = torch.bincount(bin_index, minlength=n_bins).float()
-    safe_counts = counts.clamp_min(1)
-    mean_confidence = torch.zeros(n_bins).index_add_(0, bin_index, confidence) / safe_counts
-    accuracy = torch.zeros(n_bins).index_add_(0, bin_index, correct) / safe_counts
-    return CalibrationBins(counts, mean_confidence, accuracy)
+    per_bin = torch.zeros(3, n_bins, dtype=torch.float64)
+    per_bin[0].index_add_(0, bin_index, torch.ones_like(confidence))
+    per_bin[1].index_add_(0, bin_index, confidence)
+    per_bin[2].index_add_(0, bin_index, correct)
+    totals = torch.stack([correct.new_tensor(float(len(labels))), correct.sum(),
+                          F.cross_entropy(logits, labels, reduction="sum")])
+    return torch.cat([totals, per_bin.flatten()])
+
+
+def metrics_from_sums(sums: torch.Tensor) -> dict[str, float]:
+    """Accuracy (%), mean cross-entropy (nats) and ECE from `metric_sums`' vector (of one set, or summed over parts).
+
+    ECE = sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)| = sum_b |correct_b - summed confidence_b| / N.
+    """
+    count, correct, cross_entropy = sums[:3]
+    _, confidence_per_bin, correct_per_bin = sums[3:].view(3, -1)
+    ece = (correct_per_bin - confidence_per_bin).abs().sum() / count
+    return {"accuracy": 100.0 * float(correct / count), "cross_entropy": float(cross_entropy / count), "ece": float(ece)}
+
+
+def calibration_bins(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> CalibrationBins:
+    """The reliability diagram of (N, K) logits: `n_bins` equal-width bins of confidence (as `metric_sums`)."""
+    counts, confidence, correct = metric_sums(logits, labels, n_bins)[3:].view(3, n_bins)
+    return CalibrationBins(counts, confidence / counts.clamp_min(1), correct / counts.clamp_min(1))
 
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     """ECE = sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins."""
-    bins = calibration_bins(logits, labels, n_bins)
-    weights = bins.counts / bins.counts.sum()
-    return float((weights * (bins.accuracy - bins.mean_confidence).abs()).sum())
+    return metrics_from_sums(metric_sums(logits, labels, n_bins))["ece"]
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
     """Accuracy (%), mean cross-entropy (nats) and ECE of (N, K) logits against (N,) labels."""
-    logits = logits.detach().float()
-    return {
-        "accuracy": 100.0 * float((logits.argmax(dim=1) == labels).float().mean()),
-        "cross_entropy": float(F.cross_entropy(logits, labels)),
-        "ece": expected_calibration_error(logits, labels, n_bins),
-    }
+    return metrics_from_sums(metric_sums(logits, labels, n_bins))
 
 
 def compactness(h1: torch.Tensor, y1: torch.Tensor, h2: torch.Tensor, y2: torch.Tensor) -> float:
