@@ -206,14 +206,14 @@ def test_mmd_properties(pair, data):
     """Non-negative, symmetric, invariant to the order of either batch, 0 on identical batches.
 
     Symmetry and order are checked on MMD^2, which is computed to rounding accuracy (about 1e-16 here);
-    MMD is its square root, checked to be exactly that root: near 0 a root turns a rounding error e
+    MMD is its square root, checked to be that root (0 below epsilon): near 0 a root turns a rounding error e
     of MMD^2 into sqrt(e) ~ 1e-8, a property of the square root, not of the order.
     """
     x, y = pair
     value = _assert_finite_value_and_grad(mmd, x, y)
     squared = mmd(x, y, squared=True).item()
     assert value.item() >= 0 and squared >= 0
-    assert value.item() == (math.sqrt(squared) if squared > torch.finfo(x.dtype).eps else 0.0)
+    assert value.item() == (pytest.approx(math.sqrt(squared), rel=1e-12) if squared > torch.finfo(x.dtype).eps else 0.0)
     assert mmd(y, x, squared=True).item() == pytest.approx(squared, abs=1e-12)
     if data is None:  # a pinned example: every order
         orders = [(torch.arange(x.shape[0]).flip(0), torch.arange(y.shape[0]).flip(0)), (torch.arange(x.shape[0]), torch.arange(y.shape[0]).roll(1))]
