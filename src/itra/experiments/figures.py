@@ -333,7 +333,7 @@ def plot_early_exit(curves: dict[str, list[dict[str, float]]], path: Path) -> Pa
 def plot_exit_accuracy(rows: dict[str, dict[str, Any]], path: Path) -> Path:
     """Test accuracy after every layer of several configs (`aggregate_layers`), mean ± std over seeds: a line per
     label with the shared head, dashed in the same colour with the exits' own heads where a config has them."""
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fig, ax = plt.subplots(figsize=(7, 6.4))
     palette = matplotlib.colormaps["tab10"]
     for index, (label, aggregated) in enumerate(rows.items()):
         for kind, key in (("shared", "accuracy"), ("separate", "separate_accuracy")):
@@ -346,6 +346,6 @@ def plot_exit_accuracy(rows: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set(xlabel="layer (exit)", ylabel="test accuracy (%)",
            title="Accuracy after every layer, mean ± std over seeds")
     _integer_x(ax)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # below the axes: the lines cross the middle
     _save(fig, path)
     return path
