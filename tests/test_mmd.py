@@ -216,7 +216,8 @@ def test_mmd_properties(pair, data):
     assert value.item() == (pytest.approx(math.sqrt(squared), rel=1e-12) if squared > torch.finfo(x.dtype).eps else 0.0)
     assert mmd(y, x, squared=True).item() == pytest.approx(squared, abs=1e-12)
     if data is None:  # a pinned example: every order
-        orders = [(torch.arange(x.shape[0]).flip(0), torch.arange(y.shape[0]).flip(0)), (torch.arange(x.shape[0]), torch.arange(y.shape[0]).roll(1))]
+        n, m = x.shape[0], y.shape[0]
+        orders = [(torch.arange(n).flip(0), torch.arange(m).flip(0)), (torch.arange(n), torch.arange(m).roll(1))]
     else:
         orders = [(_permutation(data, x.shape[0]), _permutation(data, y.shape[0]))]
     for perm_x, perm_y in orders:

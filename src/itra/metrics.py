@@ -17,13 +17,6 @@ class CalibrationBins:
     accuracy: torch.Tensor  # fraction correct in each bin (0 where empty)
 
 
-def _check(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> None:
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins!r}")
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
-
-
 def metric_sums(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
     """The sums over samples that accuracy, CE and calibration are functions of, float64 (3 + 3 n_bins,):
 
@@ -36,7 +29,10 @@ def metric_sums(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) ->
     The sums of disjoint parts of a set add up to the whole set's, so ranks that each evaluate a shard
     all-reduce this vector instead of gathering (N, K) logits (`evaluate.evaluate`).
     """
-    _check(logits, labels, n_bins)
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins!r}")
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
     logits, labels = logits.detach().cpu().double(), labels.cpu()
     confidence, prediction = logits.softmax(dim=1).max(dim=1)
     correct = (prediction == labels).double()
