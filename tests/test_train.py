@@ -131,3 +131,37 @@ def test_compile_compiles_the_extractor_and_leaves_the_run_as_it_is(tmp_path, sp
     run_dir, summary = run(small("itra-c", epochs=1, train_subset=256, compile=True), tmp_path, splits, progress=False)
     assert len(compiled) == 1 and summary["status"] == "finished"
     assert run_dir.name == small("itra-c", epochs=1, train_subset=256).name  # a location field: the same run
+
+
+def test_runs_without_a_validation_split_are_bit_identical_to_before_it(tmp_path):
+    """Pinned: these metrics were written by itra at 0a4a087, before --val-split, with one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for method, expected in (("ce", (88.0, 0.9750152832869691, 0.47431652347310677, 0.9617658913135528)),
+                                 ("itra-c", (91.5, 0.7614138987547432, 0.3902043389775616, 1.1458132922649384))):
+            config = TrainConfig(dataset="digits", method=method, epochs=2, batch_size=64, train_subset=600,
+                                 test_subset=200, device="cpu", seed=1, lam_warmup=5, label_noise=0.1)
+            _, summary = run(config, tmp_path, progress=False)
+            assert (summary["test_accuracy"], summary["test_cross_entropy"], summary["test_ece"],
+                    summary["train_ce"]) == expected
+            assert "early_stopping" not in summary and "temperature" not in summary
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_validation_split_logs_val_metrics_temperature_scaling_and_early_stopping(tmp_path):
+    config = TrainConfig(dataset="digits", method="ce", epochs=4, batch_size=64, val_split=300, device="cpu", seed=0)
+    run_dir, summary = run(config, tmp_path, progress=False)
+    assert config.name == "digits-cnn-ce-bs64-e4-val300-seed0"
+    rows = read_metrics(run_dir)
+    assert summary["train_size"] == 1437 - 300
+    for row in rows:
+        assert {"val_accuracy", "val_cross_entropy", "val_ece", "temperature", "ts_test_accuracy",
+                "ts_test_cross_entropy", "ts_test_ece"} <= set(row)
+        assert row["ts_test_accuracy"] == row["test_accuracy"]  # scaling changes no prediction
+    best = min(rows, key=lambda row: row["val_cross_entropy"])
+    stopped = summary["early_stopping"]
+    assert stopped["epoch"] == best["epoch"]
+    assert stopped["test_cross_entropy"] == best["test_cross_entropy"] and stopped["temperature"] == best["temperature"]
+    assert summary["temperature"] == rows[-1]["temperature"]

@@ -81,6 +81,10 @@ class TrainConfig:
     epochs: int = option(15, "training epochs", tag="e")
     train_subset: Optional[int] = option(None, "train on a fixed random subset of this size", tag="n")
     test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size", tag="test")
+    val_split: int = option(0, "hold out this many training samples (chosen by the seed, stratified by label, never "
+                            "trained on; --train-subset is drawn from the rest) as a validation set: each epoch also "
+                            "logs val_* metrics and the test metrics after temperature scaling fitted on it, and the "
+                            "summary the epoch of lowest validation CE (early stopping)", tag="val")
     label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)", tag="noise")
     optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)", tag="")
     lr: float = option(0.05, "initial learning rate (cosine schedule per step)", tag="lr")
@@ -115,6 +119,8 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
                                  + (" (leave it unset for the whole set)" if name.endswith("subset") else ""))
+        if self.val_split < 0:
+            raise ValueError(f"Expected `val_split` >= 0 samples (0: no validation set), but got {self.val_split}")
         if self.lam < 0:
             raise ValueError(f"Expected `lam` >= 0, but got {self.lam}")
         if not 0 <= self.smoothing < 1:

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from itra.calibration import fit_temperature
+from itra.data import Splits
 from itra.data.batches import Batch, ordered_batches, subset_by_index
 from itra.distributed import Dist, sum_over_ranks
 from itra.methods import Objective
@@ -35,15 +37,41 @@ def predict(objective: Objective, dataset: Dataset, device: torch.device, batch_
     return torch.cat(features), torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(objective: Objective, dataset: Dataset, device: torch.device, dist: Dist = Dist()) -> dict[str, float]:
-    """`test_accuracy` (%), `test_cross_entropy` (nats) and `test_ece` on `dataset`. With several ranks, each
-    predicts its contiguous share of `dataset` and the shares' metric sums (a few dozen numbers, not the
-    (N, K) logits) are summed over ranks: every rank gets the metrics of the whole set (evaluated by one
-    model when the ranks hold the same one: `Dist.sync_buffers`)."""
+def evaluate(objective: Objective, dataset: Dataset, device: torch.device, dist: Dist = Dist(),
+             prefix: str = "test_") -> dict[str, float]:
+    """`test_accuracy` (%), `test_cross_entropy` (nats) and `test_ece` on `dataset` (named with `prefix`). With
+    several ranks, each predicts its contiguous share of `dataset` and the shares' metric sums (a few dozen
+    numbers, not the (N, K) logits) are summed over ranks: every rank gets the metrics of the whole set
+    (evaluated by one model when the ranks hold the same one: `Dist.sync_buffers`)."""
+    return _metrics(*_shard_logits(objective, dataset, device, dist), prefix)
+
+
+def evaluate_splits(objective: Objective, data: Splits, device: torch.device, dist: Dist = Dist()) -> dict[str, float]:
+    """The metrics of one epoch: `evaluate` on the test set; with a validation set (`Splits.val`) also `val_*`,
+    the `temperature` T fitted on the validation logits (`calibration.fit_temperature`, summed over ranks) and
+    `ts_test_*`, the test metrics of logits / T: what post-hoc temperature scaling would give this epoch's model."""
+    test_logits, test_labels = _shard_logits(objective, data.test, device, dist)
+    row = _metrics(test_logits, test_labels, "test_")
+    if data.val is None:
+        return row
+    val_logits, val_labels = _shard_logits(objective, data.val, device, dist)
+    temperature = fit_temperature(val_logits, val_labels, reduce=sum_over_ranks)
+    return {**row, **_metrics(val_logits, val_labels, "val_"), "temperature": temperature,
+            **_metrics(test_logits.double() / temperature, test_labels, "ts_test_")}
+
+
+def _shard_logits(objective: Objective, dataset: Dataset, device: torch.device, dist: Dist
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (n, K) and labels (n,) of this rank's contiguous share of `dataset` (all of it in one process)."""
     shard = dataset if dist.world_size == 1 else subset_by_index(dataset, dist.shard(len(dataset)))  # type: ignore[arg-type]
     _, logits, labels = predict(objective, shard, device)
+    return logits, labels
+
+
+def _metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Accuracy, CE and ECE of the whole set from each rank's share (`metric_sums`, summed over ranks)."""
     sums = sum_over_ranks(metric_sums(logits, labels))
-    return {f"test_{name}": value for name, value in metrics_from_sums(sums).items()}
+    return {f"{prefix}{name}": value for name, value in metrics_from_sums(sums).items()}
 
 
 def compactness_probe(dataset: Dataset, generator: torch.Generator, size: int = 256) -> tuple[Batch, Batch]:

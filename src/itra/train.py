@@ -34,7 +34,7 @@ from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
-from itra.evaluate import compactness_probe, evaluate
+from itra.evaluate import compactness_probe, evaluate_splits
 from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
 from itra.pairing import samples_per_step
@@ -145,11 +145,28 @@ class Recorder(Callback):
         """Write (on rank 0) and return the summary: the last epoch's row, or the failure and the last good row."""
         last = self.history[-1] if self.history else {"epoch": 0}
         status = {"status": "finished"} if failure is None else {"status": failure.status, "reason": str(failure)}
-        summary = {"name": state.config.name, **status, **last, "train_size": state.train_size,
-                   "test_size": state.test_size, "device": str(state.device), "world_size": state.dist.world_size}
+        summary = {"name": state.config.name, **status, **last, **early_stopping(self.history),
+                   "train_size": state.train_size, "test_size": state.test_size, "device": str(state.device),
+                   "world_size": state.dist.world_size}
         if state.dist.is_main:
             rundir.write_summary(self.run_dir, summary)
         return summary
+
+
+# What an early-stopped run reports: the metrics of its epoch of lowest validation CE (`early_stopping`).
+EARLY_STOPPING_FIELDS = ("epoch", "val_cross_entropy", "test_accuracy", "test_cross_entropy", "test_ece", "temperature",
+                         "ts_test_accuracy", "ts_test_cross_entropy", "ts_test_ece")
+
+
+def early_stopping(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """`{"early_stopping": {...}}`: early stopping on the validation CE as a baseline that costs no training, read
+    from the epochs' rows: the first epoch with the lowest `val_cross_entropy` and its test metrics, before and
+    after temperature scaling (`EARLY_STOPPING_FIELDS`). Empty without a validation split."""
+    rows = [row for row in history if "val_cross_entropy" in row]
+    if not rows:
+        return {}
+    best = min(rows, key=lambda row: row["val_cross_entropy"])  # min keeps the first of equal values
+    return {"early_stopping": {name: best[name] for name in EARLY_STOPPING_FIELDS}}
 
 
 def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool = False,
@@ -165,7 +182,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     precision = Precision.of(config.precision, device)
     # The global stream (dropout) starts from the seed too; each further rank has its own.
     torch.manual_seed(config.seed if dist.is_main else epoch_generator(config.seed, 0, 0, dist.rank).initial_seed())
-    data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed)
+    data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed, config.val_split)
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
         check_compile(device)
@@ -243,7 +260,7 @@ def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequ
             sums[name] = sums.get(name, 0.0) + value
         call_hooks(state, hooks, "on_step", terms)
     state.dist.sync_buffers(state.objective)  # rank 0's batch-norm statistics everywhere: one model is evaluated
-    test = evaluate(state.objective, data.test, state.device, state.dist)
+    test = evaluate_splits(state.objective, data, state.device, state.dist)
     state.elapsed_s += time.perf_counter() - started
     row = {"epoch": state.epoch + 1, **{f"train_{name}": total / len(loader) for name, total in sums.items()}, **test,
            "lr": state.schedule.get_last_lr()[0], "elapsed_s": state.elapsed_s}

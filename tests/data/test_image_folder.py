@@ -43,6 +43,7 @@ def test_tree_of_pngs(tmp_path):
             assert image.shape == (3, 16, 16) and image.dtype == torch.float32
             expected = expected_pixel(COLOURS[path.parent.name]).view(3, 1, 1).expand(3, 16, 16)
             torch.testing.assert_close(image, expected, atol=1e-5, rtol=0)
+        assert dataset.labels.tolist() == [dataset[i][1] for i in range(len(dataset))]  # for a stratified split
 
 
 def test_batches_through_a_data_loader(tmp_path):

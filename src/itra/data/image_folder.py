@@ -36,6 +36,11 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """(N,) int64, without opening an image: what a stratified split needs."""
+        return torch.tensor([label for _, label in self.samples], dtype=torch.int64)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         try:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
-from itra.data.batches import epoch_generator, subset
+from itra.data.batches import epoch_generator, subset, subset_by_index
 from itra.data.label_noise import with_label_noise
 
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -22,6 +22,7 @@ class Splits:
     (float, normalised), `(input_ids, attention_mask, label)` for text. The model is called as
     `model(*inputs)`. `train_transform`, when set, augments a whole training batch of images
     `(B, C, H, W)` with an explicit generator (random crop, flip, ...); test data is never augmented.
+    `val`, when set (`run_splits` with a validation split), holds training samples never trained on.
     """
 
     name: str
@@ -30,12 +31,57 @@ class Splits:
     num_classes: int
     class_names: tuple[str, ...]
     train_transform: BatchTransform | None = None
+    val: Dataset | None = None
 
 
-def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None, label_noise: float, seed: int) -> Splits:
-    """The data one run trains and tests on: fixed random subsets of at most the given sizes (the same
-    for every seed, so every method and seed sees the same data), and `label_noise` of the training
-    labels flipped, chosen by `seed`; the test labels are never changed."""
-    train = with_label_noise(subset(splits.train, train_subset), splits.num_classes, label_noise,
+def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None, label_noise: float, seed: int,
+               val_split: int = 0) -> Splits:
+    """The data one run trains, validates and tests on. With `val_split` N > 0, N training samples are held out
+    first as `val`, chosen by `seed` and stratified by label (`holdout`); the rest is the training set. Then
+    fixed random subsets of at most the given sizes (the same for every seed, so every method and seed sees the
+    same data; with a validation split, drawn from what remains), and `label_noise` of the training labels
+    flipped, chosen by `seed`. Validation and test labels are never changed."""
+    train, val = splits.train, None
+    if val_split:
+        if val_split >= len(train):  # type: ignore[arg-type]
+            raise ValueError(f"--val-split {val_split} holds out the whole training set of {splits.name} "
+                             f"({len(train)} samples): choose a smaller one")  # type: ignore[arg-type]
+        kept, held = holdout(dataset_labels(train), len(train), val_split, epoch_generator(seed, 0, stream=6))  # type: ignore[arg-type]
+        train, val = subset_by_index(train, kept), subset_by_index(train, held)
+    train = with_label_noise(subset(train, train_subset), splits.num_classes, label_noise,
                              epoch_generator(seed, 0, stream=4))
-    return dataclasses.replace(splits, train=train, test=subset(splits.test, test_subset))
+    return dataclasses.replace(splits, train=train, test=subset(splits.test, test_subset), val=val)
+
+
+def dataset_labels(dataset: Dataset) -> torch.Tensor | None:
+    """The labels (N,) of a dataset that holds them apart from its inputs (a `TensorDataset`'s last tensor, a
+    dataset's `labels`), else None."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[-1]
+    labels = getattr(dataset, "labels", None)
+    return None if labels is None else torch.as_tensor(labels)
+
+
+def holdout(labels: torch.Tensor | None, length: int, size: int, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, held), each ascending, of a random split of `length` samples with `size` held out; with
+    `labels` (length,), stratified: class k gets its share size * n_k / length of the held-out samples, rounded
+    by largest remainder (ties to the lower class) so that they add up to `size`, its samples drawn at random."""
+    order = torch.randperm(length, generator=generator)
+    if labels is None:
+        held = order[:size]
+    else:
+        labels = labels.long()
+        counts = torch.bincount(labels)
+        quota, remainder = (size * counts) // length, (size * counts) % length
+        quota[torch.argsort(-remainder, stable=True)[: size - int(quota.sum())]] += 1
+        shuffled = labels[order]  # (length,)
+        by_class = torch.argsort(shuffled, stable=True)  # positions in `order`, class by class, in shuffled order
+        starts = counts.cumsum(0) - counts
+        rank = torch.empty_like(order)
+        rank[by_class] = torch.arange(length) - starts[shuffled[by_class]]  # rank of each position within its class
+        held = order[rank < quota[shuffled]]
+    held = held.sort().values
+    kept = torch.ones(length, dtype=torch.bool)
+    kept[held] = False
+    return kept.nonzero().squeeze(1), held

@@ -39,8 +39,11 @@ def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) ->
             strength = METHODS[setting.method].strength
             if strength is not None:
                 values[strength] = setting.strength
+            values.update(setting.settings)
             if smoke:
                 values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
+                if values.get("val_split"):
+                    values["val_split"] = preset.smoke_test
             values.update({key: value for key, value in overrides.items() if value is not None})
             configs.append((setting, TrainConfig(**values)))
     return configs
