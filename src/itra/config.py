@@ -46,7 +46,7 @@ def option(default: Any, help: str, tag: str | None = None) -> Any:
 class TrainConfig:
     """Everything that defines a run; `config.json` in the run directory is this, resolved."""
 
-    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, digits, kmnist, cifar10, cifar100, stl10, imagenet; "
+    dataset: str = option("fashion-mnist", "dataset: fashion-mnist, fashion-mnist-pairs (its classes merged in pairs: 5 two-mode labels), digits, kmnist, cifar10, cifar100, stl10, imagenet; "
                           "text: wordnet, ag-news, amazon-full, yahoo, yelp-full", tag="")
     model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit; text: minilm (offline), "
                         "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from itra.data.digits import load_digits
-from itra.data.fashion_mnist import load_fashion_mnist
+from itra.data.fashion_mnist import load_fashion_mnist, merge_pairs
 from itra.data.hf_images import load_hf_image_dataset
 from itra.data.image_folder import load_image_folder
 from itra.data.splits import Splits
@@ -15,6 +15,10 @@ from itra.data.text import TextSplits
 
 def _fashion_mnist(data_dir: Path | None) -> Splits:
     return load_fashion_mnist() if data_dir is None else load_fashion_mnist(data_dir)
+
+
+def _fashion_mnist_pairs(data_dir: Path | None) -> Splits:
+    return merge_pairs(_fashion_mnist(data_dir))
 
 
 def _hub(name: str) -> Callable[[Path | None], Splits]:
@@ -35,6 +39,7 @@ def _digits(data_dir: Path | None) -> Splits:
 
 DATASETS: dict[str, Callable[[Path | None], Splits]] = {
     "fashion-mnist": _fashion_mnist,  # offline: Debian's dataset-fashion-mnist
+    "fashion-mnist-pairs": _fashion_mnist_pairs,  # its 10 classes merged in pairs into 5 two-mode labels
     "digits": _digits,  # offline: scikit-learn
     "kmnist": _hub("kmnist"),
     "cifar10": _hub("cifar10"),

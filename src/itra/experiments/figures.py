@@ -349,3 +349,35 @@ def plot_exit_accuracy(rows: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # below the axes: the lines cross the middle
     _save(fig, path)
     return path
+
+
+def figure_test_ce_per_epoch(panels: Sequence[tuple[str, str, dict[str, list[Path]]]], path: Path) -> Path:
+    """Figure 2: a metric per epoch (mean ± std over seeds), one panel per (title, metric key, {row label: run
+    directories}); each row in its method's colour, shades of it (and other dashes) where a panel holds several rows
+    of one method. Failed runs are left out; the legend counts the seeds drawn."""
+    from itra import rundir
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False)
+    styles = ("-", "--", "-.", ":")
+    for ax, (title, key, rows) in zip(axes[0], panels):
+        members = {label: [d for d in dirs if not rundir.is_failed(rundir.read_summary(d) or {"status": "failed"})]
+                   for label, dirs in rows.items()}
+        methods = {label: rundir.read_config(dirs[0]).method for label, dirs in rows.items() if dirs}
+        for label, dirs in members.items():
+            if not dirs:
+                continue
+            method = methods[label]
+            same = [other for other in members if methods.get(other) == method and members[other]]
+            spec, index = METHODS[method], same.index(label)
+            colour = spec.colour if len(same) == 1 else matplotlib.colormaps[spec.shades](0.4 + 0.6 * index / (len(same) - 1))
+            series = [np.array([np.nan if row.get(key) is None else row[key] for row in rundir.read_metrics(d)], dtype=float)
+                      for d in dirs]
+            mean, std = mean_band(series)
+            _band(ax, np.arange(1, len(mean) + 1), mean, std, colour, f"{label} ({seeds(len(dirs))})", alpha=0.12,
+                  style=styles[index % len(styles)])
+        ax.set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=title)
+        _log_y(ax)
+        _integer_x(ax)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+    return path

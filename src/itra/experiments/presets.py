@@ -17,6 +17,7 @@ class MethodSetting:
     paper_accuracy: float | None = None
     paper_cross_entropy: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields of this row alone (a variant)
+    lambda_grid: bool = False  # a point of the compared method's λ grid: drawn by λ, not among the methods
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class Preset:
     smoke_test: int = 500
     settings: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields (optimizer, subsets, ...)
     compared: str = "itra-c"  # the method whose difference to each baseline the table reports
+    modes: bool = False  # measure whether the features keep the two source classes of each label (`modes.py`)
+
+    @property
+    def compared_label(self) -> str:
+        """The label of the compared method's main row (its first)."""
+        return next(s.label for s in self.methods if s.method == self.compared)
 
 
 def paper_row(
@@ -142,7 +149,7 @@ PRESETS["fashion-mnist-overfit"] = {"cnn": Preset(
         MethodSetting("ITRA-c", "itra-c", 0.6),
         MethodSetting("ITRA-c (paper variant)", "itra-c", 0.6, settings={"bandwidth": "class", "lam_warmup": 0}),
         MethodSetting("ITRA-c (previous)", "itra-c", 0.6, settings={"pairing": "previous"}),
-        *(MethodSetting(f"ITRA-c λ={lam:g}", "itra-c", lam) for lam in OVERFIT_LAMBDAS if lam != 0.6),
+        *(MethodSetting(f"ITRA-c λ={lam:g}", "itra-c", lam, lambda_grid=True) for lam in OVERFIT_LAMBDAS if lam != 0.6),
     ), 40, 128, 0.05, smoke_train=500, smoke_test=300, settings={"train_subset": 10000, "val_split": 5000})}
 
 

@@ -19,7 +19,7 @@ from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.runs import build_model, load_splits, run
-from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
+from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
 from itra.rundir import write_json
@@ -58,7 +58,13 @@ def reproduce(
     model: str | None = None, **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or reuse) every method x seed of a preset, time their steps side by side, write the table
-    to `out/reproduce-NAME-MODEL/`. Returns the table as a dict."""
+    to `out/reproduce-NAME-MODEL/`. Returns the table as a dict.
+
+    With a validation split (`val_split` in the preset's settings) every row also has its test metrics after
+    temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
+    of lowest validation CE of the same runs, no extra training), and the study folder gets `test-ce.png`
+    (Figure 2: test CE per epoch). With `preset.modes`, every run's features are measured for the modes of its
+    labels (`modes.measure_modes`) and the table gets their section."""
     preset = find_preset(name, model)
     if seeds < 1:
         raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
@@ -66,69 +72,138 @@ def reproduce(
     configs = preset_configs(preset, seeds, smoke, **overrides)
     splits = load_splits(configs[0][1])
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}
+    run_dirs: dict[str, list[Path]] = {setting.label: [] for setting in preset.methods}
     for index, (setting, config) in enumerate(configs, start=1):
         if progress:
             print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        _, summary = run(config, out, splits, progress=progress)
+        run_dir, summary = run(config, out, splits, progress=progress)
         summaries[setting.label].append(summary)
+        run_dirs[setting.label].append(run_dir)
 
     first_seed = [config for _, config in configs if config.seed == 0]
     step_seconds = time_steps(first_seed, splits, lambda c: build_model(c, splits), steps=5 if smoke else timing_steps)
     reference = next(c.name for c in first_seed if c.method == REFERENCE)
     rows = []
     for setting, config in zip(preset.methods, first_seed):
-        rows.append({
+        row = {
             "label": setting.label, "method": setting.method, "strength_field": METHODS[setting.method].strength,
             "strength": setting.strength, "paper_accuracy": setting.paper_accuracy,
-            "paper_cross_entropy": setting.paper_cross_entropy, **aggregate(summaries[setting.label]),
+            "paper_cross_entropy": setting.paper_cross_entropy, "lambda_grid": setting.lambda_grid,
+            **aggregate(summaries[setting.label]),
             "step_seconds": step_seconds[config.name],
             "step_time_ratio": step_seconds[config.name] / step_seconds[reference],
             "runs": [summary["name"] for summary in summaries[setting.label]],
-        })
-    per_method = method_fields() | {"method", "seed"}
+        }
+        rows.append(row)
+        if config.val_split and (setting.method == REFERENCE or setting.label == preset.compared_label):
+            rows.append(early_stopping_row(row, summaries[setting.label]))
+    per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
     settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
               "settings": settings, "rows": rows}
-    if setup().is_main:  # under torchrun, rank 0 writes the table
-        study_dir = out / study_name(name, preset.model, smoke)
+    study_dir = out / study_name(name, preset.model, smoke)
+    main = setup().is_main  # under torchrun, rank 0 measures and writes
+    if main:
         study_dir.mkdir(parents=True, exist_ok=True)
+    if preset.modes and main:
+        from itra.experiments.modes import measure_study
+
+        result["modes"] = measure_study(preset, run_dirs, splits, study_dir / "modes", progress)
+    if main:
+        if first_seed[0].val_split:
+            from itra.experiments.figures import figure_test_ce_per_epoch
+
+            figure_test_ce_per_epoch(figure_panels(preset, run_dirs), study_dir / "test-ce.png")
         write_json(study_dir / "table.json", result)
         (study_dir / "table.md").write_text(result_table(result))
     return result
 
 
+def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of the same runs stopped at their epoch of lowest validation CE (`train.early_stopping`)."""
+    stopped = [{"status": summary["status"], **summary.get("early_stopping", {})} for summary in summaries]
+    return {**row, "label": f"{row['label']} + early stopping", "early_stopping": True,
+            **aggregate(stopped, ("epoch", "test_accuracy", "test_cross_entropy", "test_ece", *SCALED_METRICS)),
+            "train_ce": None}
+
+
+def figure_panels(preset: Preset, run_dirs: dict[str, list[Path]]) -> list[tuple[str, str, dict[str, list[Path]]]]:
+    """Figure 2's panels: test CE per epoch of every method, the same after temperature scaling, and the compared
+    method at every λ of its grid with CE beside it (when the preset has a grid)."""
+    methods = {s.label: run_dirs[s.label] for s in preset.methods if not s.lambda_grid}
+    panels = [("Test CE", "test_cross_entropy", methods), ("Test CE after temperature scaling", "ts_test_cross_entropy",
+                                                           methods)]
+    swept = sorted((s for s in preset.methods if s.lambda_grid or s.label == preset.compared_label),
+                   key=lambda s: s.strength)
+    grid = {**{s.label: run_dirs[s.label] for s in preset.methods if s.method == REFERENCE},
+            **{f"{preset.compared_label} λ={s.strength:g}": run_dirs[s.label] for s in swept}}
+    if len(grid) > 2:
+        panels.append((f"{preset.compared_label} by λ", "test_cross_entropy", grid))
+    return panels
+
+
 def result_table(result: dict[str, Any]) -> str:
-    """The table with the paper's numbers beside ours, and the compared method (ITRA-c) against each baseline."""
+    """The table with the paper's numbers beside ours (when it has any), the test metrics after temperature
+    scaling (when the runs have a validation split), and the compared method (ITRA-c) against each baseline."""
     s = result["settings"]
     budget = [f"{s['epochs']} epochs", f"batch {s['batch_size']}", f"{s.get('optimizer', 'sgd')} lr {s['lr']}"]
     budget += [f"{s['max_length']} tokens"] if is_text_dataset(s["dataset"]) else []
     budget += [f"{name} subset {s[key]}" for name, key in (("train", "train_subset"), ("test", "test_subset")) if s.get(key)]
+    budget += [f"validation split {s['val_split']}"] if s.get("val_split") else []
     caption = (f"{result['paper_table']} on {s['dataset']} with {s['model']}: {', '.join(budget)}, mean ± std over "
                f"{result['seeds']} seeds" + (" (smoke)" if result["smoke"] else ""))
+    rows = result["rows"]
+    with_paper = any(row["paper_accuracy"] is not None or row["paper_cross_entropy"] is not None for row in rows)
+    scaled = any(row.get("ts_test_cross_entropy") is not None for row in rows)
 
     def paper(value: float | None, digits: int) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    table = markdown_table(
-        ["method", "λ / ε", "seeds", "paper acc", "paper CE", "acc (%)", "test CE", "ECE", "train CE", "step time / CE"],
-        [[row["label"], _strength(row), format_seeds(row), paper(row["paper_accuracy"], 2),
-          paper(row["paper_cross_entropy"], 3), format_mean_std(row["test_accuracy"], 2),
-          format_mean_std(row["test_cross_entropy"], 3), format_mean_std(row["test_ece"], 4),
-          format_mean_std(row["train_ce"], 3), f"{row['step_time_ratio']:.2f}"] for row in result["rows"]])
-    compared = next((row for row in result["rows"] if row["method"] == result["compared"]), None)
-    if compared is None or compared["test_accuracy"] is None:
-        return f"{caption}\n\n{table}"
-    differences = []
-    for row in result["rows"]:
-        if row is compared or row["test_accuracy"] is None:
+    header = ["method", "λ / ε", "seeds"] + ["paper acc", "paper CE"] * with_paper + ["acc (%)", "test CE", "ECE"]
+    header += ["test CE after TS", "ECE after TS", "T"] * scaled + ["train CE", "step time / CE"]
+    lines = []
+    for row in rows:
+        cells = [row["label"] + (f" (epoch {row['epoch'][0]:.1f})" if row.get("early_stopping") else ""),
+                 _strength(row), format_seeds(row)]
+        cells += [paper(row["paper_accuracy"], 2), paper(row["paper_cross_entropy"], 3)] * with_paper
+        cells += [format_mean_std(row["test_accuracy"], 2), format_mean_std(row["test_cross_entropy"], 3),
+                  format_mean_std(row["test_ece"], 4)]
+        cells += [format_mean_std(row.get("ts_test_cross_entropy"), 3), format_mean_std(row.get("ts_test_ece"), 4),
+                  format_mean_std(row.get("temperature"), 3)] * scaled
+        cells += [format_mean_std(row["train_ce"], 3), f"{row['step_time_ratio']:.2f}"]
+        lines.append(cells)
+    table = markdown_table(header, lines)
+    compared = next((row for row in rows if row["method"] == result["compared"] and not row.get("early_stopping")), None)
+    if compared is not None and compared["test_accuracy"] is not None:
+        table += f"\n{compared['label']} minus each other row (separated: the mean ± std intervals do not overlap):\n\n"
+        table += differences_table(compared, [row for row in rows if row is not compared], scaled)
+    if result.get("modes"):
+        from itra.experiments.modes import modes_table
+
+        table += "\n" + modes_table(result["modes"])
+    return f"{caption}\n\n{table}"
+
+
+def differences_table(compared: dict[str, Any], rows: list[dict[str, Any]], scaled: bool) -> str:
+    """Δ of `compared` minus each row in accuracy and test CE (and test CE after TS), and whether the mean ± std
+    intervals are apart."""
+    metrics = [("test_accuracy", "Δ acc", 2), ("test_cross_entropy", "Δ test CE", 3)]
+    metrics += [("ts_test_cross_entropy", "Δ test CE after TS", 3)] * scaled
+    lines = []
+    for row in rows:
+        if row["test_accuracy"] is None:
             continue
         cells = [row["label"]]
-        for metric, digits in (("test_accuracy", 2), ("test_cross_entropy", 3)):
+        for metric, _, digits in metrics:
+            if compared.get(metric) is None or row.get(metric) is None:
+                cells += ["–", "–"]
+                continue
             (m1, s1), (m0, s0) = compared[metric], row[metric]
-            cells += [f"{m1 - m0:+.{digits}f}", "yes" if abs(m1 - m0) > s1 + s0 else "no"]
-        differences.append(cells)
-    return (f"{caption}\n\n{table}\n{compared['label']} minus each baseline (separated: the mean ± std intervals do "
-            f"not overlap):\n\n" + markdown_table(["baseline", "Δ acc", "separated", "Δ test CE", "separated"], differences))
+            separated = "yes" if abs(m1 - m0) > s1 + s0 else "no"
+            cells += [f"{m1 - m0:+.{digits}f}", separated if compared["seeds"] > 1 and row["seeds"] > 1 else "– (1 seed)"]
+        lines.append(cells)
+    header = ["other row"] + [part for _, name, _ in metrics for part in (name, "separated")]
+    return markdown_table(header, lines)
 
 
 def _strength(row: dict[str, Any]) -> str:

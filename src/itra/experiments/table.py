@@ -7,6 +7,8 @@ from typing import Any, Sequence
 from itra.rundir import FAILURES
 
 METRICS = ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce")
+# Of runs with a validation split: temperature scaling fitted on it (`evaluate.evaluate_splits`).
+SCALED_METRICS = ("temperature", "ts_test_cross_entropy", "ts_test_ece")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -14,15 +16,17 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def aggregate(summaries: list[dict[str, Any]], metrics: Sequence[str] = METRICS + SCALED_METRICS) -> dict[str, Any]:
     """{metric: [mean, std]} over the finished runs of one group (usually: seeds), with `seeds` (the
     runs averaged) and, per failure status, `failed` and `collapsed` (runs that ended so: counted,
-    never averaged in). A metric is None when no run of the group finished."""
+    never averaged in). A metric is None when no run of the group finished, or when one of them lacks it
+    (e.g. the temperature of a run without a validation split)."""
     finished = [summary for summary in summaries if summary.get("status") not in FAILURES]
     row: dict[str, Any] = {"seeds": len(finished)}
     row.update({status: sum(summary.get("status") == status for summary in summaries) for status in FAILURES})
-    for metric in METRICS:
-        row[metric] = list(mean_std([summary[metric] for summary in finished])) if finished else None
+    for metric in metrics:
+        present = finished and all(summary.get(metric) is not None for summary in finished)
+        row[metric] = list(mean_std([summary[metric] for summary in finished])) if present else None
     return row
 
 

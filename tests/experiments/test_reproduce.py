@@ -1,0 +1,52 @@
+"""`itra reproduce fashion-mnist-overfit --smoke`: every row before and after temperature scaling, the
+early-stopping rows read from the same runs, Figure 2, and the one-seed table that claims no separation."""
+import json
+
+import pytest
+
+from itra.cli import main
+from itra.experiments.presets import find_preset
+from itra.experiments.reproduce import preset_configs
+from itra.rundir import read_metrics
+
+from tests.helpers import needs_fmnist
+
+
+def test_the_overfit_preset_rows_are_the_settings_a_user_would_compare():
+    preset = find_preset("fashion-mnist-overfit")
+    configs = preset_configs(preset, 1, smoke=False)
+    names = {setting.label: config.name for setting, config in configs}
+    assert names["Baseline (CE)"] == "fashion-mnist-cnn-ce-bs128-e40-n10000-val5000-seed0"
+    assert names["ITRA-c (paper variant)"] == "fashion-mnist-cnn-itra-c-lam0.6-bwclass-warm0-bs128-e40-n10000-val5000-seed0"
+    assert names["ITRA-c (previous)"] == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e40-n10000-val5000-seed0"
+    assert sorted(c.lam for s, c in configs if s.lambda_grid or s.label == "ITRA-c") == [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_overfit_smoke_has_scaled_columns_early_stopping_rows_and_figure_2(tmp_path, capsys):
+    assert main(["reproduce", "fashion-mnist-overfit", "--smoke", "--seeds", "2", "--epochs", "2", "--out",
+                 str(tmp_path), "--quiet", "--timing-steps", "3"]) == 0
+    study = tmp_path / "reproduce-fashion-mnist-overfit-cnn-smoke"
+    table = (study / "table.md").read_text()
+    assert "test CE after TS" in table and "paper acc" not in table  # no paper numbers for this regime
+    result = json.loads((study / "table.json").read_text())
+    rows = {row["label"]: row for row in result["rows"]}
+    assert "Baseline (CE) + early stopping" in rows and "ITRA-c + early stopping" in rows
+    ce_runs = sorted(tmp_path.glob("fashion-mnist-cnn-ce-*-seed*"))
+    assert len(ce_runs) == 2
+    best = [min(read_metrics(d), key=lambda row: row["val_cross_entropy"]) for d in ce_runs]
+    stopped = rows["Baseline (CE) + early stopping"]
+    assert stopped["test_cross_entropy"][0] == pytest.approx(sum(b["test_cross_entropy"] for b in best) / 2, rel=1e-12)
+    assert stopped["epoch"][0] == sum(b["epoch"] for b in best) / 2
+    last = [read_metrics(d)[-1] for d in ce_runs]
+    assert rows["Baseline (CE)"]["ts_test_cross_entropy"][0] == pytest.approx(
+        sum(row["ts_test_cross_entropy"] for row in last) / 2, rel=1e-12)
+    assert (study / "test-ce.png").stat().st_size > 10_000
+
+
+def test_one_seed_claims_no_separation(tmp_path, capsys):
+    assert main(["reproduce", "digits", "--smoke", "--seeds", "1", "--out", str(tmp_path), "--quiet",
+                 "--timing-steps", "2"]) == 0
+    table = (tmp_path / "reproduce-digits-cnn-smoke" / "table.md").read_text()
+    assert "| yes |" not in table and "– (1 seed)" in table
