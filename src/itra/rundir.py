@@ -44,7 +44,7 @@ def write_json(path: Path, value: Any) -> None:
     os.replace(temporary, path)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -60,7 +60,7 @@ def read_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG})")
-    values = _read_json(path)
+    values = read_json(path)
     if values.pop("run_format", None) != RUN_FORMAT:
         raise ValueError(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
                          "their seed and whose names left out some fields; run it again into another --out")
@@ -131,7 +131,7 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary of an ended run (`"status"`: "finished", "failed" or "collapsed"), None while it has not ended."""
     path = Path(run_dir) / SUMMARY
-    return _read_json(path) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def is_failed(summary: dict[str, Any]) -> bool:

@@ -167,3 +167,35 @@ def test_mean_and_std_constants_match_the_real_data():
     pixels = read_idx(DEFAULT_DIR / "train-images-idx3-ubyte.gz").double() / 255
     assert round(pixels.mean().item(), 4) == MEAN
     assert round(pixels.std().item(), 4) == STD
+
+
+@needs_real_data
+def test_the_pairs_are_the_max_min_matching_of_the_class_means(splits):
+    """`PAIRS` is the perfect matching of the 10 classes whose closest pair of mean images is farthest apart (and of
+    those, whose distances add up to most)."""
+    from itra.data.fashion_mnist import PAIRS, merge_pairs
+
+    images, labels = splits.train.tensors
+    means = torch.stack([images[labels == k].flatten(1).mean(0) for k in range(10)])
+    distance = torch.cdist(means, means)
+
+    def matchings(classes):
+        if not classes:
+            yield ()
+            return
+        for partner in classes[1:]:
+            rest = [k for k in classes[1:] if k != partner]
+            for matching in matchings(rest):
+                yield ((classes[0], partner), *matching)
+
+    def closest_then_total(matching):
+        gaps = [float(distance[a, b]) for a, b in matching]
+        return min(gaps), sum(gaps)
+
+    best = max(matchings(list(range(10))), key=closest_then_total)
+    assert tuple(sorted(best)) == PAIRS
+    merged = merge_pairs(splits)
+    assert merged.num_classes == 5 and merged.class_names[0] == "T-shirt/top+Ankle boot"
+    assert torch.equal(merged.test.tensors[0], splits.test.tensors[0])
+    for label, (a, b) in enumerate(PAIRS):
+        assert ((merged.train.tensors[1] == label) == ((labels == a) | (labels == b))).all()

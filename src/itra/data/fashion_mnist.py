@@ -100,7 +100,8 @@ def load_fashion_mnist(
 
 # Multi-modal classes by construction (the paper's third claim): the 10 classes merged in pairs into 5 labels.
 # The pairing is the perfect matching of the 10 classes that maximises the smallest distance between the mean
-# training images of paired classes (normalised pixels): every pair is at least 23.2 apart, where the classes
+# training images of paired classes (normalised pixels; of the matchings that tie, the one with the largest sum of
+# distances): every pair is at least 23.2 apart, where the classes
 # a model confuses (Pullover, Coat, Shirt, T-shirt) are 7-11 apart, so each label holds two distinct modes
 # (tests/data/test_fashion_mnist.py recomputes the matching from the installed data).
 PAIRS = ((0, 9), (1, 2), (3, 8), (4, 5), (6, 7))  # (T-shirt/top, Ankle boot), (Trouser, Pullover), ...
