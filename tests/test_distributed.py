@@ -62,6 +62,19 @@ def odd_test_set():
     return subset_by_index(digits().test, torch.arange(359))
 
 
+def split_sets():
+    """Splits of 359 test and 301 validation images, whose validation labels are the untrained model's own
+    predictions for two thirds of them: a temperature strictly inside its range."""
+    from itra.data.batches import subset_by_index
+    from itra.evaluate import predict
+
+    val = subset_by_index(digits().train, torch.arange(301))
+    _, logits, labels = predict(untrained_objective(), val, torch.device("cpu"))
+    labels[:200] = logits[:200].argmax(dim=1)
+    val = torch.utils.data.TensorDataset(val.tensors[0], labels)
+    return dataclasses.replace(digits(), test=odd_test_set(), val=val)
+
+
 def digits(augmented: bool = False):
     from itra.data.digits import load_digits
     from itra.data.transforms import random_crop
@@ -84,7 +97,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     from pathlib import Path
 
     from itra.distributed import setup, shutdown
-    from itra.evaluate import evaluate
+    from itra.evaluate import evaluate_splits
     from itra.experiments.runs import build_model
     from itra.methods import Objective
     from itra.train import fit
@@ -98,7 +111,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     splits = digits()
     for case in CASES:
         fit(equivalence_config(case), splits, mlp(), out / "ddp" / case, progress=False)
-    metrics = evaluate(untrained_objective(), odd_test_set(), torch.device("cpu"), dist)  # each rank its shard
+    metrics = evaluate_splits(untrained_objective(), split_sets(), torch.device("cpu"), dist)  # each rank its shards
     if dist.is_main:
         (out / "sharded_evaluation.json").write_text(json.dumps(metrics))
 
@@ -243,11 +256,16 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(ddp_runs):
 
 
 def test_sharded_evaluation_equals_one_process_on_the_whole_set(ddp_runs):
-    from itra.evaluate import evaluate
+    """Test and validation metrics, and the temperature fitted on the validation shards (its NLL sums summed
+    over ranks), equal one process's on the whole sets."""
+    from itra.calibration import TEMPERATURE_RANGE
+    from itra.evaluate import evaluate_splits
 
     sharded = json.loads((ddp_runs / "sharded_evaluation.json").read_text())
-    whole = evaluate(untrained_objective(), odd_test_set(), torch.device("cpu"))
-    assert sharded == pytest.approx(whole, rel=1e-12, abs=1e-12) and sharded.keys() == whole.keys()
+    whole = evaluate_splits(untrained_objective(), split_sets(), torch.device("cpu"))
+    assert sharded == pytest.approx(whole, rel=1e-10, abs=1e-12) and sharded.keys() == whole.keys()
+    assert {"val_cross_entropy", "ts_test_cross_entropy"} <= whole.keys()
+    assert TEMPERATURE_RANGE[0] < whole["temperature"] < TEMPERATURE_RANGE[1]
 
 
 def test_only_rank_0_writes(ddp_runs):
