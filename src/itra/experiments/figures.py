@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
-from itra.experiments.runset import Run, by_group, compactness_log, study_of, study_rows  # noqa: E402
+from itra.experiments.runset import Run, by_group, compactness_log, finished, study_of, study_rows  # noqa: E402
 from itra.experiments.table import mean_std  # noqa: E402
 from itra.methods import METHODS, method_label, variant_label  # noqa: E402
 from itra.metrics import calibration_bins  # noqa: E402
@@ -105,32 +105,40 @@ def _save(fig: Any, path: Path, dpi: int = 120, rect: tuple[float, ...] | None =
     plt.close(fig)
 
 
-def figure_ce_vs_lambda(runs: list[Run], path: Path) -> bool:
+def figure_ce_vs_lambda(runs: list[Run], path: Path, keys: Sequence[str] = ("test_cross_entropy",)) -> bool:
     """Figure 2: test CE against λ, a line per variant (`variant_label`) with a λ run at two or more,
-    with a ±1 std band; variants without a λ (e.g. CE, LSR) as levels. False, and no file, when no
+    with a ±1 std band; variants without a λ (e.g. CE, LSR) as levels. With several `keys` (e.g. also
+    `ts_test_cross_entropy`, after temperature scaling), a line style per key. False, and no file, when no
     variant has two λs."""
-    by_variant: dict[str, dict[float, list[float]]] = {}
-    levels: dict[str, list[float]] = {}
+    swept_any = False
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colour = {variant_label(run.config): METHODS[run.config.method].colour for run in runs}
-    for run in runs:
-        if METHODS[run.config.method].strength == "lam":
-            values = by_variant.setdefault(variant_label(run.config), {}).setdefault(run.config.lam, [])
-        else:
-            values = levels.setdefault(variant_label(run.config), [])
-        values.append(run.summary["test_cross_entropy"])
-    swept = {m: v for m, v in by_variant.items() if len(v) >= 2}
-    if not swept:
+    for key, (line, level) in zip(keys, (("o-", "--"), ("s:", ":"))):
+        suffix = "" if key == "test_cross_entropy" else " after TS"
+        by_variant: dict[str, dict[float, list[float]]] = {}
+        levels: dict[str, list[float]] = {}
+        for run in finished(runs):
+            if METHODS[run.config.method].strength == "lam":
+                values = by_variant.setdefault(variant_label(run.config), {}).setdefault(run.config.lam, [])
+            else:
+                values = levels.setdefault(variant_label(run.config), [])
+            values.append(run.summary[key])
+        swept = {m: v for m, v in by_variant.items() if len(v) >= 2}
+        swept_any = swept_any or bool(swept)
+        for variant, values in swept.items():
+            lams = sorted(values)
+            means, stds = (np.array(column) for column in zip(*(mean_std(values[lam]) for lam in lams)))
+            _band(ax, lams, means, stds, colour[variant], variant + suffix, alpha=0.2, style=line)
+        for variant, values in levels.items():
+            mean, spread = mean_std(values)
+            ax.axhline(mean, color=colour[variant], ls=level, label=f"{variant}{suffix} (no λ)")
+            ax.axhspan(mean - spread, mean + spread, color=colour[variant], alpha=0.12)
+    if not swept_any:
+        plt.close(fig)
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for variant, values in swept.items():
-        lams = sorted(values)
-        means, stds = (np.array(column) for column in zip(*(mean_std(values[lam]) for lam in lams)))
-        _band(ax, lams, means, stds, colour[variant], variant, alpha=0.2, style="o-")
-    for variant, values in levels.items():
-        _level(ax, *mean_std(values), colour[variant], f"{variant} (no λ)")
     ax.set(xlabel="λ (weight of the method's term)", ylabel="test cross-entropy (nats)",
            title=_title(runs, "Test CE vs λ"))
-    ax.legend()
+    ax.legend(fontsize=8)
     _save(fig, path)
     return True
 

@@ -19,7 +19,7 @@ from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.runs import build_model, load_splits, run
-from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table
+from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
 from itra.rundir import write_json
@@ -89,7 +89,7 @@ def reproduce(
             "label": setting.label, "method": setting.method, "strength_field": METHODS[setting.method].strength,
             "strength": setting.strength, "paper_accuracy": setting.paper_accuracy,
             "paper_cross_entropy": setting.paper_cross_entropy, "lambda_grid": setting.lambda_grid,
-            **aggregate(summaries[setting.label]),
+            **aggregate(summaries[setting.label]), "compactness": final_compactness(summaries[setting.label]),
             "step_seconds": step_seconds[config.name],
             "step_time_ratio": step_seconds[config.name] / step_seconds[reference],
             "runs": [summary["name"] for summary in summaries[setting.label]],
@@ -114,9 +114,26 @@ def reproduce(
             from itra.experiments.figures import figure_test_ce_per_epoch
 
             figure_test_ce_per_epoch(figure_panels(preset, run_dirs), study_dir / "test-ce.png")
+        if any(s.lambda_grid for s in preset.methods):
+            from itra.experiments.figures import figure_ce_vs_lambda
+            from itra.experiments.runset import find_runs
+
+            swept = [d for s in preset.methods if s.method == REFERENCE or s.lambda_grid or s.label == preset.compared_label
+                     for d in run_dirs[s.label]]
+            figure_ce_vs_lambda(find_runs(swept), study_dir / "ce-vs-lambda.png",
+                                keys=("test_cross_entropy", "ts_test_cross_entropy") if first_seed[0].val_split else
+                                ("test_cross_entropy",))
         write_json(study_dir / "table.json", result)
         (study_dir / "table.md").write_text(result_table(result))
     return result
+
+
+def final_compactness(summaries: list[dict[str, Any]]) -> list[float] | None:
+    """Mean ± std over the finished runs of their last compactness probe (`metrics.compactness`: same-class over
+    all-pairs feature distance of two fixed training batches; lower is more compact), None where a run has none."""
+    last = [s["compactness"][-1][1] for s in summaries if s.get("status") == "finished" and s.get("compactness")]
+    finished = sum(s.get("status") == "finished" for s in summaries)
+    return list(mean_std(last)) if last and len(last) == finished else None
 
 
 def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,7 +141,7 @@ def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> 
     stopped = [{"status": summary["status"], **summary.get("early_stopping", {})} for summary in summaries]
     return {**row, "label": f"{row['label']} + early stopping", "early_stopping": True,
             **aggregate(stopped, ("epoch", "test_accuracy", "test_cross_entropy", "test_ece", *SCALED_METRICS)),
-            "train_ce": None}
+            "train_ce": None, "compactness": None}
 
 
 def figure_panels(preset: Preset, run_dirs: dict[str, list[Path]]) -> list[tuple[str, str, dict[str, list[Path]]]]:
@@ -160,7 +177,7 @@ def result_table(result: dict[str, Any]) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
     header = ["method", "λ / ε", "seeds"] + ["paper acc", "paper CE"] * with_paper + ["acc (%)", "test CE", "ECE"]
-    header += ["test CE after TS", "ECE after TS", "T"] * scaled + ["train CE", "step time / CE"]
+    header += ["test CE after TS", "ECE after TS", "T"] * scaled + ["train CE", "compactness", "step time / CE"]
     lines = []
     for row in rows:
         cells = [row["label"] + (f" (epoch {row['epoch'][0]:.1f})" if row.get("early_stopping") else ""),
@@ -170,7 +187,8 @@ def result_table(result: dict[str, Any]) -> str:
                   format_mean_std(row["test_ece"], 4)]
         cells += [format_mean_std(row.get("ts_test_cross_entropy"), 3), format_mean_std(row.get("ts_test_ece"), 4),
                   format_mean_std(row.get("temperature"), 3)] * scaled
-        cells += [format_mean_std(row["train_ce"], 3), f"{row['step_time_ratio']:.2f}"]
+        cells += [format_mean_std(row["train_ce"], 3), format_mean_std(row.get("compactness"), 3),
+                  f"{row['step_time_ratio']:.2f}"]
         lines.append(cells)
     table = markdown_table(header, lines)
     compared = next((row for row in rows if row["method"] == result["compared"] and not row.get("early_stopping")), None)
