@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from itra import __version__
+from itra import __version__, rundir
 from itra.cli import main
 
 
@@ -113,7 +113,7 @@ def test_a_text_dataset_with_an_image_model_is_a_clear_error(capsys):
 # ---------------------------------------------------------------- reproducibility, kills, bad input
 from tests.helpers import needs_fmnist  # noqa: E402
 TINY = ["train", "--method", "itra-c", "--epochs", "2", "--train-subset", "256", "--test-subset", "128",
-        "--batch-size", "64", "--compactness-every", "3", "--quiet"]  # 4 steps per epoch
+        "--batch-size", "64", "--compactness-every", "3", "--lam-warmup", "4", "--quiet"]  # 4 steps per epoch, λ full from step 4
 
 
 def itra_process(*args: str, kill_at_step: int | None = None) -> subprocess.CompletedProcess:
@@ -277,3 +277,68 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, capsys, monkeypatch)
 def test_python_dash_m_itra_is_the_cli():
     out = subprocess.run([sys.executable, "-m", "itra", "train", "--help"], capture_output=True, text=True, check=True)
     assert "usage: itra train" in out.stdout
+
+
+def test_flags_are_never_abbreviated(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--seed", "1"])  # not --seeds 1
+    assert exit_.value.code == 2 and "unrecognized arguments: --seed 1" in capsys.readouterr().err
+
+
+def test_an_empty_grid_is_one_line_and_runs_nothing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--lam", ",", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "',' holds no value" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_itra_with_a_batch_as_large_as_the_training_set_is_refused(tmp_path, capsys):
+    flags = ["--dataset", "digits", "--train-subset", "256", "--batch-size", "256", "--epochs", "1", "--out", str(tmp_path)]
+    assert main(["train", *flags, "--method", "itra-c", "--quiet"]) == 2
+    assert "--batch-size 256 covers the whole training set of 256 samples" in one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
+    assert main(["train", *flags, "--method", "ce", "--quiet"]) == 0  # CE has no S2: nothing to refuse
+
+
+def test_the_warmup_warning_is_printed_with_quiet(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--train-subset", "256", "--batch-size", "64", "--epochs", "1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert "note: --lam-warmup 300 is longer than this run's 4 steps, so λ ends at 0.008" in capsys.readouterr().err
+
+
+def test_a_run_given_twice_counts_once_and_one_run_in_two_places_is_one_line(tmp_path, capsys):
+    import shutil
+
+    from itra.experiments.runset import find_runs
+
+    assert main(["train", "--dataset", "digits", "--method", "ce", "--epochs", "1", "--out", str(tmp_path / "a"),
+                 "--quiet"]) == 0
+    assert len(find_runs([tmp_path / "a", tmp_path / "a", tmp_path / "a" / "." ])) == 1
+    run_dir = next((tmp_path / "a").iterdir())
+    shutil.copytree(run_dir, tmp_path / "b" / run_dir.name)
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "report")]) == 2
+    line = one_error_line(capsys)
+    assert str(tmp_path / "a" / run_dir.name) in line and str(tmp_path / "b" / run_dir.name) in line
+
+
+def test_a_run_that_raises_inside_torch_is_a_failed_run_and_the_sweep_goes_on(tmp_path, capsys):
+    flags = ["--dataset", "digits", "--method", "ce", "--epochs", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(["sweep", *flags, "--lr", "1e308,0.05", "--seeds", "1"]) == 1
+    failed = rundir.read_summary(next(tmp_path.glob("*lr1e308*")))
+    assert failed["status"] == "failed" and "overflow" in failed["reason"] and "lower --lr" in failed["reason"]
+    assert rundir.read_summary(next(tmp_path.glob("*bs128-e1-seed0")))["status"] == "finished"
+    assert "1 run(s) failed" in capsys.readouterr().err
+
+
+def test_a_device_itra_does_not_train_on_is_one_line(tmp_path, capsys):
+    assert main(["train", "--device", "mps", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--device mps: itra trains on cpu or cuda" in one_error_line(capsys) and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command, flag", [
+    (["report", "runs"], "--timing-steps"), (["report", "runs"], "--tsne-points"), (["reproduce", "digits"], "--seeds"),
+    (["reproduce", "digits"], "--timing-steps"), (["sweep"], "--seeds")])
+def test_counts_below_one_are_one_line_before_any_work(tmp_path, capsys, command, flag):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, flag, "0", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "expected an integer >= 1, but got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

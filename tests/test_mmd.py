@@ -380,3 +380,13 @@ def test_the_expectation_of_the_biased_mmd2_is_a_compactness_term():
     mean_mmd2 = class_conditional_mmd(h1, y1, h2, y2, classes, sigma, squared=True).item()
     expected = (1 / n + 1 / m) * (1 - (1 + 4 / sigma) ** (-dim / 2))
     assert mean_mmd2 == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("bandwidth", [float("inf"), float("nan"), -1.0, 0.0])
+def test_a_bandwidth_that_is_not_a_finite_positive_number_is_refused(bandwidth):
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="finite float > 0"):
+        mmd(x, x + 1, bandwidth=bandwidth)
+    with pytest.raises(ValueError, match="finite float > 0"):
+        class_conditional_mmd(x, torch.zeros(4, dtype=torch.long), x + 1, torch.zeros(4, dtype=torch.long), 1,
+                              bandwidth=bandwidth)

@@ -5,6 +5,8 @@ in the training loop's hot path, where the inputs are known to be well formed.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -57,7 +59,7 @@ def check_bandwidth(bandwidth: object, modes: tuple[str | None, ...]) -> None:
     """A bandwidth is one of `modes` or a number > 0; anything else is a ValueError naming it."""
     if bandwidth in modes and not isinstance(bandwidth, (int, float)):
         return
-    if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and bandwidth > 0:
+    if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and 0 < bandwidth < math.inf:
         return
     names = ", ".join("None (median heuristic)" if mode is None else f'"{mode}"' for mode in modes)
-    raise ValueError(f"Expected `bandwidth` to be {names} or a float > 0, but got {bandwidth!r}")
+    raise ValueError(f"Expected `bandwidth` to be {names} or a finite float > 0, but got {bandwidth!r}")

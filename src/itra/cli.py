@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import dataclasses
 import os
 import sys
@@ -41,9 +42,23 @@ def _flag_type(annotation: object) -> type:
     return arguments[0] if arguments else annotation  # type: ignore[return-value]
 
 
+def _positive_int(text: str) -> int:
+    """An integer >= 1 (argparse names the flag in its one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, but got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, but got {value}")
+    return value
+
+
 def _list_of(kind: type):
     def parse(text: str) -> list:
-        return [kind(item) for item in text.split(",") if item.strip()]
+        values = [kind(item) for item in text.split(",") if item.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no value: give one or more, comma-separated")
+        return values
 
     parse.__name__ = f"comma-separated {kind.__name__}"  # what argparse names in its error
     return parse
@@ -69,34 +84,36 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="itra",
+        prog="itra", allow_abbrev=False,
         description="In-Training Representation Alignment: train classifiers with a class-conditional "
         "MMD matching loss between two mini-batches, and reproduce the paper's studies.",
     )
     parser.add_argument("--version", action="version", version=f"itra {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # No abbreviations: `itra sweep --seed 1` must not be taken for `--seeds 1`.
+    add_parser = functools.partial(commands.add_parser, allow_abbrev=False)
 
-    train = commands.add_parser("train", help="train one model with one method", description="Train one run.")
+    train = add_parser("train", help="train one model with one method", description="Train one run.")
     add_config_flags(train)
     train.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR (other flags are ignored)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    sweep = commands.add_parser("sweep", help="a grid of runs (comma-separated values)",
+    sweep = add_parser("sweep", help="a grid of runs (comma-separated values)",
                                 description="Run every combination of the comma-separated flag values, for --seeds seeds.")
     add_config_flags(sweep, lists=True, skip=("seed",))
-    sweep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every combination (default: 3)")
+    sweep.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 for every combination (default: 3)")
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="where the runs go (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    report = commands.add_parser("report", help="tables and figures from run directories",
+    report = add_parser("report", help="tables and figures from run directories",
                                  description="Write report.md and PNG figures from finished run directories.")
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIRS", help="run directories or folders of them")
     report.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report)")
-    report.add_argument("--timing-steps", type=int, default=20, help="steps per method for the overhead (default: 20)")
-    report.add_argument("--tsne-points", type=int, default=2000, help="test samples in the t-SNE (default: 2000)")
+    report.add_argument("--timing-steps", type=_positive_int, default=20, help="steps per method for the overhead (default: 20)")
+    report.add_argument("--tsne-points", type=_positive_int, default=2000, help="test samples in the t-SNE (default: 2000)")
 
-    similarity = commands.add_parser("similarity", help="layer-wise similarity and per-layer accuracy of trained runs",
+    similarity = add_parser("similarity", help="layer-wise similarity and per-layer accuracy of trained runs",
                                      description="For each run: the accuracy of its head after every layer, the "
                                      "sample-wise cosine with the last layer and linear CKA between layers, on its test set.")
     similarity.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories with a checkpoint")
@@ -105,17 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "size (default: each run's own test set)")
     similarity.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
 
-    reproduce = commands.add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
+    reproduce = add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
     reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS) + "; or a layer-wise "
                            "study (standard vs aligned vs separate heads, CE and ITRA-c): " + ", ".join(LAYERWISE_PRESETS))
     reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
-    reproduce.add_argument("--seeds", type=int, default=3, help="seeds per method (default: 3)")
+    reproduce.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (default: 3)")
     reproduce.add_argument("--smoke", action="store_true", help="a small subset and one epoch: checks the pipeline in seconds")
     reproduce.add_argument("--out", type=Path, default=Path("runs"), help="where the runs and the table go (default: runs)")
     reproduce.add_argument("--epochs", type=int, help="override the preset's epochs")
     reproduce.add_argument("--device", help="auto, cpu, cuda, ... (default: auto)")
     reproduce.add_argument("--data-dir", help="dataset directory (default: the dataset's standard location)")
-    reproduce.add_argument("--timing-steps", type=int, default=30, help="steps per method for the step-time ratio (default: 30)")
+    reproduce.add_argument("--timing-steps", type=_positive_int, default=30, help="steps per method for the step-time ratio (default: 30)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -269,6 +269,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"Expected `device` to be auto, cpu, cuda or cuda:N, but got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: itra trains on cpu or cuda (got {device.type}); use --device cpu, cuda or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
                          "use --device cpu or auto")

@@ -183,6 +183,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     # The global stream (dropout) starts from the seed too; each further rank has its own.
     torch.manual_seed(config.seed if dist.is_main else epoch_generator(config.seed, 0, 0, dist.rank).initial_seed())
     data = run_splits(splits, config.train_subset, config.test_subset, config.label_noise, config.seed, config.val_split)
+    check_second_batch(config, len(data.train))  # type: ignore[arg-type]
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
         check_compile(device)
@@ -198,7 +199,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     warmup = config.lam_warmup if "lam_warmup" in METHODS[config.method].fields else 0
     total_steps = len(loader) * config.epochs
     progress = progress and dist.is_main
-    if progress and warmup > total_steps:
+    if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
         print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
               f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
@@ -209,10 +210,26 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
             run_epoch(state, loader, data, hooks, recorder)
     except RunFailed as failure:
         return recorder.end(state, failure)
+    except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
+        reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; try a lower --lr or --lam"
+        return recorder.end(state, RunFailed(reason))
     finally:
         for hook in hooks:
             hook.on_run_end(state)
     return recorder.end(state)
+
+
+def check_second_batch(config: TrainConfig, train_size: int) -> None:
+    """A method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
+    (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1."""
+    spec = METHODS[config.method]
+    if not spec.needs_second_batch or config.pairing not in ("independent", "detached", "previous"):
+        return
+    batch = config.batch_size * config.world_size
+    if batch >= train_size:
+        raise ValueError(f"--batch-size {batch} covers the whole training set of {train_size} samples, so S2 holds the "
+                         f"same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the training "
+                         "set (or --method ce)")
 
 
 def check_world_size(config: TrainConfig, dist: Dist) -> None:

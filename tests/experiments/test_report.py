@@ -75,8 +75,8 @@ def test_a_report_of_failed_runs_only_says_so(tmp_path):
 
 @pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_failed_runs_are_counted_never_averaged_in_or_drawn(tmp_path):
-    runs, size = tmp_path / "runs", {"train_subset": 128, "test_subset": 100}
-    assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3", "--epochs", "1", "--train-subset", "128",
+    runs, size = tmp_path / "runs", {"train_subset": 128, "test_subset": 100, "batch_size": 64}
+    assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3", "--epochs", "1", "--batch-size", "64", "--train-subset", "128",
                  "--test-subset", "100", "--seeds", "1", "--out", str(runs), "--quiet"]) == 0
     write_run(runs, method="ce", seed=1, status="failed", test_ce=99.0, **size)  # a failed seed of a finished group
     write_run(runs, method="itra-c", lam=0.9, status="failed", **size)  # a group with no finished run, no checkpoint

@@ -278,3 +278,9 @@ def test_the_wordnet_example_runs_in_smoke_size(tmp_path):
     assert "test accuracy" in result.stdout and "test CE" in result.stdout
     metrics = json.loads((tmp_path / "test_results.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 100 and metrics["test_loss"] > 0
+
+
+def test_a_batch_that_covers_the_whole_dataset_is_refused(tmp_path):
+    trainer = itra_trainer(tiny_bert(), tmp_path, batch_size=len(Texts()))
+    with pytest.raises(ValueError, match=f"per_device_train_batch_size {len(Texts())} covers the whole train_dataset"):
+        trainer.train()

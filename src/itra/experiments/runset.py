@@ -51,11 +51,16 @@ def find_runs(paths: Sequence[Path]) -> list[Run]:
             directories.append(path)
         else:
             directories += sorted(p.parent for p in path.rglob(rundir.CONFIG))
-    runs = []
-    for directory in dict.fromkeys(directories):
+    runs, seen = [], {}
+    for directory in dict.fromkeys(d.resolve() for d in directories):  # a run reached twice counts once
         summary = rundir.read_summary(directory)
-        if summary is not None:
-            runs.append(Run(directory, rundir.read_config(directory), rundir.read_metrics(directory), summary))
+        if summary is None:
+            continue
+        config = rundir.read_config(directory)
+        if config.name in seen:
+            raise ValueError(f"{seen[config.name]} and {directory} hold the same run ({config.name}): pass one of them")
+        seen[config.name] = directory
+        runs.append(Run(directory, config, rundir.read_metrics(directory), summary))
     if not runs:
         raise ValueError(f"No finished runs (with summary.json) under {', '.join(map(str, paths))}")
     studies = sorted({study_of(run.config) for run in runs})

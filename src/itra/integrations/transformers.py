@@ -185,6 +185,10 @@ class ITRATrainer(Trainer):
         if isinstance(self.train_dataset, IterableDataset) or not has_length(self.train_dataset):
             raise ValueError(f"ITRATrainer draws S1 and S2 by index: it needs a map-style train_dataset with a "
                              f"length, but got {type(self.train_dataset).__name__}")
+        if self.lam > 0 and self._train_batch_size >= len(self.train_dataset):  # type: ignore[arg-type]
+            raise ValueError(f"per_device_train_batch_size {self._train_batch_size} covers the whole train_dataset of "
+                             f"{len(self.train_dataset)} samples, so S2 holds the same samples as S1 and the match "  # type: ignore[arg-type]
+                             "is 0: use a smaller batch (or lam=0)")
         return self._get_dataloader(dataset=self.train_dataset, description="Training",
                                     batch_size=2 * self._train_batch_size, sampler_fn=self._get_train_sampler,
                                     is_training=True)
