@@ -1,6 +1,7 @@
 """ITRAModule and PairedDataModule against itra's own training step and PairedLoader, on a tiny CNN, on the CPU."""
 import copy
 import importlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from itra.models.cnn import small_cnn  # noqa: E402
 from itra.train import build_optimizer, train_step  # noqa: E402
 
 SEED, LR, LAM, NUM_CLASSES, BATCH = 3, 0.5, 0.7, 3, 8
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def images(size: int = 24, seed: int = 0) -> TensorDataset:
@@ -275,3 +277,12 @@ def test_without_lightning_the_import_is_one_line_naming_the_extra(monkeypatch):
         importlib.import_module("itra.integrations.lightning")
     assert str(error.value) == 'itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"'
 
+
+def test_the_digits_example_runs_an_epoch(monkeypatch):
+    pytest.importorskip("sklearn", reason="the digits ship with scikit-learn: pip install scikit-learn")
+    spec = importlib.util.spec_from_file_location("lightning_digits", ROOT / "examples" / "lightning_digits.py")
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, example)  # its dataclass looks the module up
+    spec.loader.exec_module(example)
+    metrics = example.main(example.parse_args(["--smoke"]))
+    assert 0 <= metrics["test_accuracy"] <= 100 and metrics["test_cross_entropy"] > 0
