@@ -83,3 +83,18 @@ def test_metric_sums_of_parts_add_up_to_the_whole_set():
     ece = sum(abs(correct[b].sum() - confidence[b].sum()) for b in
               [(confidence > k / 7) & (confidence <= (k + 1) / 7) for k in range(7)]) / 101
     assert whole["ece"] == pytest.approx(float(ece), abs=1e-6)
+
+
+def test_ece_equals_torchmetrics_multiclass_calibration_error():
+    """torchmetrics' ECE (its bins [b/n, (b+1)/n), ours (b/n, (b+1)/n]: the same away from the edges, which random
+    logits do not hit). torchmetrics exposes no reliability bins, only the scalar, so the bins are not compared."""
+    functional = pytest.importorskip("torchmetrics.functional.classification", reason="pip install torchmetrics")
+    generator = torch.Generator().manual_seed(0)
+    for num_classes, scale in ((2, 1.0), (10, 3.0), (100, 5.0)):
+        logits = torch.randn(1000, num_classes, generator=generator) * scale
+        # Labels drawn at a random temperature per sample: some bins over-, some underconfident, so the bins matter.
+        temperature = 2 * torch.rand(1000, 1, generator=generator)
+        labels = torch.multinomial((logits * temperature).softmax(dim=1), 1, generator=generator).squeeze(1)
+        expected = functional.multiclass_calibration_error(logits.softmax(dim=1), labels, num_classes, n_bins=15,
+                                                           norm="l1")
+        assert expected_calibration_error(logits, labels, n_bins=15) == pytest.approx(expected.item(), abs=1e-6)
