@@ -22,6 +22,8 @@ def test_imagenet_needs_a_folder():
 def test_every_paper_dataset_is_registered():
     from itra.experiments.presets import PRESETS
 
-    assert set(PRESETS) <= set(DATASETS) | set(TEXT_DATASETS)
+    datasets = {preset.dataset for models in PRESETS.values() for preset in models.values()}
+    assert {"fashion-mnist", "kmnist", "cifar10", "imagenet", "ag-news", "fashion-mnist-pairs"} <= datasets
+    assert datasets <= set(DATASETS) | set(TEXT_DATASETS)
     assert not set(DATASETS) & set(TEXT_DATASETS)
     assert is_text_dataset("wordnet") and not is_text_dataset("fmnist")
