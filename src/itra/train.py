@@ -115,6 +115,8 @@ class Recorder(Callback):
             state.optimizer.load_state_dict(saved["optimizer"])
             state.schedule.load_state_dict(saved["schedule"])
             torch.set_rng_state(own["rng"])
+            if "cuda_rng" in own and state.device.type == "cuda":  # CUDA dropout draws from the device's generator
+                torch.cuda.set_rng_state(own["cuda_rng"], state.device)
             state.augment.set_state(own["augment_rng"])
             if state.precision.scaler is not None:
                 state.precision.scaler.load_state_dict(saved["scaler"])
@@ -128,6 +130,7 @@ class Recorder(Callback):
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         self.history.append(row)
         own = {"rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
+               **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {}),
                "previous_batch": {name: t.cpu() for name, t in state.objective.previous.state_dict().items()}}
         ranks = state.dist.gather_to_main(own)  # every rank takes part; rank 0 writes
         if ranks is None:
