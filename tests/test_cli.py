@@ -342,3 +342,18 @@ def test_counts_below_one_are_one_line_before_any_work(tmp_path, capsys, command
         main([*command, flag, "0", "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and "expected an integer >= 1, but got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_resuming_a_run_whose_metrics_were_deleted_is_one_line(tmp_path, capsys):
+    from itra.config import TrainConfig
+    from itra.data.digits import load_digits
+
+    from tests.helpers import fit_first_epoch_then_interrupt
+
+    config = TrainConfig(dataset="digits", method="ce", epochs=2, batch_size=64, train_subset=256, device="cpu")
+    run_dir = tmp_path / config.name
+    fit_first_epoch_then_interrupt(config, load_digits(), run_dir)
+    (run_dir / "metrics.jsonl").unlink()
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert "lacks the rows of epochs 1 that its checkpoint has trained" in one_error_line(capsys)
+    assert rundir.read_summary(run_dir) is None  # nothing was trained or overwritten

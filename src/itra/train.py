@@ -123,6 +123,11 @@ class Recorder(Callback):
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
             self.history = [row for row in rows if row["epoch"] <= state.epoch]
+            lost = sorted(set(range(1, state.epoch + 1)) - {row["epoch"] for row in self.history})
+            if lost:  # resuming would keep a history without them: every table and figure reads it
+                raise ValueError(f"{self.run_dir / rundir.METRICS} lacks the rows of epochs {', '.join(map(str, lost))} "
+                                 f"that its checkpoint has trained: restore the file, or remove {self.run_dir} to "
+                                 "train the run afresh")
         if dist.is_main:
             rundir.write_config(self.run_dir, state.config)
             rundir.rewrite_metrics(self.run_dir, self.history)
