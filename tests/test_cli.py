@@ -357,3 +357,12 @@ def test_resuming_a_run_whose_metrics_were_deleted_is_one_line(tmp_path, capsys)
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     assert "lacks the rows of epochs 1 that its checkpoint has trained" in one_error_line(capsys)
     assert rundir.read_summary(run_dir) is None  # nothing was trained or overwritten
+
+
+def test_a_config_json_with_a_wrong_value_type_is_one_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--method", "ce", "--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    values = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**values, "epochs": "ten"}))
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert "config.json: Expected `epochs` to be int, but got 'ten'" in one_error_line(capsys)

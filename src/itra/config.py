@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -203,6 +204,15 @@ class TrainConfig:
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            allowed = [kind for kind in typing.get_args(hints[name]) or (hints[name],)]
+            accepted = tuple(float if kind is float else kind for kind in allowed)  # JSON writes 1.0 as 1.0, 1 as 1
+            if float in accepted:
+                accepted += (int,)
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in allowed):
+                names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
+                raise ValueError(f"Expected `{name}` to be {names}, but got {value!r}")
         return cls(**values)
 
 

@@ -64,7 +64,10 @@ def read_config(run_dir: Path) -> TrainConfig:
     if values.pop("run_format", None) != RUN_FORMAT:
         raise ValueError(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
                          "their seed and whose names left out some fields; run it again into another --out")
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}; fix the file, or remove {path.parent} to train the run afresh") from None
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
