@@ -189,3 +189,15 @@ def test_ranks_take_their_slice_of_one_process_global_batches(data):
 def test_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PairedLoader(dataset(), **kwargs)
+
+
+def test_an_iterable_dataset_and_a_negative_epoch_are_one_clear_error():
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield torch.zeros(2), 0
+
+    with pytest.raises(ValueError, match="needs a map-style dataset with a length, but got Stream"):
+        PairedLoader(Stream(), 2)
+    loader = PairedLoader(TensorDataset(torch.zeros(10, 2), torch.zeros(10, dtype=torch.long)), 2)
+    with pytest.raises(ValueError, match="Expected `epoch` to be an integer >= 0, but got -1"):
+        loader.set_epoch(-1)

@@ -83,3 +83,12 @@ def test_one_sample_per_class_the_paper_is_constant_and_the_default_is_not():
     default = [ITRALoss(num_classes=10)(h1, labels, h1 + gap * direction, labels).item() for gap in (1.0, 0.3, 0.1)]
     assert default[0] > default[1] > default[2] > 0  # the library's default is not the constant
     assert ITRALoss.paper().bandwidth == "class" and not ITRALoss.paper().squared
+
+
+@pytest.mark.parametrize("convert", [lambda t: t.numpy(), lambda t: t.tolist()])
+def test_arrays_and_lists_are_one_clear_error(convert):
+    h, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="Expected `h1` to be a torch.Tensor, but got .*torch.as_tensor"):
+        ITRALoss()(convert(h), y, h, y)
+    with pytest.raises(ValueError, match="Expected `y2` to be a torch.Tensor"):
+        ITRALoss()(h, y, h, convert(y))

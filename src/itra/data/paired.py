@@ -5,7 +5,7 @@ import warnings
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from itra.data.batches import epoch_generator, shuffled_batches
 
@@ -55,6 +55,9 @@ class PairedLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+            raise ValueError(f"PairedLoader draws S1 and S2 by index: it needs a map-style dataset with a length, but "
+                             f"got {type(dataset).__name__}")
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
         if not 0 <= rank < world_size:
@@ -83,6 +86,8 @@ class PairedLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch `epoch` (later ones follow from it)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"Expected `epoch` to be an integer >= 0, but got {epoch!r}")
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -63,6 +63,11 @@ class ITRALoss(nn.Module):
             return mmd(h1, h2, single, self.validate_args, self.squared)
         if y1 is None or y2 is None:
             raise ValueError("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
+        if self.validate_args:  # the class count is read from the labels before `class_conditional_mmd` checks them
+            for name, value in (("h1", h1), ("y1", y1), ("h2", h2), ("y2", y2)):
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}: "
+                                     "convert it with torch.as_tensor")
         num_classes = self.num_classes
         if num_classes is None:
             num_classes = int(torch.maximum(y1.max(), y2.max())) + 1 if y1.numel() and y2.numel() else 1
