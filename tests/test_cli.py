@@ -366,3 +366,29 @@ def test_a_config_json_with_a_wrong_value_type_is_one_line(tmp_path, capsys):
     (run_dir / "config.json").write_text(json.dumps({**values, "epochs": "ten"}))
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     assert "config.json: Expected `epochs` to be int, but got 'ten'" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["report", "runs"], ["similarity", "runs/x"],
+                                     ["reproduce", "digits"]])
+def test_an_out_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys, monkeypatch, command):
+    import os
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([*command, "--out", str(blocker / "sub")]) == 2
+    assert f"{blocker} is a file, not a folder" in one_error_line(capsys)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a read-only folder is to anyone but root
+    assert main([*command, "--out", str(tmp_path / "sub")]) == 2
+    assert f"--out {tmp_path / 'sub'}: {tmp_path} is not writable" in one_error_line(capsys)
+    assert not (tmp_path / "sub").exists()
+
+
+def test_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
+    flags = ["--dataset", "digits", "--method", "ce", "--epochs", "1", "--quiet"]
+    assert main(["train", *flags, "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", *flags, "--model", "vit", "--out", str(tmp_path / "b")]) == 0
+    cnn, vit = next((tmp_path / "a").iterdir()), next((tmp_path / "b").iterdir())
+    (vit / "checkpoint.pt").write_bytes((cnn / "checkpoint.pt").read_bytes())
+    (vit / "summary.json").unlink()  # as an interrupted run
+    assert main(["train", "--resume", str(vit)]) == 2
+    assert "checkpoint.pt holds weights of another model than vit" in one_error_line(capsys)

@@ -233,6 +233,15 @@ def _main_prints(message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def check_out(path: Path) -> None:
+    """`--out` must be (or become) a writable folder: one line before any work when it is a file or read-only."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"--out {path}: {existing} is a file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: {existing} is not writable; choose another --out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -242,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Results and tables (stdout) come from rank 0 of a torchrun job.
     quiet = open(os.devnull, "w") if _rank() else None
     try:
+        if getattr(args, "out", None) is not None:
+            check_out(args.out)
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
                     "reproduce": _reproduce}[args.command](args)

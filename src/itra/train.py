@@ -107,7 +107,13 @@ class Recorder(Callback):
         if resume:
             saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir), rundir.read_metrics(self.run_dir)))
             own = saved if dist.is_main else saved["other_ranks"][dist.rank - 1]
-            state.objective.model.load_state_dict(saved["model"])
+            try:
+                state.objective.model.load_state_dict(saved["model"])
+            except RuntimeError as error:  # a checkpoint of another model (copied in, or of an older itra)
+                first = str(error).splitlines()[0]
+                raise ValueError(f"{self.run_dir / rundir.CHECKPOINT} holds weights of another model than "
+                                 f"{state.config.model} ({first.rstrip(':')}): remove the run directory to train "
+                                 "it afresh") from None
             if state.objective.regularizer is not None:
                 state.objective.regularizer.load_state_dict(saved["regularizer"])
             previous = own.get("previous_batch", {})  # absent before --pairing
