@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--data-dir", help="dataset directory (default: the dataset's standard location)")
     reproduce.add_argument("--timing-steps", type=_positive_int, default=30, help="steps per method for the step-time ratio (default: 30)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
+    reproduce.add_argument("--table-only", action="store_true", help="train nothing: the table and figures of the runs "
+                           "that have ended, the others listed as not run yet (a long study run in parts)")
     return parser
 
 
@@ -190,8 +192,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         return _reproduce_layerwise(args)
     result = reproduce(
         args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
-        progress=not args.quiet, model=args.model, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
-        world_size=launched_world_size(),
+        progress=not args.quiet, model=args.model, table_only=args.table_only, epochs=args.epochs, device=args.device,
+        data_dir=args.data_dir, world_size=launched_world_size(),
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
@@ -204,6 +206,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _reproduce_layerwise(args: argparse.Namespace) -> int:
     from itra.experiments.multi_exit import reproduce_layerwise, result_table
 
+    if args.table_only:
+        raise ValueError(f"--table-only is for the table presets ({', '.join(PRESETS)}); {args.preset} measures every "
+                         "run it trains: leave it out")
     if args.model is not None:
         raise ValueError(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,

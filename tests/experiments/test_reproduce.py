@@ -42,7 +42,16 @@ def test_overfit_smoke_has_scaled_columns_early_stopping_rows_and_figure_2(tmp_p
     last = [read_metrics(d)[-1] for d in ce_runs]
     assert rows["Baseline (CE)"]["ts_test_cross_entropy"][0] == pytest.approx(
         sum(row["ts_test_cross_entropy"] for row in last) / 2, rel=1e-12)
-    assert (study / "test-ce.png").stat().st_size > 10_000
+    assert (study / "test-ce.png").stat().st_size > 10_000 and (study / "ce-vs-lambda.png").exists()
+
+    (ce_runs[1] / "summary.json").unlink()  # a study in parts: this run has not ended
+    trained = (ce_runs[1] / "metrics.jsonl").read_text()
+    assert main(["reproduce", "fashion-mnist-overfit", "--smoke", "--seeds", "2", "--epochs", "2", "--out",
+                 str(tmp_path), "--quiet", "--timing-steps", "3", "--table-only"]) == 0
+    partial = json.loads((study / "table.json").read_text())
+    assert partial["not_run"] == [ce_runs[1].name] and (ce_runs[1] / "metrics.jsonl").read_text() == trained
+    assert {row["label"]: row["seeds"] for row in partial["rows"]}["Baseline (CE)"] == 1
+    assert "Not run yet (1;" in (study / "table.md").read_text()
 
 
 def test_one_seed_claims_no_separation(tmp_path, capsys):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from itra import rundir
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
@@ -55,10 +56,11 @@ def study_name(name: str, model: str, smoke: bool) -> str:
 
 def reproduce(
     name: str, out: Path, seeds: int = 3, smoke: bool = False, timing_steps: int = 30, progress: bool = True,
-    model: str | None = None, **overrides: Any,
+    model: str | None = None, table_only: bool = False, **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or reuse) every method x seed of a preset, time their steps side by side, write the table
-    to `out/reproduce-NAME-MODEL/`. Returns the table as a dict.
+    to `out/reproduce-NAME-MODEL/`. Returns the table as a dict. With `table_only`, nothing is trained: the table
+    reads the runs that have ended, and lists the others under `not_run` (a study run in parts).
 
     With a validation split (`val_split` in the preset's settings) every row also has its test metrics after
     temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
@@ -73,10 +75,17 @@ def reproduce(
     splits = load_splits(configs[0][1])
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}
     run_dirs: dict[str, list[Path]] = {setting.label: [] for setting in preset.methods}
+    not_run = []
     for index, (setting, config) in enumerate(configs, start=1):
-        if progress:
-            print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        run_dir, summary = run(config, out, splits, progress=progress)
+        if table_only:
+            run_dir, summary = out / config.name, rundir.read_summary(out / config.name)
+            if summary is None:
+                not_run.append(config.name)
+                continue
+        else:
+            if progress:
+                print(f"[{index}/{len(configs)}] {config.name}", flush=True)
+            run_dir, summary = run(config, out, splits, progress=progress)
         summaries[setting.label].append(summary)
         run_dirs[setting.label].append(run_dir)
 
@@ -95,12 +104,12 @@ def reproduce(
             "runs": [summary["name"] for summary in summaries[setting.label]],
         }
         rows.append(row)
-        if config.val_split and (setting.method == REFERENCE or setting.label == preset.compared_label):
+        if config.val_split and summaries[setting.label] and (setting.method == REFERENCE or setting.label == preset.compared_label):
             rows.append(early_stopping_row(row, summaries[setting.label]))
     per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
     settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
-              "settings": settings, "rows": rows}
+              "settings": settings, "rows": rows, "not_run": not_run}
     study_dir = out / study_name(name, preset.model, smoke)
     main = setup().is_main  # under torchrun, rank 0 measures and writes
     if main:
@@ -199,6 +208,10 @@ def result_table(result: dict[str, Any]) -> str:
         from itra.experiments.modes import modes_table
 
         table += "\n" + modes_table(result["modes"])
+    missing = result.get("not_run", [])
+    if missing:
+        table += (f"\nNot run yet ({len(missing)}; the same command without --table-only trains them): "
+                  + ", ".join(missing) + "\n")
     return f"{caption}\n\n{table}"
 
 
