@@ -2,7 +2,7 @@
 # The second environment, for the tests against real timm and torchvision: a venv (default .venv-timm, or $1)
 # with the torch build they were built for (from the package index: a CUDA build, which runs on the CPU too),
 # then itra with its test and timm extras, which leave that torch as it is. The main environment keeps the CPU
-# torch that scripts/setup.sh pins. About 5.5 GB; here about 3.5 minutes (2 for torch, torchvision, timm).
+# torch that scripts/setup.sh pins. About 6.5 GB; here 190 s (about 2 minutes for torch, torchvision, timm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv-timm}"
