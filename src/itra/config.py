@@ -49,7 +49,9 @@ class TrainConfig:
 
     dataset: str = option("fashion-mnist", "dataset: fashion-mnist, fashion-mnist-pairs (its classes merged in pairs: 5 two-mode labels), digits, kmnist, cifar10, cifar100, stl10, imagenet; "
                           "text: wordnet, ag-news, amazon-full, yahoo, yelp-full", tag="")
-    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit; text: minilm (offline), "
+    model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit, or timm:<name>, "
+                        "torchvision:<name> from scratch (pip install 'itra[timm]'; classes and channels, and a timm "
+                        "ViT's img_size, come from the dataset); text: minilm (offline), "
                         "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")
     method: str = option("itra-c", f"training method: {', '.join(METHODS)}", tag="")
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
@@ -66,7 +68,8 @@ class TrainConfig:
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
                           "ranks' S1, all-gathered)", tag="")
-    exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders): last "
+    exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders, timm models with "
+                        "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
                         "separate (a head of its own per exit: the multi-exit baseline)", tag="exits")
     exit_weights: str = option("linear", "with --exits shared or separate, the weight of exit l of L: linear "

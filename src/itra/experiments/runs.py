@@ -14,6 +14,7 @@ from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
+from itra.models.libraries import build_library_model, check_library_model, library_of
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import fit
 
@@ -45,14 +46,15 @@ def load_splits(config: TrainConfig) -> Splits:
 
 
 def check_text_model(config: TrainConfig) -> None:
-    if config.model in IMAGE_MODELS:
+    if config.model in IMAGE_MODELS or library_of(config.model):
         raise ValueError(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
                          "--model minilm (offline) or a Hugging Face encoder name or directory")
 
 
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
-    a text model starts from its pretrained weights (only its heads are drawn). With `--exits separate` it has
+    a text model starts from its pretrained weights (only its heads are drawn); a timm or torchvision model
+    (`timm:<name>`, `torchvision:<name>`) is built from scratch for the dataset's image shape (`itra.models.libraries`). With `--exits separate` it has
     a head per exit (`Classifier.add_exit_heads`), drawn after the model's own weights."""
     torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
@@ -60,6 +62,8 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
         from itra.models.text import load_text_classifier
 
         model = load_text_classifier(config.model, splits.num_classes)
+    elif library_of(config.model):
+        model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape))
     else:
         in_channels = splits.train[0][0].shape[0]
         stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
@@ -69,12 +73,20 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     return model
 
 
+def check_model_library(config: TrainConfig) -> None:
+    """A timm or torchvision `--model` imports and exists, before any data is loaded."""
+    if library_of(config.model):
+        check_library_model(config.model)
+
+
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
-    error, never overwritten. The machine (device, compiler) is checked before any data is loaded.
+    error, never overwritten. The machine (device, compiler) and a timm or torchvision model's library are checked
+    before any data is loaded.
     Under torchrun every rank calls it; rank 0 reads the directory and tells the others what it found."""
     check_machine(config)
+    check_model_library(config)
     run_dir = Path(out) / config.name
     summary, started = setup().on_main(_find, run_dir, config)
     if summary is not None:
@@ -100,6 +112,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     dist = setup()
     config = dist.on_main(rundir.read_config, run_dir)
     check_machine(config)
+    check_model_library(config)
     summary, started = dist.on_main(_find, run_dir, config)
     if summary is not None:
         return run_dir, summary

@@ -11,7 +11,8 @@ A training step's loss is the paper's Eq. (6) (Eq. (4) with `conditional=False`)
 
 where CE(S1) is the loss `Trainer` computes for S1 alone (the model's own cross-entropy, or label
 smoothing, or `compute_loss_func`), and H1 (m, D), H2 (m, D) are the penultimate features of S1 and S2:
-the input of the model's final classification layer (`find_classification_layer`), read by a forward
+the input of the model's final classification layer (`find_classification_layer`, shared with
+`itra.models.adapter.split_classifier`), read by a forward
 pre-hook that exists only during the step, so the model is not changed. S2 goes through the model in a
 pass of its own and is in no term but the match.
 
@@ -51,36 +52,9 @@ from transformers.trainer_utils import has_length
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
+from itra.models.adapter import find_classification_layer
 
-# Where common heads keep their final linear layer (searched in this order): BERT, DistilBERT, ALBERT,
-# DeBERTa, ViT `classifier`; RoBERTa, ELECTRA `classifier.out_proj`; XLNet `logits_proj`; GPT-2,
-# Llama `score`; BART, T5 `classification_head.out_proj`.
-HEAD_NAMES = ("classifier", "logits_proj", "score", "classification_head")
 TERMS = ("ce", "match")  # logged as train_ce, train_match
-
-
-def find_classification_layer(model: nn.Module, head_name: str | None = None) -> str:
-    """The name of the linear layer whose input is the penultimate feature h (B, D).
-
-    `head_name`, or else the first of `HEAD_NAMES` that `model` has, names the head; a head that is not
-    itself an `nn.Linear` gives its last one (RoBERTa's `classifier` -> `classifier.out_proj`).
-    """
-    modules = dict(model.named_modules())
-    model_name = type(model).__name__
-    if head_name is None:
-        head_name = next((name for name in HEAD_NAMES if name in modules), None)
-        if head_name is None:
-            raise ValueError(f"Cannot find the classification layer of {model_name} (it has none of "
-                             f"{', '.join(HEAD_NAMES)}): name it with ITRATrainer(..., head_name='<module name>')")
-    elif head_name not in modules:
-        raise ValueError(f"{model_name} has no module named {head_name!r}: pass ITRATrainer(..., head_name=) "
-                         "one of the names in model.named_modules()")
-    linears = [name for name, module in modules[head_name].named_modules(prefix=head_name)
-               if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{head_name!r} of {model_name} holds no nn.Linear: name the classification layer with "
-                         "ITRATrainer(..., head_name='<module name>')")
-    return linears[-1]
 
 
 @contextmanager
@@ -142,7 +116,7 @@ class ITRATrainer(Trainer):
         conditional: ITRA-c (Eq. (5): the match per class, the default) or plain ITRA (Eq. (3)).
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
         lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`.
-        head_name: the model's final classification layer, when it is not found by name (`HEAD_NAMES`).
+        head_name: the model's final classification layer, when it is not found by name (`itra.models.adapter.HEAD_NAMES`).
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
     `loss`) and `lam`, the λ of the last step.

@@ -62,6 +62,6 @@ class Classifier(nn.Module):
         if value is None:
             raise NotImplementedError(
                 f"{type(self.extractor).__name__} has no layer-wise exits; models with exits: vit, resnet18, "
-                "resnet50, resnet101 and the text encoders"
+                "resnet50, resnet101, the text encoders and timm models with forward_intermediates"
             )
         return value

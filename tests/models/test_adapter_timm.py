@@ -1,0 +1,91 @@
+"""The adapter and `--model timm:` / `torchvision:` against the real libraries.
+
+They need timm and torchvision importable with this torch (a CUDA-build torch; `.ci/run` builds that venv): they
+skip without them, unless ITRA_REQUIRE_TIMM=1 (as CI sets it), which makes a missing library a failure.
+"""
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+from itra.cli import main
+from itra.models.adapter import split_classifier
+
+
+def _library(name):
+    try:
+        return pytest.importorskip(name)
+    except (pytest.skip.Exception, RuntimeError) as error:  # RuntimeError: a torchvision built for another torch
+        if os.environ.get("ITRA_REQUIRE_TIMM") == "1":
+            pytest.fail(f"ITRA_REQUIRE_TIMM=1 but {name} does not import: {error}")
+        pytest.skip(f"{name} does not import with torch {torch.__version__}: {error}")
+
+
+@pytest.fixture(scope="module")
+def timm():
+    return _library("timm")
+
+
+@pytest.fixture(scope="module")
+def torchvision():
+    return _library("torchvision")
+
+
+@pytest.mark.parametrize(("name", "size", "exits"), [("resnet18", {}, 5), ("vit_small_patch8_224", {"img_size": 16}, 12)])
+def test_timm_features_are_its_pre_logits_and_the_last_exit(timm, name, size, exits):
+    torch.manual_seed(0)
+    reference = timm.create_model(name, num_classes=10, in_chans=1, **size).eval()
+    x = torch.randn(3, 1, 16, 16)
+    model = split_classifier(copy.deepcopy(reference))
+    with torch.no_grad():
+        want = reference.forward_head(reference.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(model.extractor(x), want, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(x), reference(x), atol=1e-6, rtol=0)
+        layers = model.exits(x)
+    assert len(layers) == exits and [h.shape[1] for h in layers] == model.exit_dims
+    torch.testing.assert_close(layers[-1], want, atol=1e-6, rtol=0)
+
+
+def test_torchvision_features_are_the_input_of_fc(torchvision):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=10).eval()
+    inputs = []
+    reference.fc.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = reference(x)
+        model = split_classifier(copy.deepcopy(reference))
+        torch.testing.assert_close(model.extractor(x), inputs[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(x), logits, atol=1e-6, rtol=0)
+    assert sum(p.numel() for p in model.parameters()) == 11_181_642  # torchvision's resnet18 with 10 classes
+
+
+def _train(tmp_path, model, *flags):
+    argv = ["train", "--dataset", "digits", "--model", model, "--method", "itra-c", "--epochs", "1",
+            "--train-subset", "256", "--test-subset", "128", "--batch-size", "32", "--out", str(tmp_path), "--quiet"]
+    assert main([*argv, *flags]) == 0
+    (run_dir,) = tmp_path.glob(f"digits-{model}-*")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished", summary
+    return run_dir
+
+
+@pytest.mark.parametrize("model", ["timm:resnet18", "torchvision:resnet18"])
+def test_cli_trains_a_library_resnet_on_digits(timm, torchvision, tmp_path, model):
+    _train(tmp_path, model)  # 8x8 grey: in_chans=1 for timm, a rebuilt 1-channel conv1 for torchvision
+
+
+def test_cli_trains_a_timm_vit_and_measures_its_layers(timm, tmp_path):
+    run_dir = _train(tmp_path, "timm:vit_small_patch8_224", "--exits", "shared")  # img_size=(8, 8): one patch
+    assert main(["similarity", str(run_dir), "--out", str(tmp_path / "sim"), "--test-subset", "64"]) == 0
+    layers = json.loads((tmp_path / "sim" / run_dir.name / "layers.json").read_text())
+    assert len(layers["accuracy"]) == 12, layers.keys()
+
+
+def test_unknown_names_are_one_line_errors(timm, torchvision, capsys, tmp_path):
+    for model in ("timm:resnet7", "torchvision:resnet7"):
+        assert main(["train", "--dataset", "digits", "--model", model, "--out", str(tmp_path), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "has no model 'resnet7'" in err and "\n" not in err
