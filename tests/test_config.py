@@ -148,3 +148,7 @@ def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
     with pytest.raises(FileNotFoundError, match="--compile on the CPU needs a C\\+\\+ compiler") as error:
         check_compile(torch.device("cpu"))
     assert "\n" not in str(error.value)
+
+
+def test_a_library_model_is_named_without_its_colon():
+    assert TrainConfig(dataset="digits", model="timm:resnet18", method="ce").name == "digits-timm-resnet18-ce-bs128-e15-seed0"

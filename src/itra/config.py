@@ -185,12 +185,12 @@ class TrainConfig:
         seed always, and every other field that differs from its default as its tag and value (`lam0.6`, `lr0.01`,
         `bwbatch`, `adamw`), in field order, e.g. `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`.
         Location fields (device, data_dir, tensorboard, compile) are left out; a local model directory is named
-        by its last part."""
+        by its last part, a library model without its colon (`timm:resnet18` as `timm-resnet18`)."""
         parts, strength = [], METHODS[self.method].strength
         for field in dataclasses.fields(self):
             tag, value = field.metadata["tag"], getattr(self, field.name)
             if tag is not None and (field.name in ALWAYS_NAMED or field.name == strength or value != field.default):
-                parts.append(tag + (Path(value).name if field.name == "model" else _short(value)))
+                parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else _short(value)))
         return "-".join(parts)
 
     def same_run(self, other: "TrainConfig") -> bool:

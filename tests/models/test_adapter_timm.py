@@ -66,7 +66,7 @@ def _train(tmp_path, model, *flags):
     argv = ["train", "--dataset", "digits", "--model", model, "--method", "itra-c", "--epochs", "1",
             "--train-subset", "256", "--test-subset", "128", "--batch-size", "32", "--out", str(tmp_path), "--quiet"]
     assert main([*argv, *flags]) == 0
-    (run_dir,) = tmp_path.glob(f"digits-{model}-*")
+    (run_dir,) = tmp_path.glob(f"digits-{model.replace(':', '-')}-*")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished", summary
     return run_dir

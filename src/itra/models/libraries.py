@@ -28,7 +28,7 @@ INSTALL = 'pip install "itra[timm]", with the torch build that timm and torchvis
 
 
 def library_of(name: str) -> str | None:
-    """"timm" for `timm:<name>`, "torchvision" for `torchvision:<name>`, else None (itra's own or a text model)."""
+    """`timm` for `timm:<name>`, `torchvision` for `torchvision:<name>`, else None (itra's own or a text model)."""
     library, sep, _ = name.partition(":")
     return library if sep and library in LIBRARIES else None
 
