@@ -6,6 +6,7 @@ log axes read in plain decimals ("0.3", "2").
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -371,18 +372,22 @@ def figure_test_ce_per_epoch(panels: Sequence[tuple[str, str, dict[str, list[Pat
         members = {label: [d for d in dirs if not rundir.is_failed(rundir.read_summary(d) or {"status": "failed"})]
                    for label, dirs in rows.items()}
         methods = {label: rundir.read_config(dirs[0]).method for label, dirs in rows.items() if dirs}
+        lowest = math.inf
         for label, dirs in members.items():
             if not dirs:
                 continue
             method = methods[label]
             same = [other for other in members if methods.get(other) == method and members[other]]
             spec, index = METHODS[method], same.index(label)
-            colour = spec.colour if len(same) == 1 else matplotlib.colormaps[spec.shades](0.4 + 0.6 * index / (len(same) - 1))
+            colour = spec.colour if len(same) == 1 else matplotlib.colormaps[spec.shades](1.0 - 0.55 * index / (len(same) - 1))
             series = [np.array([np.nan if row.get(key) is None else row[key] for row in rundir.read_metrics(d)], dtype=float)
                       for d in dirs]
             mean, std = mean_band(series)
             _band(ax, np.arange(1, len(mean) + 1), mean, std, colour, f"{label} ({seeds(len(dirs))})", alpha=0.12,
                   style=styles[index % len(styles)])
+            lowest = min(lowest, float(np.nanmin(mean)))
+        if math.isfinite(lowest):  # a band below a mean near 0 would stretch the log axis far down
+            ax.set_ylim(bottom=0.85 * lowest)
         ax.set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=title)
         _log_y(ax)
         _integer_x(ax)
