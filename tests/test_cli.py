@@ -22,6 +22,7 @@ def test_console_script_help():
     assert "usage: itra" in out.stdout
 
 
+@pytest.mark.slow
 def test_reproduce_smoke_end_to_end(tmp_path, capsys):
     """The README's main job in its CI size: real Fashion-MNIST subset, all four methods, 3 seeds."""
     import pytest
@@ -87,6 +88,7 @@ WORDNET = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/wordnet/
                              reason="apt-get install wordnet-base")
 
 
+@pytest.mark.slow
 @WORDNET
 def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
     import json
@@ -140,6 +142,7 @@ def metrics_without_times(run_dir) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "elapsed_s"} for row in rows]
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_the_same_command_in_two_processes_gives_the_same_run(tmp_path):
     for out in ("a", "b"):
@@ -151,6 +154,7 @@ def test_the_same_command_in_two_processes_gives_the_same_run(tmp_path):
     assert len(rows[0]["compactness"]) == 1 and rows[0]["train_match"] > 0
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_a_run_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert itra_process(*TINY, "--out", str(tmp_path / "whole")).returncode == 0

@@ -278,6 +278,7 @@ def test_a_failure_on_one_rank_ends_the_run_on_every_rank(ddp_runs):
     assert summary["status"] == "failed" and summary["reason"] == "rank 1 gave up at step 3" and summary["epoch"] == 0
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_run_on_two_processes(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD), "-m",
                "itra", "train", "--dataset", "digits", "--method", "itra-c", "--match-ranks", "global", "--batch-size",

@@ -128,6 +128,7 @@ def test_variant_labels_name_every_changed_field_but_the_strength():
     assert variant_label(TrainConfig(method="center", lam_warmup=0)) == "Center"  # the warm-up is ITRA's
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")  # torch's inductor imports it
 def test_compile_extractor_compiles_every_pass_and_keeps_the_model_as_it_is():
     from torch._dynamo.utils import counters

@@ -38,6 +38,7 @@ def test_smoke_and_overrides_shrink_the_budget():
         layerwise_configs(LAYERWISE_PRESETS["layerwise-fmnist"], seeds=0, smoke=True)
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_the_fmnist_preset_in_smoke_size_trains_measures_and_writes_its_table(tmp_path, capsys):
     assert main(["reproduce", "layerwise-fmnist", "--smoke", "--seeds", "1", "--out", str(tmp_path), "--quiet",
@@ -61,6 +62,7 @@ def test_a_layerwise_preset_has_one_model(tmp_path, capsys):
     assert "layerwise-fmnist has one model (vit): leave --model out" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/wordnet/data.noun").exists(),
                     reason="apt-get install wordnet-base")
 def test_the_wordnet_preset_in_smoke_size_runs_minilm_layer_by_layer(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from tests.experiments.test_runset import write_run
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_report_from_small_runs(tmp_path):
     common = ["--epochs", "2", "--train-subset", "384", "--test-subset", "200", "--seeds", "2",

