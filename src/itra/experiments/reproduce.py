@@ -66,7 +66,7 @@ def reproduce(
     temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
     of lowest validation CE of the same runs, no extra training), and the study folder gets `test-ce.png`
     (Figure 2: test CE per epoch). With `preset.modes`, every run's features are measured for the modes of its
-    labels (`modes.measure_modes`) and the table gets their section."""
+    labels (`modes.measure_study`) and the table gets their section."""
     preset = find_preset(name, model)
     if seeds < 1:
         raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
@@ -111,25 +111,23 @@ def reproduce(
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
               "settings": settings, "rows": rows, "not_run": not_run}
     study_dir = out / study_name(name, preset.model, smoke)
-    main = setup().is_main  # under torchrun, rank 0 measures and writes
-    if main:
+    if setup().is_main:  # under torchrun, rank 0 measures and writes
         study_dir.mkdir(parents=True, exist_ok=True)
-    if preset.modes and main:
-        from itra.experiments.modes import measure_study
+        if preset.modes:
+            from itra.experiments.modes import measure_study
 
-        result["modes"] = measure_study(preset, run_dirs, splits, study_dir / "modes", progress)
-    if main:
+            result["modes"] = measure_study(preset, run_dirs, splits, study_dir / "modes", progress)
         if first_seed[0].val_split:
             from itra.experiments.figures import figure_test_ce_per_epoch
 
             figure_test_ce_per_epoch(figure_panels(preset, run_dirs), study_dir / "test-ce.png")
-        if any(s.lambda_grid for s in preset.methods):
+        reference, swept = lambda_grid(preset)
+        if len(swept) > 1:
             from itra.experiments.figures import figure_ce_vs_lambda
             from itra.experiments.runset import find_runs
 
-            swept = [d for s in preset.methods if s.method == REFERENCE or s.lambda_grid or s.label == preset.compared_label
-                     for d in run_dirs[s.label]]
-            figure_ce_vs_lambda(find_runs(swept), study_dir / "ce-vs-lambda.png",
+            figure_ce_vs_lambda(find_runs([d for s in (*reference, *swept) for d in run_dirs[s.label]]),
+                                study_dir / "ce-vs-lambda.png",
                                 keys=("test_cross_entropy", "ts_test_cross_entropy") if first_seed[0].val_split else
                                 ("test_cross_entropy",))
         write_json(study_dir / "table.json", result)
@@ -153,15 +151,22 @@ def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> 
             "train_ce": None, "compactness": None}
 
 
+def lambda_grid(preset: Preset) -> tuple[list[MethodSetting], list[MethodSetting]]:
+    """The rows of the λ figures: the reference (CE) rows, and the compared method's main row with its λ grid,
+    by λ (a single compared row when the preset has no grid)."""
+    swept = sorted((s for s in preset.methods if s.lambda_grid or s.label == preset.compared_label),
+                   key=lambda s: s.strength)
+    return [s for s in preset.methods if s.method == REFERENCE], swept
+
+
 def figure_panels(preset: Preset, run_dirs: dict[str, list[Path]]) -> list[tuple[str, str, dict[str, list[Path]]]]:
     """Figure 2's panels: test CE per epoch of every method, the same after temperature scaling, and the compared
     method at every λ of its grid with CE beside it (when the preset has a grid)."""
     methods = {s.label: run_dirs[s.label] for s in preset.methods if not s.lambda_grid}
     panels = [("Test CE", "test_cross_entropy", methods), ("Test CE after temperature scaling", "ts_test_cross_entropy",
                                                            methods)]
-    swept = sorted((s for s in preset.methods if s.lambda_grid or s.label == preset.compared_label),
-                   key=lambda s: s.strength)
-    grid = {**{s.label: run_dirs[s.label] for s in preset.methods if s.method == REFERENCE},
+    reference, swept = lambda_grid(preset)
+    grid = {**{s.label: run_dirs[s.label] for s in reference},
             **{f"{preset.compared_label} λ={s.strength:g}": run_dirs[s.label] for s in swept}}
     if len(grid) > 2:
         panels.append((f"{preset.compared_label} by λ", "test_cross_entropy", grid))
