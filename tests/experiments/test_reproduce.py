@@ -6,7 +6,7 @@ import pytest
 
 from itra.cli import main
 from itra.experiments.presets import find_preset
-from itra.experiments.reproduce import preset_configs
+from itra.experiments.reproduce import preset_configs, reuse_step_times
 from itra.rundir import read_metrics
 
 from tests.helpers import needs_fmnist
@@ -50,6 +50,7 @@ def test_overfit_smoke_has_scaled_columns_early_stopping_rows_and_figure_2(tmp_p
                  str(tmp_path), "--quiet", "--timing-steps", "3", "--table-only"]) == 0
     partial = json.loads((study / "table.json").read_text())
     assert partial["not_run"] == [ce_runs[1].name] and (ce_runs[1] / "metrics.jsonl").read_text() == trained
+    assert partial["step_seconds"] == result["step_seconds"]  # the table regenerates with the times it had
     assert {row["label"]: row["seeds"] for row in partial["rows"]}["Baseline (CE)"] == 1
     assert "Not run yet (1;" in (study / "table.md").read_text()
 
@@ -59,3 +60,22 @@ def test_one_seed_claims_no_separation(tmp_path, capsys):
                  "--timing-steps", "2"]) == 0
     table = (tmp_path / "reproduce-digits-cnn-smoke" / "table.md").read_text()
     assert "| yes |" not in table and "– (1 seed)" in table
+
+
+def test_table_only_times_only_the_rows_the_last_table_lacks(tmp_path):
+    preset = find_preset("fashion-mnist-overfit", None)
+    first = [config for _, config in preset_configs(preset, 1, True)]
+    ce, new = first[0].name, first[-1].name
+    asked = []
+
+    def timed(chosen):
+        asked.append([c.name for c in chosen])
+        return {c.name: 2.0 if c.name == ce else 5.0 for c in chosen}  # now: the new row is 2.5x the reference
+
+    assert reuse_step_times(tmp_path / "table.json", preset, first, ce, timed) == {c.name: 5.0 if c.name != ce else 2.0
+                                                                                 for c in first}
+    earlier = {c.name: 1.0 for c in first if c.name != new}
+    (tmp_path / "table.json").write_text(json.dumps({"step_seconds": earlier, "rows": []}))
+    asked.clear()
+    times = reuse_step_times(tmp_path / "table.json", preset, first, ce, timed)
+    assert asked == [[ce, new]] and times[new] == 2.5 and all(times[c] == 1.0 for c in earlier)

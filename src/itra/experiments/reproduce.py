@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from itra import rundir
 from itra.config import TrainConfig
@@ -60,7 +60,8 @@ def reproduce(
 ) -> dict[str, Any]:
     """Run (or reuse) every method x seed of a preset, time their steps side by side, write the table
     to `out/reproduce-NAME-MODEL/`. Returns the table as a dict. With `table_only`, nothing is trained: the table
-    reads the runs that have ended, and lists the others under `not_run` (a study run in parts).
+    reads the runs that have ended, lists the others under `not_run` (a study run in parts), and keeps the step times
+    of the last table (`reuse_step_times`).
 
     With a validation split (`val_split` in the preset's settings) every row also has its test metrics after
     temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
@@ -90,8 +91,11 @@ def reproduce(
         run_dirs[setting.label].append(run_dir)
 
     first_seed = [config for _, config in configs if config.seed == 0]
-    step_seconds = time_steps(first_seed, splits, lambda c: build_model(c, splits), steps=5 if smoke else timing_steps)
+    study_dir = out / study_name(name, preset.model, smoke)
     reference = next(c.name for c in first_seed if c.method == REFERENCE)
+    timed = lambda chosen: time_steps(chosen, splits, lambda c: build_model(c, splits), steps=5 if smoke else timing_steps)
+    step_seconds = (reuse_step_times(study_dir / "table.json", preset, first_seed, reference, timed) if table_only
+                    else timed(first_seed))
     rows = []
     for setting, config in zip(preset.methods, first_seed):
         row = {
@@ -109,8 +113,7 @@ def reproduce(
     per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
     settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
-              "settings": settings, "rows": rows, "not_run": not_run}
-    study_dir = out / study_name(name, preset.model, smoke)
+              "settings": settings, "rows": rows, "not_run": not_run, "step_seconds": step_seconds}
     if setup().is_main:  # under torchrun, rank 0 measures and writes
         study_dir.mkdir(parents=True, exist_ok=True)
         if preset.modes:
@@ -133,6 +136,28 @@ def reproduce(
         write_json(study_dir / "table.json", result)
         (study_dir / "table.md").write_text(result_table(result))
     return result
+
+
+def reuse_step_times(previous: Path, preset: Preset, first_seed: list[TrainConfig], reference: str,
+                     timed: Callable[[list[TrainConfig]], dict[str, float]]) -> dict[str, float]:
+    """The step times of the last table at `previous` (a table regenerated on a busy machine keeps the times measured
+    on a quiet one); the runs it lacks are timed now side by side with the reference, and their seconds set to the
+    ratio measured now times the reference's earlier seconds. Without an earlier table with the reference, all are timed."""
+    if not previous.is_file():
+        return timed(first_seed)
+    table = json.loads(previous.read_text())
+    known = dict(table.get("step_seconds") or {})  # tables before this key held the times by row label only
+    by_label = {row["label"]: row["step_seconds"] for row in table.get("rows", []) if not row.get("early_stopping")}
+    for setting, config in zip(preset.methods, first_seed):
+        if config.name not in known and setting.label in by_label:
+            known[config.name] = by_label[setting.label]
+    if reference not in known:
+        return timed(first_seed)
+    missing = [config for config in first_seed if config.name not in known]
+    if missing:
+        now = timed([next(c for c in first_seed if c.name == reference), *missing])
+        known.update({c.name: now[c.name] / now[reference] * known[reference] for c in missing})
+    return {config.name: known[config.name] for config in first_seed}
 
 
 def final_compactness(summaries: list[dict[str, Any]]) -> list[float] | None:
