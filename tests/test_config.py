@@ -36,7 +36,7 @@ def test_fields_a_method_does_not_read_are_reset():
 
 # A valid value other than the default for every field, a method that reads it, and what else it needs to act.
 OTHER_VALUES = {
-    "dataset": ("digits", "ce"), "model": ("resnet18", "ce"), "method": ("center", "center"), "lam": (0.3, "itra-c"),
+    "dataset": ("digits", "ce"), "model": ("resnet18", "ce"), "pretrained": (True, "ce", {"model": "timm:resnet18"}), "method": ("center", "center"), "lam": (0.3, "itra-c"),
     "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("class", "itra-c"),
     "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
     "test_subset": (200, "ce"), "val_split": (500, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),

@@ -53,6 +53,9 @@ class TrainConfig:
                         "torchvision:<name> from scratch (pip install 'itra[timm]'; classes and channels, and a timm "
                         "ViT's img_size, come from the dataset); text: minilm (offline), "
                         "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")
+    pretrained: bool = option(False, "with --model timm:<name> or torchvision:<name>: start from the library's default "
+                              "pretrained weights, which must be on disk already (nothing is downloaded); a new head for "
+                              "the dataset's classes", tag="pretrained")
     method: str = option("itra-c", f"training method: {', '.join(METHODS)}", tag="")
     lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
     smoothing: float = option(0.1, "label smoothing epsilon (lsr)", tag="eps")
@@ -190,7 +193,8 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             tag, value = field.metadata["tag"], getattr(self, field.name)
             if tag is not None and (field.name in ALWAYS_NAMED or field.name == strength or value != field.default):
-                parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else _short(value)))
+                parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else
+                                    "" if value is True else _short(value)))
         return "-".join(parts)
 
     def same_run(self, other: "TrainConfig") -> bool:

@@ -112,3 +112,12 @@ def test_a_missing_library_is_one_line_before_any_data_loads(monkeypatch, capsys
                  "--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "itra[timm]" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18"])
+def test_pretrained_is_only_for_library_models(capsys, tmp_path, model):
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", "/nonexistent", "--model", model, "--pretrained",
+                 "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--pretrained is for --model timm:<name> or torchvision:<name>" in err and "\n" not in err
+    assert not any(tmp_path.iterdir())

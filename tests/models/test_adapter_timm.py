@@ -89,3 +89,58 @@ def test_unknown_names_are_one_line_errors(timm, torchvision, capsys, tmp_path):
         assert main(["train", "--dataset", "digits", "--model", model, "--out", str(tmp_path), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert "has no model 'resnet7'" in err and "\n" not in err
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    """Torch's hub directory and the Hugging Face cache, both empty: the weights on disk are only those a test puts
+    in `<tmp_path>/torch/hub/checkpoints`."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    return checkpoints
+
+
+def test_pretrained_weights_not_on_disk_are_one_line_before_any_data(timm, torchvision, empty_caches, capsys, tmp_path):
+    for model in ("timm:resnet18", "torchvision:resnet18"):
+        assert main(["train", "--dataset", "digits", "--model", model, "--pretrained", "--out", str(tmp_path / "runs"),
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "are not on disk" in err and "need the network" in err and "\n" not in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_torchvision_pretrained_loads_the_file_with_a_new_head_and_a_summed_grey_conv(torchvision, empty_caches, tmp_path):
+    from itra.models.libraries import build_library_model
+
+    torch.manual_seed(1)
+    weights = torchvision.models.resnet18().state_dict()  # stands in for the ImageNet file, same names and shapes
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    torch.save(weights, empty_caches / url.rsplit("/", 1)[1])
+    model = build_library_model("torchvision:resnet18", 10, (1, 8, 8), pretrained=True)
+    state = model.state_dict()
+    conv1 = next(v for k, v in state.items() if k.endswith("conv1.weight") and "layer" not in k)
+    torch.testing.assert_close(conv1, weights["conv1.weight"].sum(dim=1, keepdim=True), atol=0, rtol=0)
+    body = next(v for k, v in state.items() if k.endswith("layer4.1.conv2.weight"))
+    assert torch.equal(body, weights["layer4.1.conv2.weight"])
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    run_dir = _train(tmp_path / "runs", "torchvision:resnet18", "--pretrained")
+    assert "-pretrained-" in run_dir.name
+
+
+def test_timm_pretrained_loads_the_file_through_timm(timm, empty_caches):
+    from itra.models.libraries import build_library_model
+
+    torch.manual_seed(2)
+    weights = timm.create_model("resnet18").state_dict()
+    url = timm.models.get_pretrained_cfg("resnet18").url
+    torch.save(weights, empty_caches / url.rsplit("/", 1)[1])
+    model = build_library_model("timm:resnet18", 10, (1, 8, 8), pretrained=True)
+    state = model.state_dict()
+    body = next(v for k, v in state.items() if k.endswith("layer4.1.conv2.weight"))
+    assert torch.equal(body, weights["layer4.1.conv2.weight"])
+    conv1 = next(v for k, v in state.items() if k.endswith("conv1.weight") and "layer" not in k)
+    torch.testing.assert_close(conv1, weights["conv1.weight"].sum(dim=1, keepdim=True))  # timm's in_chans=1

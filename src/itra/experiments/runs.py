@@ -14,7 +14,7 @@ from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
-from itra.models.libraries import build_library_model, check_library_model, library_of
+from itra.models.libraries import build_library_model, check_library_model, library_of, pretrained_file
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import fit
 
@@ -54,7 +54,7 @@ def check_text_model(config: TrainConfig) -> None:
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
     a text model starts from its pretrained weights (only its heads are drawn); a timm or torchvision model
-    (`timm:<name>`, `torchvision:<name>`) is built from scratch for the dataset's image shape (`itra.models.libraries`). With `--exits separate` it has
+    (`timm:<name>`, `torchvision:<name>`) is built for the dataset's image shape, from scratch or `--pretrained` (`itra.models.libraries`). With `--exits separate` it has
     a head per exit (`Classifier.add_exit_heads`), drawn after the model's own weights."""
     torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
@@ -63,7 +63,8 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
 
         model = load_text_classifier(config.model, splits.num_classes)
     elif library_of(config.model):
-        model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape))
+        model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape),
+                                    config.pretrained)
     else:
         in_channels = splits.train[0][0].shape[0]
         stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
@@ -74,9 +75,15 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
 
 
 def check_model_library(config: TrainConfig) -> None:
-    """A timm or torchvision `--model` imports and exists, before any data is loaded."""
+    """A timm or torchvision `--model` imports and exists, and with `--pretrained` its weights are on disk, before any
+    data is loaded."""
+    if config.pretrained and not library_of(config.model):
+        raise ValueError(f"--pretrained is for --model timm:<name> or torchvision:<name>, not {config.model} (itra's own "
+                         "image models train from scratch; a text model always starts from its pretrained weights)")
     if library_of(config.model):
         check_library_model(config.model)
+        if config.pretrained:
+            pretrained_file(config.model)
 
 
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
