@@ -77,6 +77,13 @@ def test_cli_trains_a_library_resnet_on_digits(timm, torchvision, tmp_path, mode
     _train(tmp_path, model)  # 8x8 grey: in_chans=1 for timm, a rebuilt 1-channel conv1 for torchvision
 
 
+def test_torchvision_vit_takes_the_image_size(torchvision):
+    from itra.models.libraries import build_library_model
+
+    model = build_library_model("torchvision:vit_b_32", 10, (1, 32, 32))  # image_size=32: one 32-pixel patch
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10) and model.extractor(torch.randn(2, 1, 32, 32)).shape == (2, 768)
+
+
 def test_cli_trains_a_timm_vit_and_measures_its_layers(timm, tmp_path):
     run_dir = _train(tmp_path, "timm:vit_small_patch8_224", "--exits", "shared")  # img_size=(8, 8): one patch
     assert main(["similarity", str(run_dir), "--out", str(tmp_path / "sim"), "--test-subset", "64"]) == 0

@@ -12,7 +12,8 @@ three (the same map as the grey image copied into RGB), else cycled and scaled b
 the input channels (`in_chans`) and, for a model of a fixed input size (a ViT: its position embeddings), `img_size`
 = the dataset's image size, its patch size unchanged (so the image must hold at least one patch: a 16-pixel patch
 needs 16x16 images, 28x28 Fashion-MNIST gives one patch, 8x8 digits needs a patch-8 ViT); for torchvision the
-input channels, by a first `nn.Conv2d` rebuilt for them (torch's default init) when they are not 3. Images are
+input channels, by a first `nn.Conv2d` rebuilt for them (torch's default init) when they are not 3, and a ViT's
+`image_size` (square images only). Images are
 never resized.
 """
 from __future__ import annotations
@@ -100,10 +101,14 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
         loaded = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(weights)}} if weights else {}
         return split_classifier(module.create_model(model_name, num_classes=num_classes, in_chans=channels,
                                                     **size, **loaded))
+    # torchvision's ViTs take their image size (their position embeddings); its other models any size
+    size = {"image_size": height} if model_name.startswith("vit_") else {}
+    if size and height != width:
+        raise ValueError(f"--model {name} needs square images (torchvision's ViT has one image_size), not {height}x{width}")
     if weights is None:
-        model = module.models.get_model(model_name, num_classes=num_classes)
+        model = module.models.get_model(model_name, num_classes=num_classes, **size)
     else:
-        model = module.models.get_model(model_name)
+        model = module.models.get_model(model_name, **size)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         layer_name = find_classification_layer(model)
         replace_module(model, layer_name, nn.Linear(model.get_submodule(layer_name).in_features, num_classes))
