@@ -14,7 +14,7 @@ from itra.experiments.runs import run
 from itra.methods import build_objective
 from itra.models.registry import build_image_model
 from itra.rundir import read_metrics
-from tests.helpers import needs_fmnist, small
+from tests.helpers import needs_fmnist, small, resolved
 
 
 
@@ -23,7 +23,7 @@ def state_with(objective, config, step=0):
 
 
 def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
-    config = TrainConfig(method="itra-c", lam=3.0, bandwidth="class")
+    config = resolved(method="itra-c", lam=3.0, bandwidth="class")
     model = build_image_model("cnn", 10, 1)
     objective = build_objective(config, model, 10)
     torch.nn.init.zeros_(model.extractor[-2].weight)  # the last linear layer: every feature 0 after its ReLU
@@ -40,7 +40,7 @@ def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
 
 
 def test_a_healthy_model_is_never_stopped():
-    config = TrainConfig(method="itra-c")
+    config = resolved(method="itra-c")
     objective = build_objective(config, build_image_model("cnn", 10, 1), 10)
     guard = CollapseGuard((torch.randn(64, 1, 28, 28), torch.zeros(64, dtype=torch.long)), every=1, patience=1)
     for step in range(1, 4):

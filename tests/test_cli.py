@@ -113,7 +113,7 @@ def test_a_text_dataset_with_an_image_model_is_a_clear_error(capsys):
 
 
 # ---------------------------------------------------------------- reproducibility, kills, bad input
-from tests.helpers import needs_fmnist  # noqa: E402
+from tests.helpers import needs_fmnist  # noqa: E402, resolved
 TINY = ["train", "--method", "itra-c", "--epochs", "2", "--train-subset", "256", "--test-subset", "128",
         "--batch-size", "64", "--compactness-every", "3", "--lam-warmup", "4", "--quiet"]  # 4 steps per epoch, λ full from step 4
 
@@ -349,12 +349,11 @@ def test_counts_below_one_are_one_line_before_any_work(tmp_path, capsys, command
 
 
 def test_resuming_a_run_whose_metrics_were_deleted_is_one_line(tmp_path, capsys):
-    from itra.config import TrainConfig
     from itra.data.digits import load_digits
 
-    from tests.helpers import fit_first_epoch_then_interrupt
+    from tests.helpers import fit_first_epoch_then_interrupt, resolved
 
-    config = TrainConfig(dataset="digits", method="ce", epochs=2, batch_size=64, train_subset=256, device="cpu")
+    config = resolved(dataset="digits", method="ce", epochs=2, batch_size=64, train_subset=256, device="cpu")
     run_dir = tmp_path / config.name
     fit_first_epoch_then_interrupt(config, load_digits(), run_dir)
     (run_dir / "metrics.jsonl").unlink()

@@ -5,33 +5,34 @@ import math
 import pytest
 
 from itra.config import LOCATION_FIELDS, TrainConfig
+from tests.helpers import resolved
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="method"):
-        TrainConfig(method="mixup")
+        resolved(method="mixup")
     with pytest.raises(ValueError, match="bandwidth"):
-        TrainConfig(bandwidth="median")
+        resolved(bandwidth="median")
     with pytest.raises(ValueError, match="Unknown config keys: colour"):
         TrainConfig.from_dict({"colour": "red"})
-    assert TrainConfig(bandwidth="2.5").bandwidth == "2.5"
+    assert resolved(bandwidth="2.5").bandwidth == 2.5  # parsed once, into itra.mmd's vocabulary
     with pytest.raises(ValueError, match="optimizer"):
-        TrainConfig(optimizer="adam")
+        resolved(optimizer="adam")
     with pytest.raises(ValueError, match="max_length"):
-        TrainConfig(max_length=1)
+        resolved(max_length=1)
 
 
 def test_model_paths_in_run_names():
-    config = TrainConfig(dataset="wordnet", model="/models/all-MiniLM-L6-v2", method="ce", seed=2)
+    config = resolved(dataset="wordnet", model="/models/all-MiniLM-L6-v2", method="ce", seed=2)
     assert config.name.startswith("wordnet-all-MiniLM-L6-v2-ce-") and "/" not in config.name
 
 
 def test_fields_a_method_does_not_read_are_reset():
-    assert TrainConfig(method="ce", lam=0.3, smoothing=0.2, bandwidth="class", lam_warmup=0) == TrainConfig(method="ce")
-    assert TrainConfig(method="lsr", lam=0.3).lam == TrainConfig().lam
-    assert TrainConfig(method="lsr", smoothing=0.2).smoothing == 0.2
-    assert TrainConfig(method="itra-c", lam=0.3, center_alpha=0.1).center_alpha == 0.5
-    assert TrainConfig(method="center", lam=0.3, center_alpha=0.1).center_alpha == 0.1
+    assert resolved(method="ce", lam=0.3, smoothing=0.2, bandwidth="class", lam_warmup=0) == resolved(method="ce")
+    assert resolved(method="lsr", lam=0.3).lam is None  # off: LSR reads no λ
+    assert resolved(method="lsr", smoothing=0.2).smoothing == 0.2
+    assert resolved(method="itra-c", lam=0.3, center_alpha=0.1).center_alpha is None
+    assert resolved(method="center", lam=0.3, center_alpha=0.1).center_alpha == 0.1
 
 
 # A valid value other than the default for every field, a method that reads it, and what else it needs to act.
@@ -56,36 +57,40 @@ def test_every_field_but_the_location_is_in_the_run_name():
     names = set()
     for field, (value, method, *context) in OTHER_VALUES.items():
         needs = context[0] if context else {}
-        base = TrainConfig() if field == "method" else TrainConfig(method=method, **needs)
-        other = TrainConfig(**{"method": method, **needs, field: value})
+        base = resolved() if field == "method" else resolved(method=method, **needs)
+        other = resolved(**{"method": method, **needs, field: value})
         assert other != base and other.name != base.name, field
         names.add(other.name)
     assert len(names) == len(OTHER_VALUES)  # no two of these configs share a directory
-    located = TrainConfig(device="cpu", data_dir="/data", tensorboard=True, compile=True)
-    assert located.name == TrainConfig().name and located.same_run(TrainConfig())
-    assert not TrainConfig(lr=0.01).same_run(TrainConfig())
+    located = resolved(device="cpu", data_dir="/data", tensorboard=True, compile=True)
+    assert located.name == resolved().name and located.same_run(resolved())
+    assert not resolved(lr=0.01).same_run(resolved())
 
 
 def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_the_last_exit_only():
-    assert TrainConfig(exit_weights="uniform", match_at="every") == TrainConfig()
-    assert TrainConfig(method="ce", exits="shared", match_at="every").match_at == "last"  # CE matches nothing
-    assert TrainConfig(exits="shared", exit_weights="uniform", match_at="every").name == \
-        "fashion-mnist-cnn-itra-c-lam0.6-exitsshared-wuniform-atevery-bs128-e15-seed0"
+    assert resolved(exit_weights="uniform", match_at="every") == resolved()
+    assert resolved(method="ce", model="vit", exits="shared", match_at="every").match_at is None  # CE matches nothing
+    assert resolved(model="vit", exits="shared", exit_weights="uniform", match_at="every").name == \
+        "fashion-mnist-vit-itra-c-lam0.6-exitsshared-wuniform-atevery-bs128-e15-seed0"
     with pytest.raises(ValueError, match="with --match-at every, but got previous"):
-        TrainConfig(exits="shared", match_at="every", pairing="previous")
+        resolved(model="vit", exits="shared", match_at="every", pairing="previous")
+    with pytest.raises(ValueError, match="--exits separate: --model cnn has no layer-wise exits"):
+        resolved(exits="separate")  # before any data loads
+    with pytest.raises(ValueError, match="the exits of --model resnet18 differ in width: use --exits separate"):
+        resolved(model="resnet18", exits="shared")
     with pytest.raises(ValueError, match="Expected `exits` in last, shared, separate, but got 'all'"):
-        TrainConfig(exits="all")
+        resolved(exits="all")
 
 
 def test_run_names_read_well():
-    assert TrainConfig(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0"
-    assert TrainConfig(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
+    assert resolved(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0"
+    assert resolved(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
         "fashion-mnist-cnn-ce-bs128-e15-n100-noise0.4-lr0.5-seed2"
-    assert TrainConfig(bandwidth="class").name.endswith("-bwclass-bs128-e15-seed0")
-    assert TrainConfig(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
-    assert TrainConfig(lr=0.1 + 0.2).name != TrainConfig(lr=0.3).name  # floats keep the digits that tell them apart
-    assert TrainConfig(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
-    assert TrainConfig(world_size=4, match_ranks="global").name == \
+    assert resolved(bandwidth="class").name.endswith("-bwclass-bs128-e15-seed0")
+    assert resolved(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
+    assert resolved(lr=0.1 + 0.2).name != resolved(lr=0.3).name  # floats keep the digits that tell them apart
+    assert resolved(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
+    assert resolved(world_size=4, match_ranks="global").name == \
         "fashion-mnist-cnn-itra-c-lam0.6-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
 
 
@@ -100,13 +105,13 @@ def test_run_names_read_well():
     ("lr", math.inf, "Expected `lr` to be a finite number, but got inf"),
     ("bandwidth", "nan", "Expected `bandwidth`"),
     ("center_alpha", 2.0, "Expected `center_alpha` in [0, 1]"),
-    ("momentum", -0.1, "Expected `momentum` and `weight_decay` >= 0"),
+    ("momentum", -0.1, "Expected `momentum` >= 0, but got -0.1"),
     ("world_size", 0, "Expected `world_size` to be an integer larger than 0, but got 0"),
     ("match_ranks", "all", "Expected `match_ranks` in local, global, but got 'all'"),
 ])
 def test_bad_values_name_themselves(field, value, message):
     with pytest.raises(ValueError) as error:
-        TrainConfig(**{field: value})
+        resolved(**{field: value})
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -114,22 +119,22 @@ def test_every_bandwidth_mode_is_a_valid_flag():
     from itra.mmd import BANDWIDTH_MODES
 
     for mode in BANDWIDTH_MODES:
-        assert TrainConfig(bandwidth=mode).typed_bandwidth == mode
-    assert TrainConfig(bandwidth="0.5").typed_bandwidth == 0.5
+        assert resolved(bandwidth=mode).bandwidth == mode
+    assert resolved(bandwidth="0.5").bandwidth == 0.5 == resolved(bandwidth="0.50").bandwidth  # one name, one run
 
 
 def test_pairings_in_run_names_and_what_they_take():
-    assert TrainConfig().pairing == "independent" and TrainConfig().name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e15-seed0"
-    assert TrainConfig(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e15-seed0"
-    assert TrainConfig(method="ce", pairing="split") == TrainConfig(method="ce")  # CE draws no S2
-    assert TrainConfig(pairing="detached", second_batch_size=64).second_batch_size == 64
+    assert resolved().pairing == "independent" and resolved().name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e15-seed0"
+    assert resolved(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e15-seed0"
+    assert resolved(method="ce", pairing="split") == resolved(method="ce")  # CE draws no S2
+    assert resolved(pairing="detached", second_batch_size=64).second_batch_size == 64
     for pairing, what in (("previous", "the previous S1"), ("split", "half the batch")):
         with pytest.raises(ValueError, match=f"Expected no `second_batch_size` with pairing '{pairing}', whose S2 is "
                                              f"{what} \\(--batch-size samples\\), but got 64"):
-            TrainConfig(pairing=pairing, second_batch_size=64)
+            resolved(pairing=pairing, second_batch_size=64)
     with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split, ranks, but got 'ring'"):
-        TrainConfig(pairing="ring")
-    assert TrainConfig(pairing="ranks", world_size=2).name.endswith("-itra-c-lam0.6-ranks-bs128-ws2-e15-seed0")
+        resolved(pairing="ring")
+    assert resolved(pairing="ranks", world_size=2).name.endswith("-itra-c-lam0.6-ranks-bs128-ws2-e15-seed0")
 
 
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
@@ -151,4 +156,4 @@ def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
 
 
 def test_a_library_model_is_named_without_its_colon():
-    assert TrainConfig(dataset="digits", model="timm:resnet18", method="ce").name == "digits-timm-resnet18-ce-bs128-e15-seed0"
+    assert resolved(dataset="digits", model="timm:resnet18", method="ce").name == "digits-timm-resnet18-ce-bs128-e15-seed0"

@@ -23,6 +23,7 @@ from itra.config import TrainConfig
 from itra.distributed import Dist, sum_over_ranks
 from itra.methods import build_objective
 from itra.models import Classifier
+from tests.helpers import resolved
 
 pytest.importorskip("sklearn")  # the digits dataset
 
@@ -38,11 +39,11 @@ WRITERS = ("write_json", "append_metrics", "rewrite_metrics", "save_checkpoint")
 def equivalence_config(case: str, **changes) -> TrainConfig:
     values = dict(dataset="digits", batch_size=M, epochs=1, train_subset=TRAIN, test_subset=100, lr=0.1, device="cpu",
                   lam_warmup=0, compactness_every=2, world_size=WORLD, **CASES[case])
-    return TrainConfig(**{**values, **changes})
+    return resolved(**{**values, **changes})
 
 
 def resume_config() -> TrainConfig:
-    return TrainConfig(dataset="digits", method="itra-c", match_ranks="global", pairing="previous", batch_size=M,
+    return resolved(dataset="digits", method="itra-c", match_ranks="global", pairing="previous", batch_size=M,
                        epochs=3, train_subset=TRAIN, test_subset=100, lam_warmup=4, device="cpu", world_size=WORLD)
 
 
@@ -52,7 +53,7 @@ def mlp() -> Classifier:
 
 
 def untrained_objective():
-    return build_objective(TrainConfig(dataset="digits", method="ce", device="cpu"), mlp(), 10)
+    return build_objective(resolved(dataset="digits", method="ce", device="cpu"), mlp(), 10)
 
 
 def odd_test_set():
@@ -299,7 +300,7 @@ def test_a_run_of_two_processes_does_not_resume_in_one(tmp_path, capsys):
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    rundir.write_config(run_dir, TrainConfig(dataset="digits", method="ce", train_subset=256, world_size=2))
+    rundir.write_config(run_dir, resolved(dataset="digits", method="ce", train_subset=256, world_size=2))
     assert main(["train", "--resume", str(run_dir)]) == 2
     error = capsys.readouterr().err
     assert "trains on 2 process(es)" in error and "torchrun --nproc-per-node 2" in error and error.count("\n") == 1
@@ -319,7 +320,7 @@ def test_the_ranks_pairing_needs_other_processes():
     from itra.methods import Objective
 
     with pytest.raises(ValueError, match="Expected --pairing ranks under torchrun with 2 or more processes"):
-        TrainConfig(pairing="ranks")
+        resolved(pairing="ranks")
     objective = Objective(mlp(), ITRALoss(), lam=1.0, pairing="ranks")  # the library: a clear error at the first step
     with pytest.raises(ValueError, match="run under torchrun with 2 or more processes"):
         objective((torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1])))

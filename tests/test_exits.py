@@ -11,6 +11,7 @@ from itra.losses import ITRALoss
 from itra.methods import Objective, build_objective
 from itra.models.registry import build_image_model
 from itra.models.vit import small_vit
+from tests.helpers import resolved
 
 
 @pytest.mark.parametrize("count", [1, 2, 6, 12])
@@ -49,7 +50,7 @@ def batches(n=16, classes=4, seed=0):
 @pytest.mark.parametrize("kind", ["linear", "uniform"])
 def test_the_ce_is_the_weighted_sum_over_exits_of_each_exit_s_head(exits, kind):
     model = tiny_vit(separate=exits == "separate")
-    config = TrainConfig(method="lsr", smoothing=0.1, model="vit", exits=exits, exit_weights=kind)
+    config = resolved(method="lsr", smoothing=0.1, model="vit", exits=exits, exit_weights=kind)
     terms = build_objective(config, model, 4)(batches()[0])
     x, y = batches()[0]
     layers = model.extractor.exits(x)
@@ -65,14 +66,14 @@ def test_the_ce_is_the_weighted_sum_over_exits_of_each_exit_s_head(exits, kind):
 def test_one_exit_is_the_standard_loss_exactly():
     model = tiny_vit()
     x, y = batches()[0]
-    ce = build_objective(TrainConfig(method="ce", model="vit"), model, 4)((x, y))["ce"]
+    ce = build_objective(resolved(method="ce", model="vit"), model, 4)((x, y))["ce"]
     assert torch.equal(ce, F.cross_entropy(model(x), y))
 
 
 @pytest.mark.parametrize("pairing", ["independent", "detached", "split"])
 def test_matching_at_every_exit_is_the_weighted_sum_of_each_exit_s_match(pairing):
     model = tiny_vit()
-    config = TrainConfig(method="itra-c", lam=0.5, model="vit", exits="shared", match_at="every", pairing=pairing)
+    config = resolved(method="itra-c", lam=0.5, model="vit", exits="shared", match_at="every", pairing=pairing)
     objective = build_objective(config, model, 4)
     first, second = batches()
     terms = objective(first, second if pairing != "split" else None)
@@ -85,7 +86,7 @@ def test_matching_at_every_exit_is_the_weighted_sum_of_each_exit_s_match(pairing
     expected = weighted_sum([match(*pair) for pair in pairs], exit_weight_vector(3))
     torch.testing.assert_close(terms["match"], expected)
     torch.testing.assert_close(terms["loss"], terms["ce"] + 0.5 * expected)
-    last_only = build_objective(TrainConfig(method="itra-c", model="vit", exits="shared", pairing=pairing), model, 4)
+    last_only = build_objective(resolved(method="itra-c", model="vit", exits="shared", pairing=pairing), model, 4)
     torch.testing.assert_close(last_only(first, second if pairing != "split" else None)["match"], match(*pairs[-1]))
 
 
@@ -98,7 +99,7 @@ def test_a_text_encoder_trains_its_layers_with_separate_heads():
     model.add_exit_heads()
     input_ids, attention_mask = padded_batch([5, 3, 4, 5], width=6)
     y = torch.tensor([0, 1, 2, 1])
-    objective = build_objective(TrainConfig(dataset="wordnet", model="minilm", method="itra-c", exits="separate",
+    objective = build_objective(resolved(dataset="wordnet", model="minilm", method="itra-c", exits="separate",
                                             match_at="every", pairing="split"), model, 3)
     terms = objective((input_ids, attention_mask, y))
     layers = model.extractor.exits(input_ids, attention_mask)
@@ -110,7 +111,7 @@ def test_a_text_encoder_trains_its_layers_with_separate_heads():
 
 def test_detached_every_exit_match_sends_no_gradient_through_s2():
     model = tiny_vit()
-    objective = build_objective(TrainConfig(method="itra-c", model="vit", exits="shared", match_at="every",
+    objective = build_objective(resolved(method="itra-c", model="vit", exits="shared", match_at="every",
                                             pairing="detached"), model, 4)
     first, second = batches()
     second[0].requires_grad_(True)
@@ -141,7 +142,7 @@ def test_aligned_training_makes_the_last_head_work_after_the_first_layer(tmp_pat
     splits = load_digits()
     first_exit = {}
     for exits in ("last", "shared"):
-        config = TrainConfig(dataset="digits", model="vit", method="ce", exits=exits, epochs=4, batch_size=64,
+        config = resolved(dataset="digits", model="vit", method="ce", exits=exits, epochs=4, batch_size=64,
                              optimizer="adamw", lr=3e-3, device="cpu", compactness_every=0)
         torch.manual_seed(0)
         model = small_vit(10, 1, width=32, depth=3, heads=2)

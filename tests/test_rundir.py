@@ -6,10 +6,11 @@ import torch
 
 from itra import rundir
 from itra.config import TrainConfig
+from tests.helpers import resolved
 
 
 def test_config_round_trip_and_old_runs_are_rejected(tmp_path):
-    config = TrainConfig(method="center", lam=0.1, seed=3)
+    config = resolved(method="center", lam=0.1, seed=3)
     rundir.write_config(tmp_path, config)
     assert rundir.read_config(tmp_path) == config
     values = json.loads((tmp_path / "config.json").read_text())

@@ -10,7 +10,7 @@ from itra.methods import Objective
 from itra.rundir import read_config, read_metrics
 from itra.train import build_optimizer
 
-from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small
+from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small, resolved
 
 
 @needs_fmnist
@@ -51,8 +51,8 @@ def test_optimizer_choice():
     from itra.models.registry import build_image_model
 
     model = build_image_model("cnn", 10, 1)
-    sgd, _ = build_optimizer(TrainConfig(method="ce"), model.parameters(), 1000)
-    adamw, _ = build_optimizer(TrainConfig(method="ce", optimizer="adamw", lr=1e-3), model.parameters(), 1000)
+    sgd, _ = build_optimizer(resolved(method="ce"), model.parameters(), 1000)
+    adamw, _ = build_optimizer(resolved(method="ce", optimizer="adamw", lr=1e-3), model.parameters(), 1000)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"]
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 1e-3
 
@@ -60,9 +60,9 @@ def test_optimizer_choice():
 def test_an_epoch_of_several_ranks_drops_its_incomplete_global_batch():
     from itra.train import steps_per_epoch
 
-    assert steps_per_epoch(TrainConfig(batch_size=32), 300) == 10  # one process keeps the last, partial batch
-    assert steps_per_epoch(TrainConfig(batch_size=32, world_size=2), 300) == 4  # global batches of 64
-    assert steps_per_epoch(TrainConfig(batch_size=32, world_size=2, pairing="split"), 300) == 2  # of 2 x 64
+    assert steps_per_epoch(resolved(batch_size=32), 300) == 10  # one process keeps the last, partial batch
+    assert steps_per_epoch(resolved(batch_size=32, world_size=2), 300) == 4  # global batches of 64
+    assert steps_per_epoch(resolved(batch_size=32, world_size=2, pairing="split"), 300) == 2  # of 2 x 64
 
 
 @needs_fmnist
@@ -93,8 +93,8 @@ def test_a_bf16_autocast_training_step_on_the_cpu():
 
     torch.manual_seed(0)
     model = build_image_model("cnn", 4, 1)
-    objective = build_objective(TrainConfig(method="itra-c", bandwidth="batch"), model, 4).train()
-    optimizer, _ = build_optimizer(TrainConfig(), objective.parameters(), 100)
+    objective = build_objective(resolved(method="itra-c", bandwidth="batch"), model, 4).train()
+    optimizer, _ = build_optimizer(resolved(), objective.parameters(), 100)
     generator = torch.Generator().manual_seed(1)
     first = (torch.randn(32, 1, 28, 28, generator=generator), torch.randint(0, 4, (32,), generator=generator))
     second = (torch.randn(32, 1, 28, 28, generator=generator), torch.randint(0, 4, (32,), generator=generator))
@@ -140,7 +140,7 @@ def test_runs_without_a_validation_split_are_bit_identical_to_before_it(tmp_path
     try:
         for method, expected in (("ce", (88.0, 0.9750152832869691, 0.47431652347310677, 0.9617658913135528)),
                                  ("itra-c", (91.5, 0.7614138987547432, 0.3902043389775616, 1.1458132922649384))):
-            config = TrainConfig(dataset="digits", method=method, epochs=2, batch_size=64, train_subset=600,
+            config = resolved(dataset="digits", method=method, epochs=2, batch_size=64, train_subset=600,
                                  test_subset=200, device="cpu", seed=1, lam_warmup=5, label_noise=0.1)
             _, summary = run(config, tmp_path, progress=False)
             assert (summary["test_accuracy"], summary["test_cross_entropy"], summary["test_ece"],
@@ -151,7 +151,7 @@ def test_runs_without_a_validation_split_are_bit_identical_to_before_it(tmp_path
 
 
 def test_a_validation_split_logs_val_metrics_temperature_scaling_and_early_stopping(tmp_path):
-    config = TrainConfig(dataset="digits", method="ce", epochs=4, batch_size=64, val_split=300, device="cpu", seed=0)
+    config = resolved(dataset="digits", method="ce", epochs=4, batch_size=64, val_split=300, device="cpu", seed=0)
     run_dir, summary = run(config, tmp_path, progress=False)
     assert config.name == "digits-cnn-ce-bs64-e4-val300-seed0"
     rows = read_metrics(run_dir)

@@ -146,6 +146,7 @@ def _train(args: argparse.Namespace) -> int:
         run_dir, summary = resume(args.resume, progress=not args.quiet)
     else:
         config = TrainConfig(**_flag_values(args), world_size=launched_world_size())
+        _note_ignored("train", [config])
         run_dir, summary = run(config, args.out, progress=not args.quiet)
     if is_failed(summary):
         _main_prints(f"itra train: {run_dir} {summary['status']}: {summary['reason']}")
@@ -156,9 +157,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from itra.experiments.sweep import markdown_rows, sweep
+    from itra.experiments.sweep import grid_points, markdown_rows, sweep
 
     grid = {**_flag_values(args, skip=("seed",)), "world_size": [launched_world_size()]}
+    _note_ignored("sweep", grid_points(grid))
     rows = sweep(grid, args.seeds, args.out, progress=not args.quiet)
     print(markdown_rows(rows))
     failed = failures(rows)
@@ -226,6 +228,17 @@ def _flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[s
     """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`)."""
     return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
             if field.name not in LAUNCH_FIELDS + skip}
+
+
+def _note_ignored(command: str, configs: list[TrainConfig]) -> None:
+    """One line on stderr per flag that no run of `configs` reads (`itra.resolve.ignored`): it is dropped, not used."""
+    from itra.resolve import ignored
+
+    unread = [ignored(config) for config in configs]
+    for name, why in unread[0].items():
+        if all(name in each for each in unread):
+            flag = "--" + name.replace("_", "-")
+            _main_prints(f"itra {command}: note: {flag} {getattr(configs[0], name)} is not read with {why}; ignored")
 
 
 def _rank() -> int:

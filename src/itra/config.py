@@ -1,10 +1,11 @@
-"""`TrainConfig`: everything that defines a run, its validation, and the run's name.
+"""`TrainConfig`: everything that defines a run, each field's own range check, and the run's name.
 
-The CLI maps every field to a flag one to one (`batch_size` -> `--batch-size`). A run directory's
-`config.json` is the resolved config. The run name holds every field that differs from its default
-(see `TrainConfig.name`), so two different configs never share a directory and a sweep over any
-field gives one run per value; only the location fields (where a run happens and what it logs, not
-what it computes) are left out.
+The CLI maps every field to a flag one to one (`batch_size` -> `--batch-size`). A config is made the config *in
+effect* by `itra.resolve.resolve` (fields nothing reads set to None, their off value; aliases canonicalised; the
+rules between fields), and a run directory's `config.json` is that. The run name holds every field in effect that
+differs from its default (see `TrainConfig.name`), so two different configs never share a directory and a sweep
+over any field gives one run per value; only the location fields (where a run happens and what it logs, not
+what it computes) are left out. This module is a leaf: it knows no method, pairing or dataset.
 """
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
-from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.distributed import MATCH_RANKS
-from itra.methods import METHODS, method_fields
-from itra.mmd import BANDWIDTH_MODES, Bandwidth
-from itra.pairing import DRAWN, PAIRINGS, UNDRAWN_S2
+from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 
 OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
@@ -37,10 +35,11 @@ LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile")
 ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
 
 
-def option(default: Any, help: str, tag: str | None = None) -> Any:
+def option(default: Any, help: str, tag: str | None = None, strength: bool = False) -> Any:
     """A config field with its command-line help and the tag that names its value in run names
-    (`tag=""`: its value alone stands in the name; None: a location field, `LOCATION_FIELDS`, never named)."""
-    return dataclasses.field(default=default, metadata={"help": help, "tag": tag})
+    (`tag=""`: its value alone stands in the name; None: a location field, `LOCATION_FIELDS`, never named);
+    a `strength` (λ, ε: how strongly a method acts) is named whenever it is in effect, default or not."""
+    return dataclasses.field(default=default, metadata={"help": help, "tag": tag, "strength": strength})
 
 
 @dataclass
@@ -56,17 +55,19 @@ class TrainConfig:
     pretrained: bool = option(False, "with --model timm:<name> or torchvision:<name>: start from the library's default "
                               "pretrained weights, which must be on disk already (nothing is downloaded); a new head for "
                               "the dataset's classes", tag="pretrained")
-    method: str = option("itra-c", f"training method: {', '.join(METHODS)}", tag="")
-    lam: float = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam")
-    smoothing: float = option(0.1, "label smoothing epsilon (lsr)", tag="eps")
-    center_alpha: float = option(0.5, "centre update rate alpha (center)", tag="alpha")
-    bandwidth: str = option("batch", 'ITRA kernel bandwidth: "batch" (median of the pooled batch; default), "class" '
+    method: str = option("itra-c", "training method: ce, lsr, center, itra, itra-c, or one added with "
+                         "itra.methods.register_method", tag="")
+    lam: Optional[float] = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam",
+                                  strength=True)
+    smoothing: Optional[float] = option(0.1, "label smoothing epsilon (lsr)", tag="eps", strength=True)
+    center_alpha: Optional[float] = option(0.5, "centre update rate alpha (center)", tag="alpha")
+    bandwidth: Union[str, float, None] = option("batch", 'ITRA kernel bandwidth: "batch" (median of the pooled batch; default), "class" '
                             '(median per class: the paper as we read it), "multi" (kernels at 1/4..4 x the batch median, '
                             'averaged) or a number', tag="bw")
-    match: str = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
-    lam_warmup: int = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
+    match: Optional[str] = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
+    lam_warmup: Optional[int] = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
                              "ramp, the paper)", tag="warm")
-    pairing: str = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
+    pairing: Optional[str] = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
@@ -75,11 +76,11 @@ class TrainConfig:
                         "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
                         "separate (a head of its own per exit: the multi-exit baseline)", tag="exits")
-    exit_weights: str = option("linear", "with --exits shared or separate, the weight of exit l of L: linear "
+    exit_weights: Optional[str] = option("linear", "with --exits shared or separate, the weight of exit l of L: linear "
                                "(2l / (L(L+1))) or uniform (1/L)", tag="w")
-    match_at: str = option("last", "itra, itra-c with --exits shared or separate: match the last exit's features "
+    match_at: Optional[str] = option("last", "itra, itra-c with --exits shared or separate: match the last exit's features "
                            "(last) or every exit's, with the exit weights (every)", tag="at")
-    match_ranks: str = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
+    match_ranks: Optional[str] = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
                               "against the S2 of all ranks, all-gathered with gradient (global)", tag="ranks")
     batch_size: int = option(128, "size of mini-batch S1", tag="bs")
     second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
@@ -95,9 +96,9 @@ class TrainConfig:
     label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)", tag="noise")
     optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)", tag="")
     lr: float = option(0.05, "initial learning rate (cosine schedule per step)", tag="lr")
-    momentum: float = option(0.9, "SGD momentum", tag="mom")
+    momentum: Optional[float] = option(0.9, "SGD momentum", tag="mom")
     weight_decay: float = option(5e-4, "weight decay", tag="wd")
-    max_length: int = option(128, "text: tokens per sample, longer texts are truncated", tag="len")
+    max_length: Optional[int] = option(128, "text: tokens per sample, longer texts are truncated", tag="len")
     compactness_every: int = option(50, "log compactness every this many steps (0: never)", tag="probe")
     precision: str = option("32", "32 (float32), bf16 (autocast to bfloat16; CPU or GPU) or fp16 (autocast to "
                             "float16 with loss scaling; CUDA only)", tag="")
@@ -111,12 +112,7 @@ class TrainConfig:
                            "CUDA): faster steps, the same computation up to rounding, so the run name is unchanged")
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"Expected `method` in {', '.join(METHODS)}, but got {self.method!r}")
-        spec = METHODS[self.method]
-        unknown = [name for name in (*spec.fields, spec.strength) if name is not None and name not in self.__dataclass_fields__]
-        if unknown:
-            raise ValueError(f"Method {self.method!r} reads unknown config fields: {', '.join(unknown)}")
+        """Each field's own range (None: not in effect, `itra.resolve`); the rules between fields are `resolve`'s."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -126,56 +122,23 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
                                  + (" (leave it unset for the whole set)" if name.endswith("subset") else ""))
-        if self.val_split < 0:
-            raise ValueError(f"Expected `val_split` >= 0 samples (0: no validation set), but got {self.val_split}")
-        if self.lam < 0:
-            raise ValueError(f"Expected `lam` >= 0, but got {self.lam}")
-        if not 0 <= self.smoothing < 1:
-            raise ValueError(f"Expected `smoothing` in [0, 1), but got {self.smoothing}")
-        if not 0 <= self.center_alpha <= 1:
-            raise ValueError(f"Expected `center_alpha` in [0, 1], but got {self.center_alpha}")
-        if not 0 <= self.label_noise <= 1:
-            raise ValueError(f"Expected `label_noise` in [0, 1], but got {self.label_noise}")
-        if self.compactness_every < 0:
-            raise ValueError(f"Expected `compactness_every` >= 0, but got {self.compactness_every}")
+        ranges = (("val_split", lambda v: v >= 0, ">= 0 samples (0: no validation set)"), ("lam", lambda v: v >= 0, ">= 0"),
+                  ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                  ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"), ("compactness_every", lambda v: v >= 0, ">= 0"),
+                  ("lam_warmup", lambda v: v >= 0, ">= 0 steps"),
+                  ("max_length", lambda v: v >= 2, ">= 2 (a text needs its special tokens)"),
+                  ("lr", lambda v: v > 0, "> 0"), ("momentum", lambda v: v >= 0, ">= 0"),
+                  ("weight_decay", lambda v: v >= 0, ">= 0"))
+        for name, within, expected in ranges:
+            value = getattr(self, name)
+            if value is not None and not within(value):
+                raise ValueError(f"Expected `{name}` {expected}, but got {value}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
-                              ("pairing", PAIRINGS), ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS),
-                              ("match_at", MATCH_AT), ("match_ranks", MATCH_RANKS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {getattr(self, name)!r}")
-        if self.lam_warmup < 0:
-            raise ValueError(f"Expected `lam_warmup` >= 0 steps, but got {self.lam_warmup}")
-        if self.max_length < 2:
-            raise ValueError(f"Expected `max_length` >= 2 (a text needs its special tokens), but got {self.max_length}")
-        if self.lr <= 0:
-            raise ValueError(f"Expected `lr` > 0, but got {self.lr}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError(f"Expected `momentum` and `weight_decay` >= 0, but got {self.momentum} and {self.weight_decay}")
-        parse_bandwidth(self.bandwidth)
-        # A field the method does not read goes back to its default, so that equal runs have equal
-        # configs (`--method ce --lam 0.3` is the same run as `--method ce`).
-        used = spec.fields
-        for field in dataclasses.fields(self):
-            if field.name in method_fields() and field.name not in used:
-                setattr(self, field.name, field.default)
-        if self.exits == "last":  # one exit: no weights and nothing to match at other exits
-            for name in ("exit_weights", "match_at"):
-                setattr(self, name, self.__dataclass_fields__[name].default)
-        if self.match_at == "every" and self.pairing == "previous":
-            raise ValueError("Expected --pairing independent, detached or split with --match-at every, but got "
-                             "previous (it keeps the last exit's features only)")
-        if self.pairing == "ranks" and (self.world_size < 2 or self.match_ranks != "local"):
-            raise ValueError("Expected --pairing ranks under torchrun with 2 or more processes and the default "
-                             f"--match-ranks local (its S2 is the other ranks' S1 already), but got {self.world_size} "
-                             f"process(es) and --match-ranks {self.match_ranks}")
-        if self.second_batch_size is not None and self.pairing not in DRAWN:
-            raise ValueError(f"Expected no `second_batch_size` with pairing {self.pairing!r}, whose S2 is "
-                             f"{UNDRAWN_S2[self.pairing]}, but got {self.second_batch_size}")
-
-    @property
-    def typed_bandwidth(self) -> Bandwidth:
-        """`bandwidth` as `ITRALoss` takes it: "class", "batch" or a float."""
-        return parse_bandwidth(self.bandwidth)
+                              ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
+                              ("match_ranks", MATCH_RANKS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
 
     @property
     def group(self) -> str:
@@ -184,15 +147,18 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        """The run directory's name: dataset, model, method, its strength (λ, ε), batch size, epochs and
-        seed always, and every other field that differs from its default as its tag and value (`lam0.6`, `lr0.01`,
-        `bwbatch`, `adamw`), in field order, e.g. `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`.
-        Location fields (device, data_dir, tensorboard, compile) are left out; a local model directory is named
-        by its last part, a library model without its colon (`timm:resnet18` as `timm-resnet18`)."""
-        parts, strength = [], METHODS[self.method].strength
+        """The run directory's name, of a resolved config (`itra.resolve.resolve`): dataset, model, method, its
+        strength (λ, ε), batch size, epochs and seed always, and every other field in effect (not None) that differs
+        from its default as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
+        `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
+        are left out; a local model directory is named by its last part, a library model without its colon
+        (`timm:resnet18` as `timm-resnet18`)."""
+        parts = []
         for field in dataclasses.fields(self):
             tag, value = field.metadata["tag"], getattr(self, field.name)
-            if tag is not None and (field.name in ALWAYS_NAMED or field.name == strength or value != field.default):
+            if value is None:
+                continue  # not in effect, or unset (a subset, S2's size)
+            if tag is not None and (field.name in ALWAYS_NAMED or field.metadata["strength"] or value != field.default):
                 parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else
                                     "" if value is True else _short(value)))
         return "-".join(parts)
@@ -229,20 +195,6 @@ def _short(value: Any) -> str:
         short = f"{value:g}".replace("e+", "e")
         return short if float(short) == value else repr(value)
     return str(value)
-
-
-def parse_bandwidth(value: str) -> Bandwidth:
-    """The `--bandwidth` flag as a typed value: one of `BANDWIDTH_MODES` or a float > 0."""
-    if value in BANDWIDTH_MODES:
-        return value  # type: ignore[return-value]
-    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
-    try:
-        sigma = float(value)
-    except ValueError:
-        raise ValueError(expected) from None
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(expected)
-    return sigma
 
 
 def check_precision(precision: str, device: torch.device) -> None:

@@ -10,7 +10,6 @@ read method facts from it and nowhere else. A new regulariser is one `register_m
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -18,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad, gather_others, gather_others_with_grad
+from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
-from itra.pairing import DRAWN, PreviousBatch, check_pairing, split_halves
+from itra.pairing import DEFAULT_PAIRING, PAIRINGS, PreviousBatch, check_pairing
 
-if TYPE_CHECKING:  # config imports this module for the method names
+if TYPE_CHECKING:
     from itra.config import TrainConfig
 
 Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
@@ -53,7 +52,7 @@ def _center(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Mod
 
 def _itra(conditional: bool) -> RegularizerFactory:
     def build(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Module:
-        return ITRALoss(conditional, config.typed_bandwidth, num_classes, validate_args=False,
+        return ITRALoss(conditional, config.bandwidth, num_classes, validate_args=False,
                         squared=config.match == "mmd2")
 
     return build
@@ -74,15 +73,20 @@ STRENGTH_SYMBOLS = {"lam": "λ", "smoothing": "ε"}
 
 
 def method_fields() -> set[str]:
-    """Config fields that some method reads (a method resets those it does not read to their defaults)."""
+    """Config fields that some method reads (those a run's method does not read are off: `itra.resolve`)."""
     return {name for spec in METHODS.values() for name in spec.fields}
 
 
 def register_method(name: str, spec: MethodSpec) -> None:
-    """Add a method to `METHODS`: it can then be trained, swept and reported like the built-in ones.
-    (`TrainConfig` checks that the fields it reads exist.)"""
+    """Add a method to `METHODS`: it can then be trained, swept and reported like the built-in ones."""
+    from itra.config import TrainConfig
+
     if name in METHODS:
         raise ValueError(f"A method named {name!r} exists already")
+    unknown = [field for field in (*spec.fields, spec.strength) if field is not None
+               and field not in TrainConfig.__dataclass_fields__]
+    if unknown:
+        raise ValueError(f"Method {name!r} reads unknown config fields: {', '.join(unknown)}")
     METHODS[name] = spec
 
 
@@ -93,7 +97,7 @@ def variant_label(config: "TrainConfig") -> str:
     spec = METHODS[config.method]
     defaults = type(config)()
     changed = [f"{name} {getattr(config, name)}" for name in (*spec.fields, *TRAINING_MODE_FIELDS)
-               if name != spec.strength and getattr(config, name) != getattr(defaults, name)]
+               if name != spec.strength and getattr(config, name) not in (None, getattr(defaults, name))]
     return spec.label + (f" ({', '.join(changed)})" if changed else "")
 
 
@@ -162,7 +166,7 @@ class Objective(nn.Module):
     @property
     def draws_second_batch(self) -> bool:
         """Whether `forward` takes an S2 from the loader (not for the "previous" and "split" pairings)."""
-        return self.needs_second_batch and self.pairing in DRAWN
+        return self.needs_second_batch and PAIRINGS[self.pairing].draws_second_batch
 
     def compile_extractor(self) -> None:
         """`torch.compile` the extractor of every pass (`forward`, `embed`), and its exits where they are trained;
@@ -219,23 +223,12 @@ class Objective(nn.Module):
 
     def _pairs(self, layers1: list[torch.Tensor], y1: torch.Tensor, second: Batch | None
                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None:
-        """`(h1, y1, h2, y2)` of every matched exit (`layers1`: the last, or all) under `self.pairing`, or None when
-        this step has no S2."""
-        if self.pairing == "split":
-            halves = [split_halves(h1, y1) for h1 in layers1]
-            return None if halves[0] is None else halves  # type: ignore[return-value]
-        if self.pairing == "ranks":
-            labels2 = gather_others(y1)
-            return [(h1, y1, gather_others_with_grad(h1), labels2) for h1 in layers1]
-        if self.pairing == "previous":  # one matched exit (config: no --match-at every)
-            kept = self.previous.swap(layers1[-1], y1)
-            return None if kept is None else [(layers1[-1], y1, *kept)]
-        if second is None:
+        """`(h1, y1, h2, y2)` of every matched exit (`layers1`: the last, or all) under `self.pairing`'s table entry
+        (`itra.pairing.PAIRINGS`), or None when this step has no S2."""
+        spec = PAIRINGS[self.pairing]
+        if spec.draws_second_batch and second is None:
             raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
-        *inputs2, y2 = second
-        with torch.no_grad() if self.pairing == "detached" else contextlib.nullcontext():
-            layers2 = self.layers(*inputs2) if self.match_at == "every" else [self.extract(*inputs2)]  # [(B2, D_l)]
-        return [(h1, y1, h2, y2) for h1, h2 in zip(layers1, layers2)]
+        return spec.pairs(self, layers1, y1, second)
 
 
 def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matches: bool) -> None:
@@ -259,10 +252,10 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
 
 
 def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) -> Objective:
-    """The config's method as an `Objective` around `model`."""
+    """The method of a resolved config (`itra.resolve`) as an `Objective` around `model`; a field not in effect
+    (None) is the objective's neutral value (no λ, no smoothing, one exit, the default pairing)."""
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
-    smoothing = config.smoothing if "smoothing" in spec.fields else 0.0
-    return Objective(model, regularizer, config.lam, smoothing, spec.term or "regularizer", config.pairing,
-                     config.exits, config.exit_weights, config.match_at,
-                     config.match_ranks)
+    return Objective(model, regularizer, config.lam or 0.0, config.smoothing or 0.0, spec.term or "regularizer",
+                     config.pairing or DEFAULT_PAIRING, config.exits, config.exit_weights or "linear",
+                     config.match_at or "last", config.match_ranks or "local")

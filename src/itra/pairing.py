@@ -27,27 +27,103 @@ Under torchrun, `--match-ranks global` matches each rank's S1 against the S2 of 
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
 import torch
 
-PAIRINGS = ("independent", "detached", "previous", "split", "ranks")
-DRAWN = ("independent", "detached")  # the modes whose S2 the loader draws
-ONE_PROCESS = tuple(mode for mode in PAIRINGS if mode != "ranks")  # the modes of one process (ranks: torchrun)
-UNDRAWN_S2 = {"previous": "the previous S1 (--batch-size samples)", "split": "half the batch (--batch-size samples)",
-              "ranks": "the other ranks' S1"}  # what the other modes' S2 is
+from itra.distributed import gather_others, gather_others_with_grad
+
+Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (h1 (B, D), y1 (B,), h2 (B2, D), y2 (B2,))
 
 
-def check_pairing(pairing: str) -> None:
+class Passes(Protocol):
+    """What a pairing needs of the objective: its passes (`Objective` is one), where it matches, `previous`'s batch."""
+
+    match_at: str
+    previous: "PreviousBatch"
+
+    def layers(self, *inputs: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def extract(self, *inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+# How a mode builds the (h1, y1, h2, y2) of every matched exit (`layers1`: the last, or all) from S1's
+# representations, its labels and the loader's S2 (None unless the mode draws it); None: this step has no S2.
+PairBuilder = Callable[[Passes, list[torch.Tensor], torch.Tensor, Optional[tuple[torch.Tensor, ...]]], Optional[list[Pair]]]
+
+
+@dataclass(frozen=True)
+class PairingSpec:
+    """One `--pairing` mode: how it builds a step's pairs and what it asks of the rest of the config."""
+
+    pairs: PairBuilder
+    draws_second_batch: bool = False  # whether the loader draws S2 (and `--second-batch-size` sizes it)
+    second_batch: str = ""  # what S2 is when the loader does not draw it (error messages)
+    batches_per_step: int = 1  # S1 batches of --batch-size one step takes from the epoch (split: 2)
+    min_processes: int = 1  # processes it needs (ranks: 2, under torchrun)
+    every_exit: bool = True  # whether it can match at every exit (--match-at every)
+    global_ranks: bool = True  # whether it can match against every rank's S2 (--match-ranks global)
+
+
+def _drawn(detached: bool) -> PairBuilder:
+    def pairs(passes: Passes, layers1: list[torch.Tensor], y1: torch.Tensor,
+              second: Optional[tuple[torch.Tensor, ...]]) -> list[Pair]:
+        assert second is not None, "the objective passes the loader's S2 to a mode that draws it"
+        *inputs2, y2 = second
+        with torch.no_grad() if detached else contextlib.nullcontext():
+            layers2 = passes.layers(*inputs2) if passes.match_at == "every" else [passes.extract(*inputs2)]
+        return [(h1, y1, h2, y2) for h1, h2 in zip(layers1, layers2)]
+
+    return pairs
+
+
+def _previous(passes: Passes, layers1: list[torch.Tensor], y1: torch.Tensor, second: object) -> list[Pair] | None:
+    kept = passes.previous.swap(layers1[-1], y1)  # one matched exit (the config refuses --match-at every)
+    return None if kept is None else [(layers1[-1], y1, *kept)]
+
+
+def _split(passes: Passes, layers1: list[torch.Tensor], y1: torch.Tensor, second: object) -> list[Pair] | None:
+    halves = [split_halves(h1, y1) for h1 in layers1]
+    return None if halves[0] is None else halves  # type: ignore[return-value]
+
+
+def _ranks(passes: Passes, layers1: list[torch.Tensor], y1: torch.Tensor, second: object) -> list[Pair]:
+    labels2 = gather_others(y1)
+    return [(h1, y1, gather_others_with_grad(h1), labels2) for h1 in layers1]
+
+
+PAIRINGS: dict[str, PairingSpec] = {
+    "independent": PairingSpec(_drawn(detached=False), draws_second_batch=True),
+    "detached": PairingSpec(_drawn(detached=True), draws_second_batch=True),
+    "previous": PairingSpec(_previous, second_batch="the previous S1 (--batch-size samples)", every_exit=False),
+    "split": PairingSpec(_split, second_batch="half the batch (--batch-size samples)", batches_per_step=2),
+    "ranks": PairingSpec(_ranks, second_batch="the other ranks' S1", min_processes=2, global_ranks=False),
+}
+DEFAULT_PAIRING = "independent"
+ONE_PROCESS = tuple(name for name, spec in PAIRINGS.items() if spec.min_processes == 1)  # the built-in modes of one process
+
+
+def register_pairing(name: str, spec: PairingSpec) -> None:
+    """Add a `--pairing` mode: it can then be trained and swept like the built-in ones (see tests/test_pairing.py)."""
+    if name in PAIRINGS:
+        raise ValueError(f"A pairing named {name!r} exists already")
+    PAIRINGS[name] = spec
+
+
+def check_pairing(pairing: str) -> PairingSpec:
     if pairing not in PAIRINGS:
         raise ValueError(f"Expected `pairing` in {', '.join(PAIRINGS)}, but got {pairing!r}")
+    return PAIRINGS[pairing]
 
 
-def samples_per_step(pairing: str, batch_size: int) -> int:
-    """How many samples of the epoch's pass one step takes: 2m with `split`, else m."""
-    return 2 * batch_size if pairing == "split" else batch_size
+def samples_per_step(pairing: str | None, batch_size: int) -> int:
+    """How many samples of the epoch's pass one step takes: 2m with `split`, else m (None: a method without S2)."""
+    return batch_size * (1 if pairing is None else PAIRINGS[pairing].batches_per_step)
 
 
-def split_halves(features: torch.Tensor, labels: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def split_halves(features: torch.Tensor, labels: torch.Tensor) -> Pair | None:
     """`split`'s S1 and S2 of one batch, features (n, D) and labels (n,): `(h1, y1, h2, y2)` with the
     first ⌈n/2⌉ samples in S1 and the others in S2; None for a one-sample batch (no S2)."""
     half = -(-len(labels) // 2)

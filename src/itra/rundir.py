@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from itra.config import TrainConfig
+from itra.resolve import resolve
 
 RUN_FORMAT = 2  # in config.json; runs written before 0.2 (no format) were not reproducible from their seed
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
@@ -56,7 +57,8 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 def read_config(run_dir: Path) -> TrainConfig:
-    """The run's config; a directory written by an itra older than 0.2 is a clear error."""
+    """The run's config, resolved (`itra.resolve`: a directory of an older itra, which kept the defaults of fields
+    the run did not read, reads as the same run); a directory written by an itra older than 0.2 is a clear error."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG})")
@@ -65,7 +67,7 @@ def read_config(run_dir: Path) -> TrainConfig:
         raise ValueError(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
                          "their seed and whose names left out some fields; run it again into another --out")
     try:
-        return TrainConfig.from_dict(values)
+        return resolve(TrainConfig.from_dict(values))
     except ValueError as error:
         raise ValueError(f"{path}: {error}; fix the file, or remove {path.parent} to train the run afresh") from None
 

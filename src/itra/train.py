@@ -210,7 +210,7 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     recorder = Recorder(Path(run_dir))
     recorder.start(state, resume)
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
-    warmup = config.lam_warmup if "lam_warmup" in METHODS[config.method].fields else 0
+    warmup = config.lam_warmup or 0
     total_steps = len(loader) * config.epochs
     progress = progress and dist.is_main
     if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too

@@ -15,12 +15,13 @@ from itra.experiments.runset import Run
 from itra.methods import METHODS
 
 from tests.experiments.test_layerwise import layers_json
+from tests.helpers import resolved
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(test_ce=0.5, compactness=((3, 0.8), (6, 0.6)), **fields):
-    config = TrainConfig(epochs=2, **fields)
+    config = resolved(epochs=2, **fields)
     metrics = [{"epoch": epoch, "train_ce": 0.4, "test_accuracy": 70.0 + epoch, "test_ece": 0.02,
                 "test_cross_entropy": test_ce + 0.1 * (2 - epoch), "compactness": [list(pair) for pair in compactness]}
                for epoch in (1, 2)]  # the last epoch's test CE is `test_ce`

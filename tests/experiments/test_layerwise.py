@@ -17,7 +17,7 @@ from itra.metrics import expected_calibration_error
 from itra.models.registry import build_image_model
 from itra.similarity import linear_cka, sample_cosine
 
-from tests.helpers import needs_fmnist
+from tests.helpers import needs_fmnist, resolved
 
 
 def test_layerwise_in_batches_equals_the_one_shot_measures():
@@ -118,7 +118,7 @@ def test_itra_similarity_reads_a_run_and_its_last_layer_is_the_runs_own_accuracy
 def test_a_run_without_a_checkpoint_is_one_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    rundir.write_config(run_dir, TrainConfig(method="ce"))
+    rundir.write_config(run_dir, resolved(method="ce"))
     assert main(["similarity", str(run_dir)]) == 2
     assert "has no checkpoint.pt yet" in capsys.readouterr().err
 

@@ -20,7 +20,7 @@ def test_every_arm_once_per_seed_seed_by_seed(name):
     assert labels[:3] == ["CE, standard", "CE, aligned (shared head)", "CE, separate heads"]
     assert labels[-1].endswith(", aligned (shared head), matched at every exit")
     assert {(c.exits, c.match_at) for c in configs if c.method == "itra-c"} == {
-        ("last", "last"), ("shared", "last"), ("separate", "last"), ("shared", "every")}
+        ("last", None), ("shared", "last"), ("separate", "last"), ("shared", "every")}
 
 
 def test_similarity_by_layer_distance_averages_each_off_diagonal():

@@ -8,11 +8,12 @@ from itra.config import TrainConfig
 from itra.experiments.runset import (best_groups, by_group, compactness_log, find_runs, finished, main_runs,
                                      paired_and_reference, representative_runs, study_rows, study_runs)
 from itra.methods import METHODS
+from tests.helpers import resolved
 
 
 def write_run(root, test_ce=0.5, status="finished", compactness=((3, 0.8), (6, 0.6)), **fields):
     """A run directory as `itra train` leaves it: config, one metrics row, and a summary unless `status` is None."""
-    config = TrainConfig(epochs=1, **fields)
+    config = resolved(epochs=1, **fields)
     run_dir = root / config.name
     run_dir.mkdir(parents=True)
     rundir.write_config(run_dir, config)
@@ -62,7 +63,7 @@ def test_best_groups_picks_the_lambda_of_lowest_mean_test_ce_among_finished_runs
     write_run(tmp_path, method="itra-c", lam=1.5, status="failed", test_ce=0.1)  # no finished run: never picked
     write_run(tmp_path, method="ce", test_ce=0.9)
     best = best_groups(find_runs([tmp_path]))
-    assert [(r.config.method, r.config.lam, r.config.seed) for r in best] == [("ce", 0.6, 0), ("itra-c", 0.9, 1)]
+    assert [(r.config.method, r.config.lam, r.config.seed) for r in best] == [("ce", None, 0), ("itra-c", 0.9, 1)]
     assert [r.config.method for r in representative_runs(find_runs([tmp_path]))] == ["ce", "itra-c"]  # METHODS order
 
 

@@ -2,6 +2,7 @@
 import torch
 
 from itra.experiments.timing import time_side_by_side
+from tests.helpers import resolved
 
 
 def test_each_step_runs_in_turn_and_the_medians_come_back():
@@ -24,8 +25,8 @@ def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
     seen = {}
     monkeypatch.setattr(timing, "train_step", lambda objective, optimizer, first, second: seen.setdefault(
         (objective.regularizer is not None, objective.pairing), (len(first[-1]), None if second is None else len(second[-1]))))
-    configs = [TrainConfig(method="ce", batch_size=8, device="cpu"),
-               *(TrainConfig(pairing=pairing, batch_size=8, device="cpu") for pairing in ONE_PROCESS)]
+    configs = [resolved(method="ce", batch_size=8, device="cpu"),
+               *(resolved(pairing=pairing, batch_size=8, device="cpu") for pairing in ONE_PROCESS)]
     seconds = timing.time_steps(configs, splits, lambda config: build_image_model("cnn", 3, 1), steps=2)
     assert set(seconds) == {config.name for config in configs}
     assert seen == {(False, "independent"): (8, None), (True, "independent"): (8, 8), (True, "detached"): (8, 8),

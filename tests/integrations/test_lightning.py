@@ -22,6 +22,7 @@ from itra.methods import Objective  # noqa: E402
 from itra.metrics import classification_metrics  # noqa: E402
 from itra.models.cnn import small_cnn  # noqa: E402
 from itra.train import build_optimizer, train_step  # noqa: E402
+from tests.helpers import resolved
 
 SEED, LR, LAM, NUM_CLASSES, BATCH = 3, 0.5, 0.7, 3, 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +107,7 @@ def test_an_epoch_with_the_default_optimizer_equals_itra_trains_loop():
     reference = Objective(copy.deepcopy(model), ITRALoss(num_classes=NUM_CLASSES), LAM, term="match")
     module = ITRAModule(model, lam=LAM, lam_warmup=2)
     logs = fit(module, PairedDataModule(images(), BATCH, seed=SEED), epochs=1).logs
-    optimizer, schedule = build_optimizer(TrainConfig(epochs=1, batch_size=BATCH), reference.parameters(), 24)
+    optimizer, schedule = build_optimizer(resolved(epochs=1, batch_size=BATCH), reference.parameters(), 24)
     for step, (first, second) in enumerate(PairedLoader(images(), BATCH, seed=SEED), start=1):
         reference.lam = LAM * min(1.0, step / 2)
         terms = train_step(reference, optimizer, first, second)

@@ -12,6 +12,7 @@ from itra.models.text import (
 from itra.config import TrainConfig
 from itra.methods import build_objective
 from itra.train import train_step
+from tests.helpers import resolved
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
 
@@ -148,7 +149,7 @@ def test_text_classifier_shapes():
 
 def test_itra_c_training_step_updates_the_encoder():
     model = text_classifier(tiny_bert(), num_classes=2).train()
-    objective = build_objective(TrainConfig(method="itra-c", lam=0.5), model, num_classes=2)
+    objective = build_objective(resolved(method="itra-c", lam=0.5), model, num_classes=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     first = (*padded_batch([5, 3, 4, 2, 5, 1], width=6), labels)

@@ -18,6 +18,7 @@ from typing import Any
 
 from itra import rundir
 from itra.config import TrainConfig
+from itra.resolve import resolve
 from itra.distributed import setup
 from itra.experiments.figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
@@ -42,7 +43,7 @@ def layerwise_configs(preset: LayerwisePreset, seeds: int, smoke: bool, **overri
             if smoke:
                 values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
             values.update({key: value for key, value in overrides.items() if value is not None})
-            configs.append(TrainConfig(**values))
+            configs.append(resolve(TrainConfig(**values)))
     return configs
 
 

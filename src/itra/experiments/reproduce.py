@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from itra import rundir
 from itra.config import TrainConfig
+from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
@@ -46,7 +47,7 @@ def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) ->
                 if values.get("val_split"):
                     values["val_split"] = preset.smoke_test
             values.update({key: value for key, value in overrides.items() if value is not None})
-            configs.append((setting, TrainConfig(**values)))
+            configs.append((setting, resolve(TrainConfig(**values))))
     return configs
 
 

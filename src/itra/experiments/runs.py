@@ -9,6 +9,7 @@ from torch.utils.data import TensorDataset
 
 from itra import rundir
 from itra.config import TrainConfig, check_machine
+from itra.resolve import resolve
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset
 from itra.data.text import TextSplits
@@ -89,9 +90,10 @@ def check_model_library(config: TrainConfig) -> None:
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
-    error, never overwritten. The machine (device, compiler) and a timm or torchvision model's library are checked
-    before any data is loaded.
+    error, never overwritten. The config is resolved (`itra.resolve`), and the machine (device, compiler) and a timm
+    or torchvision model's library are checked, before any data is loaded.
     Under torchrun every rank calls it; rank 0 reads the directory and tells the others what it found."""
+    config = resolve(config)
     check_machine(config)
     check_model_library(config)
     run_dir = Path(out) / config.name

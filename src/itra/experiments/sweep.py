@@ -8,26 +8,33 @@ where it stopped when the same command is run again.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
 from itra.experiments.runs import load_splits, run
 from itra.config import TrainConfig
+from itra.resolve import resolve
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 
 
+def grid_points(grid: dict[str, Sequence[Any]]) -> list[TrainConfig]:
+    """Every combination of the grid's values, as given (not resolved), seed 0."""
+    names = list(grid)
+    return [TrainConfig(**dict(zip(names, values))) for values in itertools.product(*(grid[name] for name in names))]
+
+
 def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig]:
-    """Every combination of the grid's values, for seeds 0..seeds-1; combinations that resolve to the
-    same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
-    is a run of its own: its name holds every field that differs from its default."""
+    """Every combination of the grid's values, resolved (`itra.resolve`), for seeds 0..seeds-1; combinations that
+    resolve to the same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
+    is a run of its own: its name holds every field in effect that differs from its default."""
     if seeds < 1:
         raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
-    names = list(grid)
     configs: dict[str, TrainConfig] = {}
-    for values in itertools.product(*(grid[name] for name in names)):
+    for point in grid_points(grid):
         for seed in range(seeds):
-            config = TrainConfig(**dict(zip(names, values)), seed=seed)
+            config = resolve(dataclasses.replace(point, seed=seed))
             if not configs.setdefault(config.name, config).same_run(config):
                 raise ValueError(f"Two configs of the grid share the run name {config.name}; give them distinct "
                                  "--model paths or --dataset names")

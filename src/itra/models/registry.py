@@ -21,6 +21,8 @@ IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {
     "vit": small_vit,
 }
 SINGLE_DESIGN = ("cnn", "vit")  # built for small images alone: no stem to choose
+WITH_EXITS = ("resnet18", "resnet50", "resnet101", "vit")  # a representation after every stage or block (`exits`)
+EQUAL_WIDTH_EXITS = ("vit",)  # every exit as wide as the features: the last head reads them all (--exits shared)
 
 
 def build_image_model(name: str, num_classes: int, in_channels: int, stem: str = "cifar") -> Classifier:

@@ -1,0 +1,117 @@
+"""The config in effect: a `TrainConfig` from flags or a `config.json`, resolved once, before any data loads.
+
+`resolve` sets every field that nothing in the run reads to None, its off value (so `config.json` and the run
+name say what the run computed), canonicalises aliases, and checks every rule between fields in one place:
+
+- the method's fields (`METHODS[method].fields`): the others are off (`--method ce` reads no λ, pairing or bandwidth);
+- `exit_weights` and `match_at` with `--exits last` (one exit); `match_ranks` in one process (there are no other
+  ranks); `max_length` on an image dataset; `momentum` with `--optimizer adamw`;
+- the bandwidth, parsed into the one vocabulary of `itra.mmd` ("batch", "class", "multi" or a float > 0); an S2 size
+  equal to `--batch-size` is no S2 size (the default);
+- the pairing against its table entry (`itra.pairing.PAIRINGS`: processes, `--match-at every`, `--match-ranks
+  global`, `--second-batch-size`), the exits against the model (`itra.models.registry`).
+
+Everything below (`train`, `methods`, the experiments) trusts what it hands on. `ignored` names the fields a user set
+that the run does not read, for the one-line note the CLI prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from itra.config import TrainConfig
+from itra.data.registry import is_text_dataset
+from itra.methods import METHODS, MethodSpec, method_fields
+from itra.mmd import BANDWIDTH_MODES, Bandwidth
+from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
+from itra.pairing import PAIRINGS, check_pairing
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """`config` in effect (module docstring); a one-line `ValueError` for a rule it breaks. Idempotent."""
+    spec = method_spec(config.method)
+    resolved = dataclasses.replace(config, **{name: None for name in off_fields(config, spec)})
+    if resolved.bandwidth is not None:
+        resolved.bandwidth = parse_bandwidth(resolved.bandwidth)
+    if resolved.second_batch_size == resolved.batch_size:
+        resolved.second_batch_size = None
+    check_pairing_rules(resolved)
+    check_exits_of_model(resolved)
+    return resolved
+
+
+def ignored(config: TrainConfig) -> dict[str, str]:
+    """The fields set away from their default that the run does not read, each with why: `{"lam": "--method ce"}`."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    return {name: why for name, why in off_fields(config, method_spec(config.method)).items()
+            if getattr(config, name) not in (None, defaults[name])}
+
+
+def method_spec(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"Expected `method` in {', '.join(METHODS)}, but got {name!r}")
+    return METHODS[name]
+
+
+def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
+    """The fields the run does not read, each with what makes it so."""
+    off = {name: f"--method {config.method}" for name in sorted(method_fields() - set(spec.fields))}
+    if config.exits == "last":
+        off.update({name: "--exits last" for name in ("exit_weights", "match_at") if name not in off})
+    if config.world_size == 1 and "match_ranks" not in off:
+        off["match_ranks"] = "one process"
+    if not is_text_dataset(config.dataset):
+        off["max_length"] = f"the image dataset {config.dataset}"
+    if config.optimizer != "sgd":
+        off["momentum"] = f"--optimizer {config.optimizer}"
+    return off
+
+
+def parse_bandwidth(value: str | float) -> Bandwidth:
+    """`--bandwidth` (or a `config.json`'s) in `itra.mmd`'s vocabulary: one of `BANDWIDTH_MODES` or a float > 0."""
+    if value in BANDWIDTH_MODES:
+        return value  # type: ignore[return-value]
+    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
+    try:
+        sigma = float(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(expected)
+    return sigma
+
+
+def check_pairing_rules(config: TrainConfig) -> None:
+    """The pairing's table entry against the processes, `--match-at`, `--match-ranks` and `--second-batch-size`."""
+    if config.pairing is None:
+        return
+    spec = check_pairing(config.pairing)
+    name = config.pairing
+    if config.world_size < spec.min_processes:
+        raise ValueError(f"Expected --pairing {name} under torchrun with {spec.min_processes} or more processes, but "
+                         f"got {config.world_size} process(es)")
+    if config.match_at == "every" and not spec.every_exit:
+        every = ", ".join(mode for mode, entry in PAIRINGS.items() if entry.every_exit)
+        raise ValueError(f"Expected --pairing {every} with --match-at every, but got {name} (it keeps the last "
+                         "exit's features only)")
+    if config.match_ranks == "global" and not spec.global_ranks:
+        raise ValueError(f"Expected the default --match-ranks local with --pairing {name} (its S2 is "
+                         f"{spec.second_batch} already), but got --match-ranks global")
+    if config.second_batch_size is not None and not spec.draws_second_batch:
+        raise ValueError(f"Expected no `second_batch_size` with pairing {name!r}, whose S2 is {spec.second_batch}, "
+                         f"but got {config.second_batch_size}")
+
+
+def check_exits_of_model(config: TrainConfig) -> None:
+    """`--exits shared|separate` on one of itra's own image models that has the exits they need (a timm, torchvision
+    or text model is checked once built: `methods.check_exits`)."""
+    if config.exits == "last" or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
+        return
+    if config.model not in WITH_EXITS:
+        raise ValueError(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use one that has "
+                         f"({', '.join(WITH_EXITS)}, a text encoder, a timm model with forward_intermediates) or "
+                         "--exits last")
+    if config.exits == "shared" and config.model not in EQUAL_WIDTH_EXITS:
+        raise ValueError(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
+                         f"{config.model} differ in width: use --exits separate, or a model whose exits are as wide "
+                         f"as its features ({', '.join(EQUAL_WIDTH_EXITS)}, the text encoders)")
