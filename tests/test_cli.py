@@ -395,3 +395,29 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
     (vit / "summary.json").unlink()  # as an interrupted run
     assert main(["train", "--resume", str(vit)]) == 2
     assert "checkpoint.pt holds weights of another model than vit" in one_error_line(capsys)
+
+
+def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note(tmp_path, capsys):
+    base = ["--dataset", "digits", "--epochs", "1", "--train-subset", "128", "--batch-size", "32", "--device", "cpu",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(["train", *base, "--method", "ce", "--lam", "5", "--pairing", "split", "--max-length", "64",
+                 "--match-ranks", "global", "--match-at", "every"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == ["itra train: note: --lam 5.0 is not read with --method ce; ignored",
+                     "itra train: note: --pairing split is not read with --method ce; ignored",
+                     "itra train: note: --match-at every is not read with --method ce; ignored",
+                     "itra train: note: --match-ranks global is not read with --method ce; ignored",
+                     "itra train: note: --max-length 64 is not read with the image dataset digits; ignored"]
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name == "digits-cnn-ce-bs32-e1-n128-seed0"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert [config[name] for name in ("lam", "pairing", "max_length", "match_ranks", "match_at", "smoothing")] == [None] * 6
+    assert main(["train", *base, "--method", "ce"]) == 0 and len(list(tmp_path.iterdir())) == 1  # the same run
+    assert "note:" not in capsys.readouterr().err
+
+    # a sweep notes a flag only when no run of its grid reads it
+    assert main(["sweep", *base, "--seeds", "1", "--method", "ce,itra-c", "--lam", "0.3", "--max-length", "64"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "ignored" in line]
+    assert notes == ["itra sweep: note: --max-length 64 is not read with the image dataset digits; ignored"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["digits-cnn-ce-bs32-e1-n128-seed0",
+                                                                "digits-cnn-itra-c-lam0.3-bs32-e1-n128-seed0"]

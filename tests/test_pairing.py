@@ -225,3 +225,30 @@ def test_the_default_pairing_is_the_step_itra_always_took(tmp_path, splits, monk
     rows = [[{k: v for k, v in row.items() if k != "elapsed_s"} for row in read_metrics(d)]
             for d in (default_dir, by_hand_dir)]
     assert rows[0] == rows[1]  # bit for bit
+
+
+def test_a_new_pairing_is_a_table_entry_and_its_function(tmp_path, capsys):
+    """`register_pairing`: S2 = S1's own features, detached (a toy): the CLI takes it, the run name holds it, the
+    objective builds its pairs with it, and its rules come from its entry."""
+    from itra.cli import main
+    from itra.pairing import PAIRINGS, PairingSpec, register_pairing
+
+    calls = []
+
+    def itself(passes, layers1, y1, second):
+        calls.append(second)
+        return [(h1, y1, h1.detach(), y1) for h1 in layers1]
+
+    register_pairing("itself", PairingSpec(itself, second_batch="S1 itself", every_exit=False))
+    try:
+        with pytest.raises(ValueError, match="exists already"):
+            register_pairing("itself", PAIRINGS["itself"])
+        argv = ["train", "--dataset", "digits", "--method", "itra-c", "--pairing", "itself", "--epochs", "1",
+                "--train-subset", "128", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+        assert main(argv) == 0
+        (run_dir,) = tmp_path.glob("digits-cnn-itra-c-lam0.6-itself-*")
+        assert len(calls) == 128 // 32 and all(second is None for second in calls)  # it draws no S2
+        assert main([*argv, "--second-batch-size", "16"]) == 2  # its entry: no S2 to size
+        assert "Expected no `second_batch_size` with pairing 'itself', whose S2 is S1 itself" in capsys.readouterr().err
+    finally:
+        PAIRINGS.pop("itself")

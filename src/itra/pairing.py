@@ -65,6 +65,9 @@ class PairingSpec:
     min_processes: int = 1  # processes it needs (ranks: 2, under torchrun)
     every_exit: bool = True  # whether it can match at every exit (--match-at every)
     global_ranks: bool = True  # whether it can match against every rank's S2 (--match-ranks global)
+    # whether S2 is drawn over the whole training set like S1 (or is a past S1), so that a batch covering the set
+    # makes S2 the same samples as S1 and the match 0
+    whole_set: bool = True
 
 
 def _drawn(detached: bool) -> PairBuilder:
@@ -98,8 +101,10 @@ PAIRINGS: dict[str, PairingSpec] = {
     "independent": PairingSpec(_drawn(detached=False), draws_second_batch=True),
     "detached": PairingSpec(_drawn(detached=True), draws_second_batch=True),
     "previous": PairingSpec(_previous, second_batch="the previous S1 (--batch-size samples)", every_exit=False),
-    "split": PairingSpec(_split, second_batch="half the batch (--batch-size samples)", batches_per_step=2),
-    "ranks": PairingSpec(_ranks, second_batch="the other ranks' S1", min_processes=2, global_ranks=False),
+    "split": PairingSpec(_split, second_batch="half the batch (--batch-size samples)", batches_per_step=2,
+                         whole_set=False),
+    "ranks": PairingSpec(_ranks, second_batch="the other ranks' S1", min_processes=2, global_ranks=False,
+                         whole_set=False),
 }
 DEFAULT_PAIRING = "independent"
 ONE_PROCESS = tuple(name for name, spec in PAIRINGS.items() if spec.min_processes == 1)  # the built-in modes of one process

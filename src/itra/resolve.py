@@ -54,8 +54,8 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
-    """The fields the run does not read, each with what makes it so."""
-    off = {name: f"--method {config.method}" for name in sorted(method_fields() - set(spec.fields))}
+    """The fields the run does not read, each with what makes it so, in field order."""
+    off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
     if config.exits == "last":
         off.update({name: "--exits last" for name in ("exit_weights", "match_at") if name not in off})
     if config.world_size == 1 and "match_ranks" not in off:
@@ -64,7 +64,8 @@ def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
         off["max_length"] = f"the image dataset {config.dataset}"
     if config.optimizer != "sgd":
         off["momentum"] = f"--optimizer {config.optimizer}"
-    return off
+    order = [field.name for field in dataclasses.fields(TrainConfig)]
+    return dict(sorted(off.items(), key=lambda item: order.index(item[0])))
 
 
 def parse_bandwidth(value: str | float) -> Bandwidth:

@@ -37,7 +37,7 @@ from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
 from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
-from itra.pairing import samples_per_step
+from itra.pairing import PAIRINGS, samples_per_step
 from itra.state import Precision, TrainState
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
@@ -237,7 +237,7 @@ def check_second_batch(config: TrainConfig, train_size: int) -> None:
     """A method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
     (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1."""
     spec = METHODS[config.method]
-    if not spec.needs_second_batch or config.pairing not in ("independent", "detached", "previous"):
+    if not spec.needs_second_batch or not PAIRINGS[config.pairing].whole_set:
         return
     batch = config.batch_size * config.world_size
     if batch >= train_size:
