@@ -9,7 +9,8 @@ import torch
 
 from torch import nn
 
-from itra.config import TrainConfig, check_precision
+from itra.config import TrainConfig
+from itra.device import check_precision
 from itra.distributed import Dist
 from itra.methods import Objective
 

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from itra import rundir
 from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
                             RunFailed, TensorBoard)
-from itra.config import TrainConfig, check_compile, resolve_device
+from itra.config import TrainConfig
+from itra.device import check_compile, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator

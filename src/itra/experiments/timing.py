@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from itra.config import TrainConfig, resolve_device
+from itra.config import TrainConfig
+from itra.device import resolve_device
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch
 from itra.data.splits import run_splits
