@@ -32,6 +32,14 @@ class Precision:
         dtype = AUTOCAST_DTYPES[name]
         return cls(dtype, torch.amp.GradScaler(device.type) if dtype == torch.float16 else None)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The scaler's state (its scale and growth tracker), for the checkpoint; nothing without one."""
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state)
+
 
 @dataclass
 class TrainState:
