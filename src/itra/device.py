@@ -99,3 +99,32 @@ def deterministic(enabled: bool) -> Iterator[None]:
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+class HostReads:
+    """Counts the reads of a tensor's value back to the host inside a `with` block: every `.item()`, `float(t)`,
+    `int(t)` and `bool(t)` goes through `aten._local_scalar_dense`, which on CUDA waits for the device (a sync).
+    On the CPU it counts what would be a sync on a GPU. `reads` lists each read's op, in order.
+
+        with HostReads() as counter:
+            train_step(objective, optimizer, first, second)
+        assert counter.reads == []
+    """
+
+    def __enter__(self) -> "HostReads":
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        reads = self.reads = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func is torch.ops.aten._local_scalar_dense.default:
+                    reads.append(str(func))
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *error: object) -> None:
+        self.mode.__exit__(*error)

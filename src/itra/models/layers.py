@@ -59,14 +59,15 @@ def uniform_windows(size: int, output: int) -> tuple[int, int] | None:
     starts = [i * size // output for i in range(output)]
     lengths = {-(-(i + 1) * size // output) - start for i, start in enumerate(starts)}
     stride = starts[1] - starts[0] if output > 1 else size
-    if len(lengths) != 1 or any(b - a != stride for a, b in zip(starts, starts[1:])):
+    if len(lengths) != 1 or stride < 1 or any(b - a != stride for a, b in zip(starts, starts[1:])):
         return None
     return lengths.pop(), stride
 
 
 class FixedWindowAvgPool(nn.Module):
     """`nn.AdaptiveAvgPool2d(output_size)` as `F.avg_pool2d` with a fixed window where that is the same average
-    (`uniform_windows`: always for output 1, and e.g. 7 -> 3), whose CUDA backward is deterministic (the adaptive
+    (`uniform_windows`: always for output 1, and e.g. 7 -> 3), or as each cell repeated where the output is a
+    multiple of the input (1 -> 3: every cell averages one), whose CUDA backward is deterministic (the adaptive
     pool's has none); other sizes fall back to the adaptive pool. (B, C, H, W) -> (B, C, oh, ow)."""
 
     def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
@@ -74,7 +75,12 @@ class FixedWindowAvgPool(nn.Module):
         self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        windows = [uniform_windows(size, size if out is None else out) for size, out in zip(x.shape[-2:], self.output_size)]
+        sizes = x.shape[-2:]
+        outputs = [size if out is None else out for size, out in zip(sizes, self.output_size)]
+        if all(out % size == 0 for size, out in zip(sizes, outputs)):  # (B, C, H, 1, W, 1) expanded: a sum backward
+            (h, w), (rh, rw) = sizes, (out // size for size, out in zip(sizes, outputs))
+            return x[..., :, None, :, None].expand(*x.shape[:-2], h, rh, w, rw).reshape(*x.shape[:-2], h * rh, w * rw)
+        windows = [uniform_windows(size, out) for size, out in zip(sizes, outputs)]
         if None in windows:
             return F.adaptive_avg_pool2d(x, self.output_size)
         (kh, sh), (kw, sw) = windows  # type: ignore[misc]
