@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from itra.config import TrainConfig, resolve_device
+from itra.config import TrainConfig
+from itra.device import resolve_device
 from itra.experiments.timing import machine_info, time_side_by_side
 from itra.methods import build_objective
 from itra.models.registry import IMAGE_MODELS, build_image_model

@@ -28,7 +28,8 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 from bench_models import image_shape
-from itra.config import TrainConfig, check_compile, resolve_device
+from itra.config import TrainConfig
+from itra.device import check_compile, resolve_device
 from itra.data.batches import Batch
 from itra.experiments.timing import machine_info, time_side_by_side
 from itra.methods import build_objective

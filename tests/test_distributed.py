@@ -248,9 +248,9 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(ddp_runs):
     assert resumed["epoch"] == uninterrupted["epoch"] == 3
     for name, value in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], value), name
-    (other,) = resumed["other_ranks"]  # rank 1's own random states and kept batch
-    assert not torch.equal(other["augment_rng"], resumed["augment_rng"])
-    assert not torch.equal(other["previous_batch"]["labels"], resumed["previous_batch"]["labels"])
+    main, other = resumed["ranks"]  # each rank's own random states and kept batch
+    assert not torch.equal(other["random"]["augment"], main["random"]["augment"])
+    assert not torch.equal(other["previous_batch"]["labels"], main["previous_batch"]["labels"])
     rows = [[{k: v for k, v in row.items() if k != "elapsed_s"} for row in rundir.read_metrics(ddp_runs / name)]
             for name in ("uninterrupted", "resumed")]
     assert rows[0] == rows[1] and [row["epoch"] for row in rows[0]] == [1, 2, 3]
@@ -307,9 +307,9 @@ def test_a_run_of_two_processes_does_not_resume_in_one(tmp_path, capsys):
 
 
 def test_one_process_is_a_dist_whose_helpers_are_the_identity():
-    dist, values = Dist(), {"loss": 1.5, "ce": 0.5}
+    dist, values = Dist(), torch.tensor([[1.5, 0.5]], dtype=torch.float64)
     assert dist.is_main and dist.world_size == 1
-    assert dist.mean(values) == values and dist.first(None) is None and dist.first(("x", "failed")) == ("x", "failed")
+    assert dist.mean(values) is values and dist.first(None) is None and dist.first(("x", "failed")) == ("x", "failed")
     sums = torch.randn(5, 3)
     assert sum_over_ranks(sums) is sums and dist.gather_to_main(3) == [3] and dist.on_main(len, "abc") == 3
     assert torch.equal(dist.shard(5), torch.arange(5))

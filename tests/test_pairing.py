@@ -195,7 +195,7 @@ def test_previous_resumes_exactly_like_an_uninterrupted_run(tmp_path, splits):
     _, uninterrupted = run(config, tmp_path / "a", splits, progress=False)
     run_dir = tmp_path / "b" / config.name
     fit_first_epoch_then_interrupt(config, splits, run_dir)
-    kept = torch.load(run_dir / "checkpoint.pt", weights_only=True)["previous_batch"]
+    kept = torch.load(run_dir / "checkpoint.pt", weights_only=True)["ranks"][0]["previous_batch"]
     assert kept["features"].shape == (64, 128) and kept["labels"].shape == (64,)  # epoch 1's last S1
 
     _, resumed = resume(run_dir, progress=False)

@@ -4,12 +4,19 @@
 "collapsed" and a reason saying what to try), `LambdaWarmup` ramps λ, `CompactnessProbe` logs the
 paper's compactness, `TensorBoard` writes each epoch's row as event files (`--tensorboard`),
 `Progress` draws the bar; `train.Recorder` writes the run directory, last.
+
+A step's loss terms stay on the device (`on_step` gets tensors: reading one is a device-to-host sync);
+the loop reads them once per logging interval (`LOG_EVERY` steps, and at the epoch's end) and hands
+their values to `on_log`. A callback that keeps state across epochs says so with `state_dict` and
+`load_state_dict`; the checkpoint keeps it (`CallbackStates`), so a resumed run goes on as if it had not
+stopped.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
@@ -30,26 +37,62 @@ class RunFailed(Exception):
         self.status = status
 
 
+LOG_EVERY = 20  # steps between two reads of the loss terms from the device (`Callback.on_log`)
+
+
 class Callback:
     """Hooks of the loop; raise `RunFailed` from any of them to end the run."""
 
     def on_epoch_start(self, state: TrainState) -> None: ...
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None: ...
+    def on_step(self, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
+        """After each step; `terms` are 0-d tensors on the device (reading one waits for the device)."""
+
+    def on_log(self, state: TrainState, steps: list[dict[str, float]]) -> None:
+        """Every `LOG_EVERY` steps and at the epoch's end: the loss terms of each step since the last call,
+        oldest first (the last one is step `state.step`)."""
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None: ...
 
     def on_run_end(self, state: TrainState) -> None:
         """After the last epoch, or when the run stopped (failed, collapsed, interrupted): release what is held."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback keeps across epochs, for the checkpoint (nothing by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class CallbackStates:
+    """The state of every callback that keeps one, by class name (`Name#1` for a second of one class): the
+    checkpoint's "callbacks" part."""
+
+    def __init__(self, hooks: Sequence[Callback]) -> None:
+        seen: Counter[str] = Counter()
+        self.hooks: dict[str, Callback] = {}
+        for hook in hooks:
+            name = type(hook).__qualname__
+            self.hooks[name + (f"#{seen[name]}" if seen[name] else "")] = hook
+            seen[name] += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: state for name, hook in self.hooks.items() if (state := hook.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, hook in self.hooks.items():
+            if name in state:
+                hook.load_state_dict(state[name])
+
 
 class DivergenceGuard(Callback):
-    """Fails the run at the first non-finite loss term or test metric."""
+    """Fails the run at the first non-finite loss term (seen at the next read, `on_log`) or test metric."""
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
-        if not all(math.isfinite(value) for value in terms.values()):
-            shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
-            raise RunFailed(f"diverged at step {state.step} (epoch {state.epoch + 1}): {shown}; try a lower --lr or --lam")
+    def on_log(self, state: TrainState, steps: list[dict[str, float]]) -> None:
+        for step, terms in enumerate(steps, state.step - len(steps) + 1):
+            if not all(math.isfinite(value) for value in terms.values()):
+                shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
+                raise RunFailed(f"diverged at step {step} (epoch {state.epoch + 1}): {shown}; try a lower --lr or --lam")
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
@@ -65,7 +108,7 @@ class CompactnessProbe(Callback):
         self.probe, self.every = probe, every
         self.log: list[list[float]] = []
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+    def on_step(self, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
         if self.every and state.step % self.every == 0:
             self.log.append([state.step, probe_compactness(state.objective, self.probe, state.device)])
 
@@ -82,13 +125,12 @@ class Progress(Callback):
         self.bar = tqdm(total=state.steps_per_epoch, desc=f"{config.name} epoch {state.epoch + 1}/{config.epochs}",
                         leave=False, dynamic_ncols=True)
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.bar.update()
-        done = self.bar.n
-        if done % 20 == 0 or done == state.steps_per_epoch:
-            self.bar.set_postfix({name: f"{value / done:.4f}" for name, value in self.sums.items()})
+    def on_log(self, state: TrainState, steps: list[dict[str, float]]) -> None:
+        for terms in steps:
+            for name, value in terms.items():
+                self.sums[name] = self.sums.get(name, 0.0) + value
+        self.bar.update(len(steps))
+        self.bar.set_postfix({name: f"{value / self.bar.n:.4f}" for name, value in self.sums.items()})
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         self.bar.close()
@@ -143,7 +185,7 @@ class CollapseGuard(Callback):
         self.every, self.patience, self.threshold = every, patience, threshold
         self.strikes = 0
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+    def on_step(self, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
         if state.step % self.every:
             return
         *inputs, _ = self.probe
@@ -162,6 +204,12 @@ class CollapseGuard(Callback):
                 f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
                 "try a lower --lam, a longer --lam-warmup, or --match mmd2", status="collapsed")
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"strikes": self.strikes}  # a collapse that began before a resume counts on after it
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.strikes = state["strikes"]
+
 
 class LambdaWarmup(Callback):
     """λ rises linearly from 0 to the config's value over the first `steps` steps (then stays)."""
@@ -175,5 +223,5 @@ class LambdaWarmup(Callback):
     def on_epoch_start(self, state: TrainState) -> None:
         self._set(state)
 
-    def on_step(self, state: TrainState, terms: dict[str, float]) -> None:
+    def on_step(self, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
         self._set(state)

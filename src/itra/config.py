@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import torch
-
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 
@@ -31,7 +29,7 @@ LAUNCH_FIELDS = ("world_size",)
 # of the check that a run directory holds the same run (a run started on the CPU may be resumed on a GPU,
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
 # compiling changes the rounding (fused kernels), not the method.
-LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile")
+LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile", "deterministic", "workers")
 ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
 
 
@@ -110,6 +108,11 @@ class TrainConfig:
                                "the run directory (pip install tensorboard)")
     compile: bool = option(False, "torch.compile the feature extractor (needs a C++ compiler on the CPU, Triton on "
                            "CUDA): faster steps, the same computation up to rounding, so the run name is unchanged")
+    deterministic: bool = option(False, "deterministic kernels (cuDNN deterministic, torch.use_deterministic_algorithms "
+                                 "with CUBLAS_WORKSPACE_CONFIG, exact replacements of the adaptive pools): a CUDA run "
+                                 "is then the same every time; the CPU is deterministic without it")
+    workers: int = option(0, "data-loading worker processes (images read from files are decoded in them); the "
+                          "batches are the same for any number")
 
     def __post_init__(self) -> None:
         """Each field's own range (None: not in effect, `itra.resolve`); the rules between fields are `resolve`'s."""
@@ -197,50 +200,3 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """fp16 needs CUDA (its loss scaling); bf16 and float32 run anywhere."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"--precision fp16 needs a CUDA GPU (device {device}); use --precision bf16 on the CPU")
-
-
-def check_machine(config: TrainConfig) -> None:
-    """What `config` asks of this machine, before any data is loaded: its device, fp16's CUDA, --compile's compiler."""
-    device = resolve_device(config.device)
-    check_precision(config.precision, device)
-    if config.compile:
-        check_compile(device)
-
-
-def check_compile(device: torch.device) -> None:
-    """`torch.compile`'s default backend builds C++ on the CPU and Triton kernels on CUDA: a clear error
-    when the machine lacks what it needs, before any work."""
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            raise ModuleNotFoundError("--compile on CUDA needs Triton: pip install triton, or leave --compile off")
-        return
-    from torch._inductor.cpp_builder import get_cpp_compiler
-    from torch._inductor.exc import InvalidCxxCompiler
-
-    try:
-        get_cpp_compiler()
-    except InvalidCxxCompiler:
-        raise FileNotFoundError("--compile on the CPU needs a C++ compiler (g++, or the one $CXX names): "
-                                "apt-get install g++, or leave --compile off") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when there is a GPU, else the CPU; a CUDA device without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"Expected `device` to be auto, cpu, cuda or cuda:N, but got {name!r}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name}: itra trains on cpu or cuda (got {device.type}); use --device cpu, cuda or auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
-                         "use --device cpu or auto")
-    return device

@@ -79,13 +79,13 @@ class Dist:
         """This rank's contiguous share of `range(size)` (N,) int64: shares differ by at most one, in rank order."""
         return torch.arange(size).tensor_split(self.world_size)[self.rank]
 
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Each value averaged over ranks (every rank must pass the same keys, in the same order)."""
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` (on the CPU; every rank the same shape) averaged over ranks, elementwise."""
         if self.world_size == 1:
             return values
-        total = torch.tensor(list(values.values()), dtype=torch.float64)
+        total = values.clone()
         torch_dist.all_reduce(total)
-        return dict(zip(values, (total / self.world_size).tolist()))
+        return total / self.world_size
 
     def first(self, value: T | None) -> T | None:
         """The value of the lowest rank whose value is not None, on every rank (None when no rank has one):

@@ -9,7 +9,8 @@ import torch
 
 from torch import nn
 
-from itra.config import TrainConfig, check_precision
+from itra.config import TrainConfig
+from itra.device import check_precision
 from itra.distributed import Dist
 from itra.methods import Objective
 
@@ -30,6 +31,14 @@ class Precision:
         check_precision(name, device)
         dtype = AUTOCAST_DTYPES[name]
         return cls(dtype, torch.amp.GradScaler(device.type) if dtype == torch.float16 else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scaler's state (its scale and growth tracker), for the checkpoint; nothing without one."""
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state)
 
 
 @dataclass

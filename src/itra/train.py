@@ -27,9 +27,12 @@ import torch
 from torch.utils.data import Dataset
 
 from itra import rundir
-from itra.callbacks import (Callback, CollapseGuard, CompactnessProbe, DivergenceGuard, LambdaWarmup, Progress,
-                            RunFailed, TensorBoard)
-from itra.config import TrainConfig, check_compile, resolve_device
+from itra import checkpoint
+from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, CompactnessProbe, DivergenceGuard,
+                            LambdaWarmup, Progress, RunFailed, TensorBoard)
+from itra.checkpoint import NoState, OnDevice, PartMismatch, RandomStreams, Stateful
+from itra.config import TrainConfig
+from itra.device import check_compile, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
@@ -37,14 +40,16 @@ from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
 from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
+from itra.models.layers import exact_pools
 from itra.pairing import PAIRINGS, samples_per_step
 from itra.state import Precision, TrainState
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
-               second: Batch | None, precision: Precision = Precision()) -> dict[str, float]:
-    """One update on S1 (and S2 when the objective matches two batches); returns the loss terms.
-    Under mixed precision the forward passes are autocast; the matching loss computes in float32.
-    `objective` may be `DistributedDataParallel` around one: one forward per step, as its hooks expect."""
+               second: Batch | None, precision: Precision = Precision()) -> dict[str, torch.Tensor]:
+    """One update on S1 (and S2 when the objective matches two batches); returns the loss terms, 0-d tensors
+    on the device, detached: the step reads nothing back to the host (the loop reads the terms once per
+    logging interval). Under mixed precision the forward passes are autocast; the matching loss computes in
+    float32. `objective` may be `DistributedDataParallel` around one: one forward per step, as its hooks expect."""
     with torch.autocast(first[0].device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
         terms = objective(first, second)
     optimizer.zero_grad(set_to_none=True)
@@ -55,14 +60,17 @@ def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Op
         precision.scaler.scale(terms["loss"]).backward()
         precision.scaler.step(optimizer)
         precision.scaler.update()
-    return {name: value.item() for name, value in terms.items()}
+    return {name: value.detach() for name, value in terms.items()}
 
 
-def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective, dist: Dist = Dist()) -> PairedLoader:
+def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective, dist: Dist = Dist(),
+                device: torch.device = torch.device("cpu")) -> PairedLoader:
     """The batches of each step under `config`: S1 (2m samples with the "split" pairing), and S2 where the
-    objective draws one; with several ranks, this rank's slice of each global batch."""
+    objective draws one; with several ranks, this rank's slice of each global batch. `config.workers` processes
+    load them (the same batches as none), into pinned memory when they go to a CUDA `device`."""
     return PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
-                        config.seed, paired=objective.draws_second_batch, rank=dist.rank, world_size=dist.world_size)
+                        config.seed, paired=objective.draws_second_batch, num_workers=config.workers,
+                        pin_memory=device.type == "cuda", rank=dist.rank, world_size=dist.world_size)
 
 
 def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
@@ -93,10 +101,13 @@ def to_device(batch: Batch, device: torch.device, transform: BatchTransform | No
 @dataclass
 class Recorder(Callback):
     """The run directory: config, a metrics row and a checkpoint after every epoch, the summary at the end.
-    Rank 0 alone reads and writes it; the other ranks receive what it read and send it their own random
-    states (and `previous`'s kept batch), which the checkpoint keeps per rank under "other_ranks"."""
+    The checkpoint is assembled from the parts that own state (`itra.checkpoint`, `checkpoint_parts`): `shared`
+    ones, the same on every rank (rank 0's is kept), and each rank's `own`. Rank 0 alone reads and writes the
+    directory; the other ranks receive what it read and send it their own parts."""
 
     run_dir: Path
+    shared: dict[str, Stateful] = field(default_factory=dict)
+    own: dict[str, Stateful] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, state: TrainState, resume: bool) -> None:
@@ -106,26 +117,13 @@ class Recorder(Callback):
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir), rundir.read_metrics(self.run_dir)))
-            own = saved if dist.is_main else saved["other_ranks"][dist.rank - 1]
             try:
-                state.objective.model.load_state_dict(saved["model"])
-            except RuntimeError as error:  # a checkpoint of another model (copied in, or of an older itra)
-                first = str(error).splitlines()[0]
-                raise ValueError(f"{self.run_dir / rundir.CHECKPOINT} holds weights of another model than "
-                                 f"{state.config.model} ({first.rstrip(':')}): remove the run directory to train "
-                                 "it afresh") from None
-            if state.objective.regularizer is not None:
-                state.objective.regularizer.load_state_dict(saved["regularizer"])
-            previous = own.get("previous_batch", {})  # absent before --pairing
-            state.objective.previous.load_state_dict({name: t.to(state.device) for name, t in previous.items()})
-            state.optimizer.load_state_dict(saved["optimizer"])
-            state.schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(own["rng"])
-            if "cuda_rng" in own and state.device.type == "cuda":  # CUDA dropout draws from the device's generator
-                torch.cuda.set_rng_state(own["cuda_rng"], state.device)
-            state.augment.set_state(own["augment_rng"])
-            if state.precision.scaler is not None:
-                state.precision.scaler.load_state_dict(saved["scaler"])
+                checkpoint.restore(saved, self.shared, self.own, dist.rank)
+            except PartMismatch as error:  # a checkpoint of another model (copied in, or of an older itra)
+                what = (f"weights of another model than {state.config.model}" if error.part == "model"
+                        else f"a {error.part} state that does not fit this run")
+                raise ValueError(f"{self.run_dir / rundir.CHECKPOINT} holds {what} ({error.reason}): remove the run "
+                                 "directory to train it afresh") from None
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
             self.history = [row for row in rows if row["epoch"] <= state.epoch]
@@ -140,20 +138,12 @@ class Recorder(Callback):
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         self.history.append(row)
-        own = {"rng": torch.get_rng_state(), "augment_rng": state.augment.get_state(),
-               **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {}),
-               "previous_batch": {name: t.cpu() for name, t in state.objective.previous.state_dict().items()}}
-        ranks = state.dist.gather_to_main(own)  # every rank takes part; rank 0 writes
+        ranks = state.dist.gather_to_main(checkpoint.rank_state(self.own))  # every rank takes part; rank 0 writes
         if ranks is None:
             return
         rundir.append_metrics(self.run_dir, row)
-        regularizer = state.objective.regularizer
-        rundir.save_checkpoint(self.run_dir, {
-            "epoch": row["epoch"], "elapsed_s": state.elapsed_s, "model": state.objective.model.state_dict(),
-            "regularizer": {} if regularizer is None else regularizer.state_dict(),
-            "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
-            "scaler": {} if state.precision.scaler is None else state.precision.scaler.state_dict(),
-            **ranks[0], **({"other_ranks": ranks[1:]} if len(ranks) > 1 else {})})
+        rundir.save_checkpoint(self.run_dir, checkpoint.assemble(
+            {"epoch": row["epoch"], "elapsed_s": state.elapsed_s}, self.shared, ranks))
 
     def end(self, state: TrainState, failure: RunFailed | None = None) -> dict[str, Any]:
         """Write (on rank 0) and return the summary: the last epoch's row, or the failure and the last good row."""
@@ -172,6 +162,20 @@ EARLY_STOPPING_FIELDS = ("epoch", "val_cross_entropy", "test_accuracy", "test_cr
                          "ts_test_accuracy", "ts_test_cross_entropy", "ts_test_ece")
 
 
+def checkpoint_parts(state: TrainState, hooks: Sequence[Callback]) -> tuple[dict[str, Stateful], dict[str, Stateful]]:
+    """What a checkpoint is assembled from: the parts shared by every rank (the model, the regulariser's state
+    such as Center loss's centres, optimiser, schedule, loss scaler, the callbacks that keep state), and this
+    rank's own (its random streams, `previous`'s kept batch)."""
+    objective = state.objective
+    shared: dict[str, Stateful] = {
+        "model": objective.model, "regularizer": NoState() if objective.regularizer is None else objective.regularizer,
+        "optimizer": state.optimizer, "schedule": state.schedule, "scaler": state.precision,
+        "callbacks": CallbackStates(hooks)}
+    own = {"random": RandomStreams(state.augment, state.device),
+           "previous_batch": OnDevice(objective.previous, state.device)}
+    return shared, own
+
+
 def early_stopping(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """`{"early_stopping": {...}}`: early stopping on the validation CE as a baseline that costs no training, read
     from the epochs' rows: the first epoch with the lowest `val_cross_entropy` and its test metrics, before and
@@ -188,7 +192,16 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     """Train `model` under `config` into `run_dir` (from its checkpoint with `resume`); returns the summary,
     whose `"status"` is "finished" or, when a callback ended the run, "failed" or "collapsed" with the
     `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
-    Under torchrun, every rank calls it (with the same arguments) and gets the same summary."""
+    Under torchrun, every rank calls it (with the same arguments) and gets the same summary. With
+    `config.deterministic`, it trains with deterministic kernels (`itra.device.deterministic`) and the adaptive
+    pools replaced by their exact fixed-window form (`models.layers.exact_pools`)."""
+    with deterministic(config.deterministic):
+        return _fit(config, splits, exact_pools(model) if config.deterministic else model, Path(run_dir), resume,
+                    progress, callbacks)
+
+
+def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool, progress: bool,
+         callbacks: Sequence[Callback]) -> dict[str, Any]:
     dist = setup()
     check_world_size(config, dist)
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
@@ -202,23 +215,23 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     if config.compile:
         check_compile(device)
         objective.compile_extractor()
-    loader = step_loader(config, data.train, objective, dist)
+    loader = step_loader(config, data.train, objective, dist, device)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, 3, dist.rank), device,
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
                        dist=dist, step_module=dist.wrap(objective, device))
-    recorder = Recorder(Path(run_dir))
-    recorder.start(state, resume)
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
     warmup = config.lam_warmup or 0
     total_steps = len(loader) * config.epochs
     progress = progress and dist.is_main
-    if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
-        print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
-              f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
              *([Progress()] if progress else [])]
+    recorder = Recorder(run_dir, *checkpoint_parts(state, hooks))
+    recorder.start(state, resume)
+    if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
+        print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
+              f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
     try:
         while state.epoch < config.epochs:
             run_epoch(state, loader, data, hooks, recorder)
@@ -270,6 +283,14 @@ def call_hooks(state: TrainState, hooks: Sequence[Callback], event: str, *args: 
         raise RunFailed(*failure)
 
 
+def read_terms(pending: Sequence[dict[str, torch.Tensor]], dist: Dist = Dist()) -> list[dict[str, float]]:
+    """The loss terms of the `pending` steps as numbers, each averaged over ranks: one copy from the device
+    (and one all-reduce), however many steps."""
+    names = list(pending[0])
+    values = torch.stack([torch.stack([terms[name].float() for name in names]) for terms in pending])  # (steps, terms)
+    return [dict(zip(names, row)) for row in dist.mean(values.to("cpu", torch.float64)).tolist()]
+
+
 def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequence[Callback],
               recorder: Recorder) -> None:
     """One pass over the training set, then the test metrics; every hook sees each step and the row, which
@@ -280,16 +301,29 @@ def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequ
     call_hooks(state, hooks, "on_epoch_start")
     step_module = state.objective if state.step_module is None else state.step_module
     sums: dict[str, float] = {}
+    pending: list[dict[str, torch.Tensor]] = []  # the terms of the steps since the last read, on the device
+
+    def log() -> None:
+        steps = read_terms(pending, state.dist)
+        pending.clear()
+        for terms in steps:
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+        call_hooks(state, hooks, "on_log", steps)
+
     for pair in loader:
         first, second = pair if loader.paired else (pair, None)
         first = to_device(first, state.device, data.train_transform, state.augment)
         second = None if second is None else to_device(second, state.device, data.train_transform, state.augment)
-        terms = state.dist.mean(train_step(step_module, state.optimizer, first, second, state.precision))
+        terms = train_step(step_module, state.optimizer, first, second, state.precision)
         state.schedule.step()
         state.step += 1
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value
+        pending.append(terms)
         call_hooks(state, hooks, "on_step", terms)
+        if len(pending) == LOG_EVERY:
+            log()
+    if pending:
+        log()
     state.dist.sync_buffers(state.objective)  # rank 0's batch-norm statistics everywhere: one model is evaluated
     test = evaluate_splits(state.objective, data, state.device, state.dist)
     state.elapsed_s += time.perf_counter() - started

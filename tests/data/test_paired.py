@@ -201,3 +201,29 @@ def test_an_iterable_dataset_and_a_negative_epoch_are_one_clear_error():
     loader = PairedLoader(TensorDataset(torch.zeros(10, 2), torch.zeros(10, dtype=torch.long)), 2)
     with pytest.raises(ValueError, match="Expected `epoch` to be an integer >= 0, but got -1"):
         loader.set_epoch(-1)
+
+
+def test_workers_give_the_batches_and_augmentation_of_no_workers(tmp_path):
+    """Lazily decoded images (an ImageFolderDataset of PNG files) decoded in 2 worker processes: the same S1, S2
+    and augmented batches as in the training process, for the same seed."""
+    from itra.data.image_folder import load_image_folder
+    from itra.data.transforms import standard_augmentation
+
+    generator = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for index in range(12):
+                pixels = generator.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / label / f"{index}.png")
+    splits = load_image_folder(tmp_path, image_size=16)
+    augment = standard_augmentation(2)
+
+    def batches(workers):
+        loader = PairedLoader(splits.train, 5, 3, seed=1, num_workers=workers)
+        augmentation = torch.Generator().manual_seed(7)
+        return [[(augment(x, augmentation), y) for x, y in pair] for epoch in range(2) for pair in loader]
+
+    for (first, second), (first_w, second_w) in zip(batches(0), batches(2), strict=True):
+        for (x, y), (x_w, y_w) in ((first, first_w), (second, second_w)):
+            assert torch.equal(x, x_w) and torch.equal(y, y_w)

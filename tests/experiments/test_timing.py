@@ -23,7 +23,7 @@ def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
     data = torch.utils.data.TensorDataset(torch.randn(40, 1, 8, 8), torch.arange(40) % 3)
     splits = Splits("toy", data, data, 3, ("a", "b", "c"))
     seen = {}
-    monkeypatch.setattr(timing, "train_step", lambda objective, optimizer, first, second: seen.setdefault(
+    monkeypatch.setattr(timing, "train_step", lambda objective, optimizer, first, second, precision: seen.setdefault(
         (objective.regularizer is not None, objective.pairing), (len(first[-1]), None if second is None else len(second[-1]))))
     configs = [resolved(method="ce", batch_size=8, device="cpu"),
                *(resolved(pairing=pairing, batch_size=8, device="cpu") for pairing in ONE_PROCESS)]

@@ -45,3 +45,31 @@ def test_init_torchvision():
     assert torch.equal(linear.weight, torch.full((4, 8), 0.5))  # without `linear_std`, linear layers are left alone
     init_torchvision(model, linear_std=0.01)
     assert torch.equal(linear.bias, torch.zeros(4)) and 0 < linear.weight.std() < 0.05
+
+
+@pytest.mark.parametrize("size, output", [(7, 3), (8, 1), (4, 2), (1, 3), (2, 4), (7, 4), (5, 5)])
+def test_the_fixed_window_pool_is_the_adaptive_one(size, output):
+    from itra.models.layers import FixedWindowAvgPool
+
+    x = torch.randn(2, 3, size, size + 1, dtype=torch.float64, requires_grad=True)
+    fixed, adaptive = FixedWindowAvgPool(output)(x), nn.AdaptiveAvgPool2d(output)(x)
+    torch.testing.assert_close(fixed, adaptive)
+    weights = torch.randn_like(adaptive)
+    (grad_fixed,), (grad_adaptive,) = (torch.autograd.grad((y * weights).sum(), x) for y in (fixed, adaptive))
+    torch.testing.assert_close(grad_fixed, grad_adaptive)
+
+
+def test_exact_pools_replaces_every_adaptive_pool_and_keeps_the_state_dict():
+    from itra.models.layers import FixedWindowAvgPool, exact_pools
+    from itra.models.registry import build_image_model
+
+    model = build_image_model("mobilenetv2", 10, 3)
+    keys = list(model.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    before = model(x)
+    exact_pools(model)
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.modules())
+    assert any(isinstance(m, FixedWindowAvgPool) for m in model.modules())
+    assert list(model.state_dict()) == keys
+    torch.testing.assert_close(model(x), before)

@@ -108,3 +108,18 @@ def test_models_without_exits_say_so(name):
     for attempt in (lambda: model.exits(torch.randn(2, 1, 28, 28)), lambda: model.exit_dims, model.add_exit_heads):
         with pytest.raises(NotImplementedError, match="Sequential has no layer-wise exits; models with exits: vit"):
             attempt()
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18", "vgg13", "mobilenetv2", "vit"])
+def test_a_forward_and_backward_read_nothing_back_to_the_host(name):
+    from itra.device import HostReads
+    from itra.models.layers import exact_pools
+
+    channels, size = (1, 28) if name in ("cnn", "vit") else (3, 32)
+    model = build_image_model(name, 10, channels).train()
+    x = torch.randn(4, channels, size, size)
+    model(x)  # the first forward may build what it keeps (the ViT's position embeddings)
+    for candidate in (model, exact_pools(model)):
+        with HostReads() as counter:
+            candidate(x).sum().backward()
+        assert counter.reads == [], (name, counter.reads)

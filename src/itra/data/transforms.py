@@ -2,7 +2,8 @@
 
 Augmentations take a whole batch `(B, C, H, W)` and an explicit `torch.Generator`, so the same seed
 gives the same augmented batches (`Splits.train_transform`). Random numbers are drawn on the
-generator's device and moved to the batch's, so a CPU generator can augment a CUDA batch.
+generator's device and moved to the batch's, so a CPU generator can augment a CUDA batch; the copy
+goes through pinned memory without blocking (`on_device`), so augmenting waits for no kernel.
 """
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images - mean_t) / std_t
 
 
+def on_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`values` on `device`: a CPU tensor bound for CUDA is pinned and copied without blocking the host."""
+    if values.device == device or device.type != "cuda" or values.device.type != "cpu":
+        return values.to(device)
+    return values.pin_memory().to(device, non_blocking=True)
+
+
 def random_crop(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad each side by `padding`, then take an independent random H x W window per image.
 
@@ -46,7 +54,7 @@ def random_crop(batch: torch.Tensor, padding: int, generator: torch.Generator) -
     b, _, h, w = batch.shape
     padded = F.pad(batch, (padding, padding, padding, padding)).permute(0, 2, 3, 1)  # (B, H+2p, W+2p, C)
     top, left = (
-        torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=generator.device).to(batch.device)
+        on_device(torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=generator.device), batch.device)
     )
     rows = top[:, None] + torch.arange(h, device=batch.device)  # (B, H)
     cols = left[:, None] + torch.arange(w, device=batch.device)  # (B, W)
@@ -59,7 +67,7 @@ def random_horizontal_flip(batch: torch.Tensor, generator: torch.Generator, p: f
     """Mirror each image of batch (B, C, H, W) left-right, independently with probability `p`."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"Expected `p` to be a probability in [0, 1], but got {p}")
-    flip = torch.rand(batch.shape[0], generator=generator, device=generator.device).to(batch.device) < p
+    flip = on_device(torch.rand(batch.shape[0], generator=generator, device=generator.device), batch.device) < p
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
 

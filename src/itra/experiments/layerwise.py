@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from itra import rundir
-from itra.config import resolve_device
+from itra.device import resolve_device
 from itra.data import Splits
 from itra.data.splits import run_splits
 from itra.evaluate import layerwise

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from itra import rundir
-from itra.config import resolve_device
+from itra.device import resolve_device
 from itra.data import Splits
 from itra.data.batches import subset
 from itra.evaluate import predict

@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra import rundir
-from itra.config import TrainConfig, check_machine
+from itra.config import TrainConfig
+from itra.device import check_machine
 from itra.resolve import resolve
 from itra.data import Splits
 from itra.data.registry import is_text_dataset, load_dataset

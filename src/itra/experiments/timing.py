@@ -14,12 +14,15 @@ from typing import Callable, Sequence
 
 import torch
 
-from itra.config import TrainConfig, resolve_device
+from itra.config import TrainConfig
+from itra.device import resolve_device
+from itra.distributed import setup
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch
 from itra.data.splits import run_splits
 from itra.methods import build_objective
 from itra.models import Classifier
+from itra.state import Precision
 from itra.train import build_optimizer, step_loader, train_step
 
 
@@ -51,9 +54,10 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
                steps: int = 20) -> dict[str, float]:
     """Median seconds per training step of each config, side by side (`time_side_by_side`), all on the
     batches the first config's seed draws from its training subset, each config's own shape of them (S2
-    or not, 2m with the "split" pairing), compiled with `compile`. Returns {config.name: seconds}."""
+    or not, 2m with the "split" pairing), compiled with `compile`, in its `precision`, on this rank's own device
+    (`cuda:LOCAL_RANK` under torchrun). Returns {config.name: seconds}."""
     first = configs[0]
-    device = resolve_device(first.device)
+    device = setup().device(resolve_device(first.device))
     train_set = run_splits(splits, first.train_subset, None, 0.0, first.seed).train
     runners = {}
     for config in configs:
@@ -63,7 +67,8 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
         optimizer, _ = build_optimizer(config, objective.parameters(), len(train_set))  # type: ignore[arg-type]
         loader = step_loader(dataclasses.replace(config, seed=first.seed), train_set, objective)
         pairs = _step_batches(loader, steps + 1, device)
-        runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs: train_step(o, opt, *p[i]))
+        precision = Precision.of(config.precision, device)
+        runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs, pr=precision: train_step(o, opt, *p[i], pr))
     return time_side_by_side(runners, steps, device)
 
 

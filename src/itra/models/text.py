@@ -49,6 +49,11 @@ def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple
     return input_ids[:, start:stop], attention_mask[:, start:stop]
 
 
+def trim_on_host(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`trim_padding` where the mask is on the CPU (reading it costs nothing), the inputs as they are elsewhere."""
+    return trim_padding(input_ids, attention_mask) if attention_mask.device.type == "cpu" else (input_ids, attention_mask)
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of the hidden states (B, L, D) over the positions where attention_mask (B, L) is 1: (B, D)."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
@@ -59,8 +64,10 @@ class TextEncoder(nn.Module):
     """The feature extractor of a text classifier: `forward(input_ids, attention_mask)` (B, L) -> h (B, D).
 
     pooling="mean" averages the last hidden state over the real tokens (sentence-transformers' pooling);
-    pooling="pooler" takes the model's `pooler_output` (BERT: tanh(W h_[CLS])). Padding columns beyond the
-    batch's longest text are dropped first: the features are the same, the encoder runs on shorter inputs.
+    pooling="pooler" takes the model's `pooler_output` (BERT: tanh(W h_[CLS])). On the CPU, padding columns
+    beyond the batch's longest text are dropped first (`trim_padding`): the features are the same, the encoder
+    runs on shorter inputs. Not on a GPU: finding them reads the mask back to the host, a sync in every
+    forward; the masked columns change the features only by rounding.
     """
 
     def __init__(self, encoder: PreTrainedModel, pooling: str = "mean") -> None:
@@ -80,7 +87,7 @@ class TextEncoder(nn.Module):
         return [self.feature_dim] * self.encoder.config.num_hidden_layers
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        input_ids, attention_mask = trim_padding(input_ids, attention_mask)
+        input_ids, attention_mask = trim_on_host(input_ids, attention_mask)
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         if self.pooling == "mean":
             return mean_pool(output.last_hidden_state, attention_mask)
@@ -97,7 +104,7 @@ class TextEncoder(nn.Module):
         if self.pooling != "mean":
             raise ValueError(f'Layer-wise exits pool every layer by the mean; this encoder has pooling={self.pooling!r}, '
                              'use pooling="mean"')
-        input_ids, attention_mask = trim_padding(input_ids, attention_mask)
+        input_ids, attention_mask = trim_on_host(input_ids, attention_mask)
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return [mean_pool(hidden, attention_mask) for hidden in output.hidden_states[1:]]  # [0]: the embeddings
 

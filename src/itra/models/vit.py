@@ -41,6 +41,9 @@ class VisionTransformer(nn.Module):
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(width)
+        # The fixed position embeddings, built once per (grid, device) and kept there: a forward does no CPU work.
+        # Not a buffer: they are a function of the input size, not state (and DDP does not broadcast them).
+        self._positions: dict[tuple[int, int, int, torch.device], torch.Tensor] = {}
 
     @property
     def feature_dim(self) -> int:
@@ -58,7 +61,10 @@ class VisionTransformer(nn.Module):
                              f"but got shape {tuple(images.shape)}")
         patches = self.patch_embedding(images)  # (B, width, H / patch, W / patch)
         tokens = patches.flatten(2).transpose(1, 2)  # (B, T, width)
-        return tokens + sincos_position_embedding(*patches.shape[-2:], tokens.shape[-1]).to(tokens)
+        key = (*patches.shape[-2:], tokens.shape[-1], tokens.device)
+        if key not in self._positions:
+            self._positions[key] = sincos_position_embedding(*key[:3]).to(tokens.device)  # (T, width) float32
+        return tokens + self._positions[key].to(tokens.dtype)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """The features of one layer: mean over tokens of LayerNorm(tokens), (B, T, width) -> (B, width)."""
