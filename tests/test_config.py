@@ -41,10 +41,11 @@ OTHER_VALUES = {
     "smoothing": (0.2, "lsr"), "center_alpha": (0.1, "center"), "bandwidth": ("class", "itra-c"),
     "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
     "test_subset": (200, "ce"), "val_split": (500, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
-    "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce"), "compactness_every": (10, "ce"),
+    "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce", {"dataset": "wordnet", "model": "minilm"}), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"), "exits": ("shared", "ce"), "match_ranks": ("global", "itra-c"), "world_size": (2, "ce"),
-    "exit_weights": ("uniform", "ce", {"exits": "separate"}), "match_at": ("every", "itra-c", {"exits": "shared"}),
+    "pairing": ("split", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
+    "match_ranks": ("global", "itra-c", {"world_size": 2}), "world_size": (2, "ce"),
+    "exit_weights": ("uniform", "ce", {"model": "vit", "exits": "separate"}), "match_at": ("every", "itra-c", {"model": "vit", "exits": "shared"}),
 }
 
 

@@ -73,7 +73,7 @@ def test_labels_read_from_the_table():
     assert method_label(resolved(method="ce")) == "CE"
     assert method_label(resolved(method="lsr", smoothing=0.2)) == "LSR ε=0.2"
     assert method_label(resolved(method="itra-c", lam=0.6)) == "ITRA-c λ=0.6"
-    assert method_label(resolved(method="ce", exits="separate", exit_weights="uniform")) == \
+    assert method_label(resolved(method="ce", model="vit", exits="separate", exit_weights="uniform")) == \
         "CE (exits separate, exit_weights uniform)"
 
 
