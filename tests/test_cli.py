@@ -421,3 +421,41 @@ def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note
     assert notes == ["itra sweep: note: --max-length 64 is not read with the image dataset digits; ignored"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["digits-cnn-ce-bs32-e1-n128-seed0",
                                                                 "digits-cnn-itra-c-lam0.3-bs32-e1-n128-seed0"]
+
+
+@pytest.mark.slow
+def test_two_identical_trains_at_once_the_second_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "itra", "train", "--dataset", "digits", "--method", "ce", "--epochs", "30",
+            "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        config = tmp_path / "digits-cnn-ce-bs32-e30-seed0" / "config.json"
+        deadline = time.monotonic() + 120
+        while not config.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert config.exists() and first.poll() is None
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "is being trained by another itra process" in second.stderr and second.stderr.count("\n") == 1
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--train-subset", "100000"], "--train-subset 100000 is larger than the training set of digits (1437 samples): "
+                                   "use at most 1437"),
+    (["--test-subset", "361"], "--test-subset 361 is larger than the test set of digits (360 samples)"),
+    (["--val-split", "437", "--train-subset", "1001"],
+     "--train-subset 1001 is larger than the training set of digits (1000 samples left after --val-split)"),
+])
+def test_a_subset_larger_than_the_data_is_one_line_and_no_directory(tmp_path, capsys, flags, message):
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path), "--quiet",
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -62,3 +62,34 @@ def test_summaries_say_whether_the_run_failed(tmp_path):
     (tmp_path / "summary.json").write_text('{"status": ')
     with pytest.raises(ValueError, match="summary.json: not valid JSON"):
         rundir.read_summary(tmp_path)
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    import multiprocessing
+
+    from itra.rundir import writing
+
+    run_dir = tmp_path / "run"
+    with writing(run_dir, resume=False):
+        # another process (flock is per open file: a second process is what two commands are)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1) as pool:
+            error = pool.apply(_try_writing, (run_dir,))
+        assert error.startswith(f"{run_dir} is being trained by another itra process") and "\n" not in error
+    assert _try_writing(run_dir) == ""  # released at the end
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="was written by another itra process while this one started"):
+        with writing(run_dir, resume=False):
+            pass
+    with writing(run_dir, resume=True):  # a resume continues what is there
+        pass
+
+
+def _try_writing(run_dir):
+    from itra.rundir import writing
+
+    try:
+        with writing(run_dir, resume=True):
+            return ""
+    except ValueError as error:
+        return str(error)

@@ -7,7 +7,9 @@ No file holds NaN or infinity: they are written as `null` (strict JSON).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -15,7 +17,7 @@ import pickle
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -54,6 +56,28 @@ def read_json(path: Path) -> Any:
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
     write_json(run_dir / CONFIG, {**dataclasses.asdict(config), "run_format": RUN_FORMAT})
+
+
+@contextlib.contextmanager
+def writing(run_dir: Path, resume: bool) -> Iterator[None]:
+    """Hold `run_dir` (made if missing) for one writer: a second process that trains the same run into it at the same
+    time is refused in one line instead of interleaving its files (an exclusive `flock` on the directory, released
+    when the writer ends or dies). A fresh start (`resume` False) into a directory that another process has filled
+    meanwhile is refused too, so nothing it wrote is overwritten."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{run_dir} is being trained by another itra process: wait for it to end (then the same "
+                             "command reuses or resumes the run), or train into another --out") from None
+        if not resume and any((run_dir / name).exists() for name in (CHECKPOINT, SUMMARY)):
+            raise ValueError(f"{run_dir} was written by another itra process while this one started: run the command "
+                             "again to reuse or resume it")
+        yield
+    finally:
+        os.close(handle)
 
 
 def read_config(run_dir: Path) -> TrainConfig:

@@ -16,6 +16,8 @@ evaluated in shards and gathered, and only rank 0 printing and writing the run d
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import sys
 import time
@@ -228,22 +230,23 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
              *([Progress()] if progress else [])]
     recorder = Recorder(run_dir, *checkpoint_parts(state, hooks))
-    recorder.start(state, resume)
-    if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
-        print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
-              f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
-    try:
-        while state.epoch < config.epochs:
-            run_epoch(state, loader, data, hooks, recorder)
-    except RunFailed as failure:
-        return recorder.end(state, failure)
-    except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
-        reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; try a lower --lr or --lam"
-        return recorder.end(state, RunFailed(reason))
-    finally:
-        for hook in hooks:
-            hook.on_run_end(state)
-    return recorder.end(state)
+    with rundir.writing(run_dir, resume) if dist.is_main else contextlib.nullcontext():  # one writer per run directory
+        recorder.start(state, resume)
+        if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
+            print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
+                  f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
+        try:
+            while state.epoch < config.epochs:
+                run_epoch(state, loader, data, hooks, recorder)
+        except RunFailed as failure:
+            return recorder.end(state, failure)
+        except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
+            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; try a lower --lr or --lam"
+            return recorder.end(state, RunFailed(reason))
+        finally:
+            for hook in hooks:
+                hook.on_run_end(state)
+        return recorder.end(state)
 
 
 def check_second_batch(config: TrainConfig, train_size: int) -> None:

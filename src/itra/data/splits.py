@@ -38,7 +38,7 @@ def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None
                val_split: int = 0) -> Splits:
     """The data one run trains, validates and tests on. With `val_split` N > 0, N training samples are held out
     first as `val`, chosen by `seed` and stratified by label (`holdout`); the rest is the training set. Then
-    fixed random subsets of at most the given sizes (the same for every seed, so every method and seed sees the
+    fixed random subsets of the given sizes (a size larger than the set is an error) (the same for every seed, so every method and seed sees the
     same data; with a validation split, drawn from what remains), and `label_noise` of the training labels
     flipped, chosen by `seed`. Validation and test labels are never changed."""
     train, val = splits.train, None
@@ -48,6 +48,12 @@ def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None
                              f"({len(train)} samples): choose a smaller one")  # type: ignore[arg-type]
         kept, held = holdout(dataset_labels(train), len(train), val_split, epoch_generator(seed, 0, stream=6))  # type: ignore[arg-type]
         train, val = subset_by_index(train, kept), subset_by_index(train, held)
+    for flag, size, part, whole in (("--train-subset", train_subset, "training set", train),
+                                    ("--test-subset", test_subset, "test set", splits.test)):
+        if size is not None and size > len(whole):  # type: ignore[arg-type]
+            rest = " left after --val-split" if val_split and whole is train else ""
+            raise ValueError(f"{flag} {size} is larger than the {part} of {splits.name} ({len(whole)} samples{rest}): "  # type: ignore[arg-type]
+                             f"use at most {len(whole)}, or leave it unset for the whole set")  # type: ignore[arg-type]
     train = with_label_noise(subset(train, train_subset), splits.num_classes, label_noise,
                              epoch_generator(seed, 0, stream=4))
     return dataclasses.replace(splits, train=train, test=subset(splits.test, test_subset), val=val)
