@@ -459,3 +459,29 @@ def test_a_subset_larger_than_the_data_is_one_line_and_no_directory(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_similarity_of_a_model_without_exits_and_a_missing_text_model_are_one_line(tmp_path, capsys, monkeypatch):
+    assert main(["train", "--dataset", "digits", "--method", "ce", "--epochs", "1", "--train-subset", "128",
+                 "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+    assert main(["similarity", str(run_dir), "--out", str(tmp_path / "sim")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no layer-wise exits" in err and "itra similarity measures the layers of a model with exits" in err
+    assert "\n" not in err and not (tmp_path / "sim").exists()
+
+    assert main(["train", "--dataset", "wordnet", "--model", str(tmp_path / "no-such-model"), "--out",
+                 str(tmp_path / "text"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--model {tmp_path / 'no-such-model'}: no such directory" in err and "\n" not in err
+    assert not (tmp_path / "text").exists()
+
+
+def test_a_text_model_that_does_not_load_is_one_line(tmp_path):
+    from itra.models.text import load_tokenizer
+
+    (tmp_path / "empty").mkdir()  # a directory without an encoder's files
+    with pytest.raises(ValueError, match=r"--model .*empty does not load \(.*\); offline, only encoders") as error:
+        load_tokenizer(str(tmp_path / "empty"))
+    assert "\n" not in str(error.value)

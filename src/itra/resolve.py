@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
@@ -37,6 +38,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         resolved.second_batch_size = None
     check_pairing_rules(resolved)
     check_exits_of_model(resolved)
+    if is_text_dataset(resolved.dataset) and resolved.model.startswith(("/", ".", "~")) \
+            and not Path(resolved.model).expanduser().is_dir():  # a path, not a Hub name: it must be there
+        raise FileNotFoundError(f"--model {resolved.model}: no such directory; give the directory of a Hugging Face "
+                                "encoder (with its config.json), its Hub name (bert-base-uncased, ...) or minilm")
     return resolved
 
 

@@ -42,6 +42,10 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     test = run_splits(splits, None, test_subset or config.test_subset, 0.0, config.seed).test
     target = torch.device(resolve_device(config.device if device == "auto" else device))
     model = build_model(config, splits)
+    try:
+        model.exit_dims
+    except NotImplementedError as error:
+        raise ValueError(f"{run_dir}: {error}; itra similarity measures the layers of a model with exits") from None
     model.load_state_dict(checkpoint["model"])
     measured = {"run": config.name, "method": method_label(config), "epoch": checkpoint["epoch"],
                 "test_size": len(test), **layerwise(model.to(target), test, target)}  # type: ignore[arg-type]

@@ -9,9 +9,11 @@ which ships its weights, so it runs offline. A text batch's inputs are `(input_i
 """
 from __future__ import annotations
 
+import contextlib
+
 import importlib.resources
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -119,18 +121,32 @@ def load_text_classifier(name: str, num_classes: int, pooling: str = "mean") -> 
     """A text classifier on the pretrained encoder `name` ("minilm", a local directory or a Hub name); its
     inputs come from `tokenize` with `load_tokenizer(name)`. A local directory is read without the network."""
     path = resolve_text_model(name)
-    encoder = AutoModel.from_pretrained(path, **_local_only(path))
+    with _one_line(name):
+        encoder = AutoModel.from_pretrained(path, **_local_only(path))
     return text_classifier(encoder, num_classes, pooling)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The own tokenizer of the encoder `name` ("minilm", a local directory or a Hub name)."""
     path = resolve_text_model(name)
-    return AutoTokenizer.from_pretrained(path, **_local_only(path))
+    with _one_line(name):
+        return AutoTokenizer.from_pretrained(path, **_local_only(path))
 
 
 def _local_only(path: str) -> dict[str, bool]:
     return {"local_files_only": True} if Path(path).is_dir() else {}
+
+
+@contextlib.contextmanager
+def _one_line(name: str) -> Iterator[None]:
+    """A model that Hugging Face cannot load (not on the Hub, not in its cache offline, a directory without its
+    files) as one line naming it."""
+    try:
+        yield
+    except (OSError, ValueError) as error:  # ValueError: a directory without a tokenizer transformers can build
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
+                         "or a local directory load") from None
 
 
 def tokenize(
