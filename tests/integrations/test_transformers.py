@@ -285,3 +285,19 @@ def test_a_batch_that_covers_the_whole_dataset_is_refused(tmp_path):
     trainer = itra_trainer(tiny_bert(), tmp_path, batch_size=len(Texts()))
     with pytest.raises(ValueError, match=f"per_device_train_batch_size {len(Texts())} covers the whole train_dataset"):
         trainer.train()
+
+
+def test_labels_beyond_the_head_and_an_empty_dataset_are_one_line(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    texts = Texts()
+    bad = datasets.Dataset.from_dict({"input_ids": texts.input_ids.tolist(), "attention_mask": texts.attention_mask.tolist(),
+                                      "labels": [NUM_CLASSES + 2] + texts.labels.tolist()[1:]})
+    trainer = itra_trainer(tiny_bert(), tmp_path)
+    trainer.train_dataset = bad.with_format("torch")
+    with pytest.raises(ValueError, match=f"labels run from 0 to {NUM_CLASSES + 2}, but the model's head has "
+                                         f"{NUM_CLASSES} outputs") as error:
+        trainer.train()
+    assert "\n" not in str(error.value)
+    trainer.train_dataset = Texts(size=0)
+    with pytest.raises(ValueError, match="ITRATrainer: the train_dataset is empty"):
+        trainer.train()

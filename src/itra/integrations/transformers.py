@@ -159,6 +159,9 @@ class ITRATrainer(Trainer):
         if isinstance(self.train_dataset, IterableDataset) or not has_length(self.train_dataset):
             raise ValueError(f"ITRATrainer draws S1 and S2 by index: it needs a map-style train_dataset with a "
                              f"length, but got {type(self.train_dataset).__name__}")
+        if len(self.train_dataset) == 0:  # type: ignore[arg-type]
+            raise ValueError("ITRATrainer: the train_dataset is empty; give it the training samples")
+        self._check_labels()
         if self.lam > 0 and self._train_batch_size >= len(self.train_dataset):  # type: ignore[arg-type]
             raise ValueError(f"per_device_train_batch_size {self._train_batch_size} covers the whole train_dataset of "
                              f"{len(self.train_dataset)} samples, so S2 holds the same samples as S1 and the match "  # type: ignore[arg-type]
@@ -166,6 +169,18 @@ class ITRATrainer(Trainer):
         return self._get_dataloader(dataset=self.train_dataset, description="Training",
                                     batch_size=2 * self._train_batch_size, sampler_fn=self._get_train_sampler,
                                     is_training=True)
+
+    def _check_labels(self) -> None:
+        """Labels outside [0, K) of a Hugging Face `datasets.Dataset` (its `labels` column), K the head's outputs, as
+        one line before training (a torch dataset's labels are not read ahead)."""
+        if "labels" not in getattr(self.train_dataset, "column_names", ()):
+            return
+        labels = torch.as_tensor(self.train_dataset["labels"])  # type: ignore[index]
+        classes = self.accelerator.unwrap_model(self.model).get_submodule(self.head_name).out_features
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            raise ValueError(f"ITRATrainer: the train_dataset's labels run from {int(labels.min())} to "
+                             f"{int(labels.max())}, but the model's head has {classes} outputs (num_labels): labels "
+                             f"must be 0..{classes - 1}")
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor | tuple[torch.Tensor, Any]:
