@@ -22,8 +22,9 @@ def test_config_validation():
         resolved(max_length=1)
 
 
-def test_model_paths_in_run_names():
-    config = resolved(dataset="wordnet", model="/models/all-MiniLM-L6-v2", method="ce", seed=2)
+def test_model_paths_in_run_names(tmp_path):
+    (tmp_path / "all-MiniLM-L6-v2").mkdir()  # a local encoder directory must be there (resolve checks it)
+    config = resolved(dataset="wordnet", model=str(tmp_path / "all-MiniLM-L6-v2"), method="ce", seed=2)
     assert config.name.startswith("wordnet-all-MiniLM-L6-v2-ce-") and "/" not in config.name
 
 
