@@ -254,7 +254,7 @@ def figure_reliability(runs: list[Run], predictions: Sequence[Prediction], path:
     _save(fig, path, dpi=110)
 
 
-# line style, colour (in one run's figure) and name of each head kind of `evaluate.layerwise`
+# line style, colour (in one run's figure) and name of each head kind of `layer_analysis.layerwise`
 HEAD_STYLES = {"shared": ("o-", "tab:green", "shared head"), "separate": ("s--", "tab:red", "own heads")}
 
 
@@ -287,7 +287,7 @@ def _early_exit_axes(ax: Any) -> None:
 
 
 def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
-    """The layer-wise view of one run (`evaluate.layerwise`): top, the sample-wise cosine and linear CKA between
+    """The layer-wise view of one run (`layer_analysis.layerwise`): top, the sample-wise cosine and linear CKA between
     every pair of layers on one colour scale (cosine blank where widths differ), their correlation in the title;
     bottom left, per layer, the cosine and CKA with the last layer and the accuracy of each head kind; bottom
     right, the early-exit curve of each head kind (accuracy against relative compute over confidence thresholds)."""
@@ -329,7 +329,7 @@ def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
 
 def plot_early_exit(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
     """Early-exit curves of several configs or head kinds, a line per label: test accuracy against relative compute
-    as the confidence threshold varies (`evaluate.early_exit`; one run's or `aggregate_layers`' mean curve)."""
+    as the confidence threshold varies (`layer_analysis.early_exit`; one run's or `aggregate_layers`' mean curve)."""
     fig, ax = plt.subplots(figsize=(6, 4.4))
     palette = matplotlib.colormaps["tab10"]
     for index, (label, curve) in enumerate(curves.items()):
