@@ -7,7 +7,7 @@ Zhou and Zhu, 2024), and as a multi-exit model: each exit's own head where the r
 layer and the early-exit curve. Writes `OUT/<run name>/layers.json`, `layers.md` and `layers.png`.
 
 `aggregate_layers` and `markdown_layers_table` summarise the `layers.json` of several runs (the seeds of a
-config, then several configs) for a preset's tables; `figures.plot_exit_accuracy` and `plot_early_exit` draw them.
+config, then several configs) for a preset's tables; `layer_figures.plot_exit_accuracy` and `plot_early_exit` draw them.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from itra.device import resolve_device
 from itra.data import Splits
 from itra.data.splits import run_splits
 from itra.layer_analysis import layerwise
-from itra.experiments.figures import plot_layers
+from itra.experiments.layer_figures import plot_layers
 from itra.experiments.runs import build_model, load_splits
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.methods import method_label

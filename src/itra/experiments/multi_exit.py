@@ -20,7 +20,7 @@ from itra import rundir
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.distributed import setup
-from itra.experiments.figures import plot_early_exit, plot_exit_accuracy
+from itra.experiments.layer_figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
 from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
 from itra.experiments.runs import load_splits, run
