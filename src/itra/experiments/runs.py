@@ -12,7 +12,7 @@ from itra.config import TrainConfig
 from itra.device import check_machine
 from itra.resolve import resolve
 from itra.data import Splits
-from itra.data.registry import is_text_dataset, load_dataset
+from itra.data.registry import image_stem, is_text_dataset, load_dataset
 from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
@@ -68,9 +68,8 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
         model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape),
                                     config.pretrained)
     else:
-        in_channels = splits.train[0][0].shape[0]
-        stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
-        model = build_image_model(config.model, splits.num_classes, in_channels, stem)
+        model = build_image_model(config.model, splits.num_classes, splits.train[0][0].shape[0],
+                                  image_stem(config.dataset))
     if config.exits == "separate":
         model.add_exit_heads()
     return model
