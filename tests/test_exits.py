@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from itra.config import TrainConfig
-from itra.evaluate import layerwise
+from itra.layer_analysis import layerwise
 from itra.exits import exit_weight_vector, weighted_sum
 from itra.losses import ITRALoss
 from itra.methods import Objective, build_objective

@@ -1,6 +1,6 @@
 import pytest
 
-from itra.data.registry import DATASETS, TEXT_DATASETS, canonical_dataset_name, is_text_dataset, load_dataset
+from itra.data.registry import DATASETS, TEXT_DATASETS, canonical_dataset_name, image_stem, is_text_dataset, load_dataset
 
 
 def test_digits_by_name():
@@ -27,3 +27,13 @@ def test_every_paper_dataset_is_registered():
     assert datasets <= set(DATASETS) | set(TEXT_DATASETS)
     assert not set(DATASETS) & set(TEXT_DATASETS)
     assert is_text_dataset("wordnet") and not is_text_dataset("fmnist")
+
+
+def test_the_registry_says_each_image_datasets_stem():
+    from itra.models.layers import check_stem
+
+    assert image_stem("imagenet") == "imagenet"  # 224x224: 7x7 conv + max-pool
+    assert {image_stem(name) for name in DATASETS if name != "imagenet"} == {"cifar"}  # the paper's small images
+    assert image_stem("fmnist") == "cifar"  # by alias too
+    for spec in DATASETS.values():
+        check_stem(spec.stem)

@@ -10,11 +10,9 @@ from matplotlib.ticker import MaxNLocator
 
 from itra.config import TrainConfig
 from itra.experiments import figures
-from itra.experiments.layerwise import aggregate_layers
 from itra.experiments.runset import Run
 from itra.methods import METHODS
 
-from tests.experiments.test_layerwise import layers_json
 from tests.helpers import resolved
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -78,14 +76,14 @@ def test_tsne_draws_a_panel_for_collapsed_features_and_reliability(tmp_path):
 def drawn(monkeypatch):
     """The figures the figure functions save, drawn (tick labels set) and kept open for inspection."""
     kept = []
-    save = figures._save
+    save = figures.save
 
     def draw_and_keep(fig, path, **kwargs):
         fig.canvas.draw()
         kept.append(fig)
         save(fig, path, **kwargs)
 
-    monkeypatch.setattr(figures, "_save", draw_and_keep)
+    monkeypatch.setattr(figures, "save", draw_and_keep)
     return kept
 
 
@@ -130,18 +128,3 @@ def test_the_log_ce_axis_reads_in_plain_decimals(tmp_path, drawn, test_ce):
     labels = visible_labels(ce_axis.yaxis)
     assert labels and all(re.fullmatch(r"\d+(\.\d+)?", label) for label in labels), labels  # never 2.2×10⁰
     assert f"{test_ce:g}" in labels
-
-
-@pytest.mark.parametrize("separate, widths", [(True, (8, 8, 8)), (False, (8, 8, 8)), (False, (4, 6, 8))])
-def test_plot_layers_draws_the_heat_maps_curves_and_early_exit(tmp_path, separate, widths):
-    path = figures.plot_layers(layers_json(separate, widths), "vit-ce: CE, epoch 2", tmp_path / "layers.png")
-    assert path == tmp_path / "layers.png" and is_png(path)
-
-
-def test_plot_early_exit_and_exit_accuracy_compare_configs(tmp_path):
-    shared, separate = layers_json(separate=False), layers_json(separate=True, accuracy=(30.0, 50.0, 85.0))
-    rows = {"CE": aggregate_layers([shared, layers_json(separate=False, accuracy=(42.0, 61.0, 79.0))]),
-            "multi-exit": aggregate_layers([separate])}
-    assert is_png(figures.plot_exit_accuracy(rows, tmp_path / "exit_accuracy.png"))
-    curves = {"CE": rows["CE"]["early_exit"]["shared"], "multi-exit, own heads": separate["early_exit"]["separate"]}
-    assert is_png(figures.plot_early_exit(curves, tmp_path / "early_exit.png"))

@@ -1,7 +1,9 @@
 """Datasets by name, as `--dataset` takes them: each maps an optional `--data-dir` to `Splits` (images,
-ready to train) or `TextSplits` (texts, tokenised later by the model's own tokenizer)."""
+ready to train) or `TextSplits` (texts, tokenised later by the model's own tokenizer), and says what a model for
+it needs: whether it is text, and for images the stem (`models.registry.build_image_model`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,15 +39,24 @@ def _digits(data_dir: Path | None) -> Splits:
     return load_digits()
 
 
-DATASETS: dict[str, Callable[[Path | None], Splits]] = {
-    "fashion-mnist": _fashion_mnist,  # offline: Debian's dataset-fashion-mnist
-    "fashion-mnist-pairs": _fashion_mnist_pairs,  # its 10 classes merged in pairs into 5 two-mode labels
-    "digits": _digits,  # offline: scikit-learn
-    "kmnist": _hub("kmnist"),
-    "cifar10": _hub("cifar10"),
-    "cifar100": _hub("cifar100"),
-    "stl10": _hub("stl10"),
-    "imagenet": _imagenet,
+@dataclass(frozen=True)
+class ImageDataset:
+    """An image dataset: its loader, and the stem of the models built for it: "cifar" (a 3x3 conv) for the paper's
+    small images (8x8 to 96x96), "imagenet" (7x7 conv + max-pool) for 224x224."""
+
+    load: Callable[[Path | None], Splits]
+    stem: str = "cifar"
+
+
+DATASETS: dict[str, ImageDataset] = {
+    "fashion-mnist": ImageDataset(_fashion_mnist),  # offline: Debian's dataset-fashion-mnist
+    "fashion-mnist-pairs": ImageDataset(_fashion_mnist_pairs),  # its 10 classes merged in pairs into 5 two-mode labels
+    "digits": ImageDataset(_digits),  # offline: scikit-learn
+    "kmnist": ImageDataset(_hub("kmnist")),
+    "cifar10": ImageDataset(_hub("cifar10")),
+    "cifar100": ImageDataset(_hub("cifar100")),
+    "stl10": ImageDataset(_hub("stl10")),
+    "imagenet": ImageDataset(_imagenet, stem="imagenet"),
 }
 
 
@@ -85,7 +96,13 @@ def is_text_dataset(name: str) -> bool:
     return canonical_dataset_name(name) in TEXT_DATASETS
 
 
+def image_stem(name: str) -> str:
+    """The stem of the models built for the image dataset `name` (`ImageDataset.stem`)."""
+    return DATASETS[canonical_dataset_name(name)].stem
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Splits | TextSplits:
     """Load a dataset by name; `data_dir` None means the loader's default location (or the Hub)."""
     name = canonical_dataset_name(name)
-    return {**DATASETS, **TEXT_DATASETS}[name](None if data_dir is None else Path(data_dir))
+    load = DATASETS[name].load if name in DATASETS else TEXT_DATASETS[name]
+    return load(None if data_dir is None else Path(data_dir))

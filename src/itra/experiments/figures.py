@@ -56,7 +56,7 @@ def _log_y(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
-def _integer_x(ax: Any) -> None:
+def integer_x(ax: Any) -> None:
     """Ticks at whole numbers only on an x axis that counts (epochs, steps)."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -88,7 +88,7 @@ def mean_band(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return stacked.mean(0), stacked.std(0, ddof=1) if len(series) > 1 else np.zeros(length)
 
 
-def _band(ax: Any, x: Any, mean: np.ndarray, std: np.ndarray, colour: Any, label: str, alpha: float = 0.15,
+def band(ax: Any, x: Any, mean: np.ndarray, std: np.ndarray, colour: Any, label: str, alpha: float = 0.15,
           style: str = "-") -> None:
     ax.plot(x, mean, style, color=colour, label=label)
     ax.fill_between(x, mean - std, mean + std, color=colour, alpha=alpha)
@@ -100,7 +100,7 @@ def _level(ax: Any, level: float, spread: float, colour: Any, label: str) -> Non
     ax.axhspan(level - spread, level + spread, color=colour, alpha=0.12)
 
 
-def _save(fig: Any, path: Path, dpi: int = 120, rect: tuple[float, ...] | None = None) -> None:
+def save(fig: Any, path: Path, dpi: int = 120, rect: tuple[float, ...] | None = None) -> None:
     fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
@@ -129,7 +129,7 @@ def figure_ce_vs_lambda(runs: list[Run], path: Path, keys: Sequence[str] = ("tes
         for variant, values in swept.items():
             lams = sorted(values)
             means, stds = (np.array(column) for column in zip(*(mean_std(values[lam]) for lam in lams)))
-            _band(ax, lams, means, stds, colour[variant], variant + suffix, alpha=0.2, style=line)
+            band(ax, lams, means, stds, colour[variant], variant + suffix, alpha=0.2, style=line)
         for variant, values in levels.items():
             mean, spread = mean_std(values)
             ax.axhline(mean, color=colour[variant], ls=level, label=f"{variant}{suffix} (no λ)")
@@ -140,7 +140,7 @@ def figure_ce_vs_lambda(runs: list[Run], path: Path, keys: Sequence[str] = ("tes
     ax.set(xlabel="λ (weight of the method's term)", ylabel="test cross-entropy (nats)",
            title=_title(runs, "Test CE vs λ"))
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
     return True
 
 
@@ -151,14 +151,14 @@ def figure_curves(runs: list[Run], path: Path) -> None:
     for group, members in sorted(by_group(runs).items()):
         for ax, key in zip(axes, ("test_accuracy", "test_cross_entropy")):
             mean, std = mean_band([np.array([row[key] for row in r.metrics], dtype=float) for r in members])
-            _band(ax, np.arange(1, len(mean) + 1), mean, std, palette[group], _legend(members))
+            band(ax, np.arange(1, len(mean) + 1), mean, std, palette[group], _legend(members))
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=_title(runs, "Test accuracy"))
     axes[1].set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=_title(runs, "Test CE"))
     _log_y(axes[1])
     for ax in axes:
-        _integer_x(ax)
+        integer_x(ax)
     axes[1].legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def figure_compactness(runs: list[Run], path: Path) -> bool:
@@ -172,12 +172,12 @@ def figure_compactness(runs: list[Run], path: Path) -> bool:
     palette = colours(runs)
     for group, members in logged.items():
         mean, std = mean_band([compactness_log(r)[1] for r in members])
-        _band(ax, compactness_log(members[0])[0][: len(mean)], mean, std, palette[group], _legend(members))
+        band(ax, compactness_log(members[0])[0][: len(mean)], mean, std, palette[group], _legend(members))
     ax.set(xlabel="training step (S1 mini-batches)", ylabel="same-class distance / all-pairs distance",
            title=_title(runs, "Compactness across mini-batches"))
-    _integer_x(ax)
+    integer_x(ax)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    _save(fig, path)
+    save(fig, path)
     return True
 
 
@@ -203,7 +203,7 @@ def figure_study(runs: list[Run], key: str, xlabel: str, what: str, path: Path, 
             ax.set_xscale("log", base=2)
             ax.set_xticks(values, [f"{v:g}" for v in values])
     axes[1].legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def features_collapsed(features: torch.Tensor) -> bool:
@@ -237,7 +237,7 @@ def figure_tsne(runs: list[Run], predictions: Sequence[Prediction], class_names:
         fig.legend(handles, class_names, loc="lower center", ncol=columns, fontsize=8)
     points = len(predictions[0][2])
     fig.suptitle(_title(runs, f"t-SNE of {points} test features, coloured by class ({classes} classes)"))
-    _save(fig, path, dpi=110, rect=(0, 0.01 + 0.06 * legend_rows, 1, 1))
+    save(fig, path, dpi=110, rect=(0, 0.01 + 0.06 * legend_rows, 1, 1))
 
 
 def figure_reliability(runs: list[Run], predictions: Sequence[Prediction], path: Path) -> None:
@@ -251,113 +251,7 @@ def figure_reliability(runs: list[Run], predictions: Sequence[Prediction], path:
                title=method_label(run.config))
     axes[0][0].legend(loc="upper left", fontsize=8)
     fig.suptitle(_title(runs, f"Reliability ({BINS} equal-width bins)"))
-    _save(fig, path, dpi=110)
-
-
-# line style, colour (in one run's figure) and name of each head kind of `evaluate.layerwise`
-HEAD_STYLES = {"shared": ("o-", "tab:green", "shared head"), "separate": ("s--", "tab:red", "own heads")}
-
-
-def _nan(values: list) -> np.ndarray:
-    """A JSON list (of lists) with None as NaN, which matplotlib leaves blank."""
-    return np.array(values, dtype=float)
-
-
-def _heat_maps(fig: Any, axes: Sequence[Any], matrices: dict[str, np.ndarray]) -> None:
-    """L x L similarity matrices side by side on one colour scale (NaN cells blank), layers 1..L on both axes."""
-    low = min(np.nanmin(np.append(matrix, 1.0)) for matrix in matrices.values())
-    for ax, (name, matrix) in zip(axes, matrices.items()):
-        size = len(matrix)
-        image = ax.imshow(matrix, vmin=min(low, 0.99), vmax=1, cmap="viridis", origin="lower",
-                          extent=(0.5, size + 0.5, 0.5, size + 0.5))
-        fig.colorbar(image, ax=ax, label=name)
-        ax.set(xlabel="layer", ylabel="layer", title=f"{name} between layers")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _early_exit_curve(ax: Any, curve: list[dict[str, float]], style: str, colour: Any, label: str) -> None:
-    ax.plot([point["relative_compute"] for point in curve], [point["accuracy"] for point in curve], style,
-            color=colour, label=label)
-
-
-def _early_exit_axes(ax: Any) -> None:
-    ax.set(xlabel="relative compute (mean exit layer / L)", ylabel="test accuracy (%)", xlim=(0, 1.05),
-           title="early exit by confidence (max softmax ≥ threshold)")
-    ax.legend(fontsize=8)
-
-
-def plot_layers(measured: dict[str, Any], title: str, path: Path) -> Path:
-    """The layer-wise view of one run (`evaluate.layerwise`): top, the sample-wise cosine and linear CKA between
-    every pair of layers on one colour scale (cosine blank where widths differ), their correlation in the title;
-    bottom left, per layer, the cosine and CKA with the last layer and the accuracy of each head kind; bottom
-    right, the early-exit curve of each head kind (accuracy against relative compute over confidence thresholds)."""
-    cka = _nan(measured["cka"])  # NaN where CKA is undefined
-    layers = np.arange(1, len(cka) + 1)
-    fig, ((cosine_map, cka_map), (against_last, early)) = plt.subplots(2, 2, figsize=(11, 8.4))
-    _heat_maps(fig, (cosine_map, cka_map), {"sample-wise cosine": _nan(measured["cosine_matrix"]), "linear CKA": cka})
-    against_last.plot(layers, cka[:, -1], "o-", color="tab:blue", label="CKA with the last layer")
-    cosine = _nan(measured["cosine"])
-    if not np.all(np.isnan(cosine)):
-        against_last.plot(layers, cosine, "s-", color="tab:orange", label="sample-wise cosine with the last layer")
-    against_last.set(xlabel="layer", ylabel="similarity to the last layer", title="each layer against the last",
-                     ylim=(min(0.0, np.nanmin(np.append(cosine, 0.0))), 1.02))
-    twin = against_last.twinx()
-    for kind, key in (("shared", "accuracy"), ("separate", "separate_accuracy")):
-        if key in measured:
-            style, colour, name = HEAD_STYLES[kind]
-            twin.plot(layers, _nan(measured[key]), style, color=colour, label=f"accuracy, {name}")
-    twin.set(ylabel="test accuracy (%)", ylim=(0, 100))
-    lines = against_last.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    against_last.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
-    for kind, curve in measured["early_exit"].items():
-        style, colour, name = HEAD_STYLES[kind]
-        _early_exit_curve(early, curve, style, colour, name)
-    if measured["early_exit"]:
-        _early_exit_axes(early)
-    else:
-        early.text(0.5, 0.5, "no early exit:\nno head reads every layer", ha="center", va="center",
-                   transform=early.transAxes)
-        early.set(xticks=[], yticks=[])
-    for ax in (cosine_map, cka_map, against_last):
-        _integer_x(ax)
-    correlation = measured["cosine_cka_correlation"]
-    shown = "undefined" if correlation is None else f"{correlation:.3f}"
-    fig.suptitle(f"{title}\ncorrelation of cosine and CKA over pairs of layers: {shown}", fontsize=10)
-    _save(fig, path)
-    return path
-
-
-def plot_early_exit(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
-    """Early-exit curves of several configs or head kinds, a line per label: test accuracy against relative compute
-    as the confidence threshold varies (`evaluate.early_exit`; one run's or `aggregate_layers`' mean curve)."""
-    fig, ax = plt.subplots(figsize=(6, 4.4))
-    palette = matplotlib.colormaps["tab10"]
-    for index, (label, curve) in enumerate(curves.items()):
-        _early_exit_curve(ax, curve, "o-", palette(index % 10), label)
-    _early_exit_axes(ax)
-    _save(fig, path)
-    return path
-
-
-def plot_exit_accuracy(rows: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Test accuracy after every layer of several configs (`aggregate_layers`), mean ± std over seeds: a line per
-    label with the shared head, dashed in the same colour with the exits' own heads where a config has them."""
-    fig, ax = plt.subplots(figsize=(7, 6.4))
-    palette = matplotlib.colormaps["tab10"]
-    for index, (label, aggregated) in enumerate(rows.items()):
-        for kind, key in (("shared", "accuracy"), ("separate", "separate_accuracy")):
-            if aggregated[key] is None:
-                continue
-            pairs = np.array([[np.nan, np.nan] if value is None else value for value in aggregated[key]], dtype=float)
-            style, _, name = HEAD_STYLES[kind]
-            _band(ax, np.arange(1, len(pairs) + 1), pairs[:, 0], pairs[:, 1], palette(index % 10),
-                  f"{label}, {name} ({seeds(aggregated['runs'])})", style=style)
-    ax.set(xlabel="layer (exit)", ylabel="test accuracy (%)",
-           title="Accuracy after every layer, mean ± std over seeds")
-    _integer_x(ax)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # below the axes: the lines cross the middle
-    _save(fig, path)
-    return path
+    save(fig, path, dpi=110)
 
 
 def figure_test_ce_per_epoch(panels: Sequence[tuple[str, str, dict[str, list[Path]]]], path: Path) -> Path:
@@ -383,14 +277,14 @@ def figure_test_ce_per_epoch(panels: Sequence[tuple[str, str, dict[str, list[Pat
             series = [np.array([np.nan if row.get(key) is None else row[key] for row in rundir.read_metrics(d)], dtype=float)
                       for d in dirs]
             mean, std = mean_band(series)
-            _band(ax, np.arange(1, len(mean) + 1), mean, std, colour, f"{label} ({seeds(len(dirs))})", alpha=0.12,
+            band(ax, np.arange(1, len(mean) + 1), mean, std, colour, f"{label} ({seeds(len(dirs))})", alpha=0.12,
                   style=styles[index % len(styles)])
             lowest = min(lowest, float(np.nanmin(mean)))
         if math.isfinite(lowest):  # a band below a mean near 0 would stretch the log axis far down
             ax.set_ylim(bottom=0.85 * lowest)
         ax.set(xlabel="epoch", ylabel="test cross-entropy (nats, log scale)", title=title)
         _log_y(ax)
-        _integer_x(ax)
+        integer_x(ax)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
     return path

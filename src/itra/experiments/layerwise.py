@@ -1,13 +1,13 @@
 """`itra similarity`: the layer-wise view of trained runs, read from their run directories.
 
 For each run: its model at its last checkpoint, its own test set (the same subset it was evaluated on),
-and `evaluate.layerwise` on it: the accuracy of the last layer's head after every layer, the sample-wise
+and `layer_analysis.layerwise` on it: the accuracy of the last layer's head after every layer, the sample-wise
 cosine of every layer with the last, and linear CKA between every pair of layers (the claims of Jiang,
 Zhou and Zhu, 2024), and as a multi-exit model: each exit's own head where the run has them, the saturation
 layer and the early-exit curve. Writes `OUT/<run name>/layers.json`, `layers.md` and `layers.png`.
 
 `aggregate_layers` and `markdown_layers_table` summarise the `layers.json` of several runs (the seeds of a
-config, then several configs) for a preset's tables; `figures.plot_exit_accuracy` and `plot_early_exit` draw them.
+config, then several configs) for a preset's tables; `layer_figures.plot_exit_accuracy` and `plot_early_exit` draw them.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from itra import rundir
 from itra.device import resolve_device
 from itra.data import Splits
 from itra.data.splits import run_splits
-from itra.evaluate import layerwise
-from itra.experiments.figures import plot_layers
+from itra.layer_analysis import layerwise
+from itra.experiments.layer_figures import plot_layers
 from itra.experiments.runs import build_model, load_splits
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.methods import method_label
@@ -57,7 +57,7 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     return measured
 
 
-# the head kinds of `evaluate.layerwise`, in the order tables show them, with their names there
+# the head kinds of `layer_analysis.layerwise`, in the order tables show them, with their names there
 KINDS = {"shared": "shared head", "separate": "own heads"}
 
 

@@ -20,10 +20,10 @@ from itra import rundir
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.distributed import setup
-from itra.experiments.figures import plot_early_exit, plot_exit_accuracy
+from itra.experiments.layer_figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
 from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
-from itra.experiments.runs import load_splits, run
+from itra.experiments.runs import LoadedSplits, run_all
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.methods import METHODS
 
@@ -63,21 +63,18 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     out = Path(out)
     study_dir = out / f"reproduce-{name}{'-smoke' if smoke else ''}"
     configs = layerwise_configs(LAYERWISE_PRESETS[name], seeds, smoke, **overrides)
-    splits = load_splits(configs[0])
+    splits = LoadedSplits()
     main = setup().is_main  # under torchrun every rank trains; rank 0 alone measures and writes
     summaries: dict[str, list[dict[str, Any]]] = {}
     measured: dict[str, list[dict[str, Any]]] = {}
     groups: dict[str, str] = {}  # label: the run name without its seed
-    for index, config in enumerate(configs, start=1):
-        if progress:
-            print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        run_dir, summary = run(config, out, splits, progress=progress)
+    for config, run_dir, summary in run_all(configs, out, progress, splits):
         label = config_label(config)
         groups[label] = config.group
         summaries.setdefault(label, []).append(summary)
         measured.setdefault(label, [])
         if main and not rundir.is_failed(summary):
-            measured[label].append(measure_run(run_dir, study_dir / "similarity", splits=splits))
+            measured[label].append(measure_run(run_dir, study_dir / "similarity", splits=splits(config)))
     rows = {label: {"config": groups[label], **aggregate(summaries[label]),
                     "layers": aggregate_layers(layers) if layers else None}
             for label, layers in measured.items()}

@@ -20,7 +20,7 @@ from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
-from itra.experiments.runs import build_model, load_splits, run
+from itra.experiments.runs import LoadedSplits, build_model, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
@@ -74,22 +74,19 @@ def reproduce(
         raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
-    splits = load_splits(configs[0][1])
+    loaded = LoadedSplits()
+    splits = loaded(configs[0][1])
+    if table_only:
+        ended = [(config, out / config.name, rundir.read_summary(out / config.name)) for _, config in configs]
+    else:
+        ended = list(run_all([config for _, config in configs], out, progress, loaded))
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}
     run_dirs: dict[str, list[Path]] = {setting.label: [] for setting in preset.methods}
-    not_run = []
-    for index, (setting, config) in enumerate(configs, start=1):
-        if table_only:
-            run_dir, summary = out / config.name, rundir.read_summary(out / config.name)
-            if summary is None:
-                not_run.append(config.name)
-                continue
-        else:
-            if progress:
-                print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-            run_dir, summary = run(config, out, splits, progress=progress)
-        summaries[setting.label].append(summary)
-        run_dirs[setting.label].append(run_dir)
+    not_run = [config.name for config, _, summary in ended if summary is None]
+    for (setting, _), (_, run_dir, summary) in zip(configs, ended):
+        if summary is not None:
+            summaries[setting.label].append(summary)
+            run_dirs[setting.label].append(run_dir)
 
     first_seed = [config for _, config in configs if config.seed == 0]
     study_dir = out / study_name(name, preset.model, smoke)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import TensorDataset
@@ -12,7 +12,7 @@ from itra.config import TrainConfig
 from itra.device import check_machine
 from itra.resolve import resolve
 from itra.data import Splits
-from itra.data.registry import is_text_dataset, load_dataset
+from itra.data.registry import image_stem, is_text_dataset, load_dataset
 from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
@@ -68,9 +68,8 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
         model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape),
                                     config.pretrained)
     else:
-        in_channels = splits.train[0][0].shape[0]
-        stem = "imagenet" if config.dataset == "imagenet" else "cifar"  # the paper's small-image datasets use the CIFAR stem
-        model = build_image_model(config.model, splits.num_classes, in_channels, stem)
+        model = build_image_model(config.model, splits.num_classes, splits.train[0][0].shape[0],
+                                  image_stem(config.dataset))
     if config.exits == "separate":
         model.add_exit_heads()
     return model
@@ -102,6 +101,33 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     if summary is not None:
         return run_dir, summary
     return run_dir, _fit(config, splits, run_dir, resume=started, progress=progress)
+
+
+class LoadedSplits:
+    """`load_splits` once per data source: the dataset, its directory and, for a text dataset, the model and length
+    it is tokenised for (the runs of a sweep or a study share it)."""
+
+    def __init__(self) -> None:
+        self._by_source: dict[tuple[Any, ...], Splits] = {}
+
+    def __call__(self, config: TrainConfig) -> Splits:
+        source = (config.dataset, config.data_dir, config.model, config.max_length)
+        if source not in self._by_source:
+            self._by_source[source] = load_splits(config)
+        return self._by_source[source]
+
+
+def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
+            splits: Callable[[TrainConfig], Splits] | None = None) -> Iterator[tuple[TrainConfig, Path, dict[str, Any]]]:
+    """`run` (or reuse) every config into `out` in order, a progress line `[i/n] name` before each, and yield
+    (config, run directory, summary) as each ends. `splits` gives each config its data (a `LoadedSplits`, shared with
+    the caller that reads the data again afterwards); by default each data source is loaded once."""
+    splits = LoadedSplits() if splits is None else splits
+    for index, config in enumerate(configs, start=1):
+        if progress:
+            print(f"[{index}/{len(configs)}] {config.name}", flush=True)
+        run_dir, summary = run(config, out, splits(config), progress=progress)
+        yield config, run_dir, summary
 
 
 def _find(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:

@@ -13,7 +13,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
-from itra.experiments.runs import load_splits, run
+from itra.experiments.runs import run_all
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
@@ -43,16 +43,8 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
 
 def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or reuse) every config of the grid; returns one row per group of seeds (failed runs counted apart)."""
-    configs = grid_configs(grid, seeds)
-    splits_by_source: dict[tuple[Any, ...], Any] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
-    for index, config in enumerate(configs, start=1):
-        if progress:
-            print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        source = (config.dataset, config.data_dir, config.model, config.max_length)  # text: model's tokenizer
-        if source not in splits_by_source:
-            splits_by_source[source] = load_splits(config)
-        _, summary = run(config, out, splits_by_source[source], progress=progress)
+    for config, _, summary in run_all(grid_configs(grid, seeds), out, progress):
         groups.setdefault(config.group, []).append(summary)
     return [{"group": group, **aggregate(summaries)} for group, summaries in groups.items()]
 
