@@ -212,3 +212,28 @@ def test_a_deterministic_run_trains_and_leaves_the_settings_as_they_were(tmp_pat
     plain = fit(TrainConfig(**{**config.__dict__, "deterministic": False}), splits,
                 build_model(config, splits), tmp_path / "plain", progress=False)
     assert abs(plain["test_accuracy"] - summary["test_accuracy"]) < 5  # the same run up to the pools' rounding
+
+
+def test_a_new_optimizer_is_one_table_entry(tmp_path):
+    import torch
+
+    from itra.cli import main
+    from itra.optimizers import OPTIMIZERS, OptimizerSpec, register_optimizer
+
+    built = []
+
+    def heavy_ball(config, parameters):  # SGD without Nesterov: reads momentum like sgd
+        built.append(config.momentum)
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+    with pytest.raises(ValueError, match="reads fields no optimizer has: beta"):
+        register_optimizer("bad", OptimizerSpec(heavy_ball, ("beta",)))
+    register_optimizer("heavy-ball", OptimizerSpec(heavy_ball, ("momentum",)))
+    try:
+        assert main(["train", "--dataset", "digits", "--method", "ce", "--optimizer", "heavy-ball", "--momentum", "0.8",
+                     "--epochs", "1", "--train-subset", "128", "--batch-size", "32", "--device", "cpu",
+                     "--out", str(tmp_path), "--quiet"]) == 0
+        assert built == [0.8] and [p.name for p in tmp_path.iterdir()] == ["digits-cnn-ce-bs32-e1-n128-heavy-ball-mom0.8-seed0"]
+    finally:
+        OPTIMIZERS.pop("heavy-ball")
+    assert resolved(optimizer="adamw", momentum=0.5).momentum is None  # adamw reads no momentum

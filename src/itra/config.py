@@ -19,7 +19,6 @@ from typing import Any, Optional, Union
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 
-OPTIMIZERS = ("sgd", "adamw")
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
 # Set by how the job was launched (torchrun's WORLD_SIZE), not by a flag; it changes the computation (the global
@@ -136,7 +135,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not within(value):
                 raise ValueError(f"Expected `{name}` {expected}, but got {value}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("match", MATCHES), ("precision", PRECISIONS),
+        for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
                               ("match_ranks", MATCH_RANKS)):
             value = getattr(self, name)

@@ -25,6 +25,7 @@ from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, MethodSpec, method_fields
 from itra.mmd import BANDWIDTH_MODES, Bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
+from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
 
 
@@ -67,8 +68,8 @@ def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
         off["match_ranks"] = "one process"
     if not is_text_dataset(config.dataset):
         off["max_length"] = f"the image dataset {config.dataset}"
-    if config.optimizer != "sgd":
-        off["momentum"] = f"--optimizer {config.optimizer}"
+    optimizer = check_optimizer(config.optimizer)
+    off.update({name: f"--optimizer {config.optimizer}" for name in OPTIMIZER_FIELDS if name not in optimizer.fields})
     order = [field.name for field in dataclasses.fields(TrainConfig)]
     return dict(sorted(off.items(), key=lambda item: order.index(item[0])))
 

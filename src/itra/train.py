@@ -43,6 +43,7 @@ from itra.evaluate import compactness_probe, evaluate_splits
 from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
 from itra.models.layers import exact_pools
+from itra.optimizers import OPTIMIZERS
 from itra.pairing import PAIRINGS, samples_per_step
 from itra.state import Precision, TrainState
 
@@ -83,13 +84,10 @@ def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
-    """SGD with Nesterov momentum (or AdamW) and a cosine schedule stepped once per step (per S1 mini-batch,
-    or per batch of 2m with the "split" pairing; per global batch with several ranks)."""
-    if config.optimizer == "adamw":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay, nesterov=True)
+    """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) and a cosine
+    schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the "split" pairing; per global batch
+    with several ranks)."""
+    optimizer = OPTIMIZERS[config.optimizer].build(config, parameters)
     steps = config.epochs * steps_per_epoch(config, train_size)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 

@@ -1,0 +1,57 @@
+"""The `--optimizer` choices, in one table: how each is built from the config and which config fields it reads.
+
+Every run steps its optimizer once per step under a cosine schedule (`train.build_optimizer`); the table says only
+what the optimizer is. A new one is one `register_optimizer` call (see `tests/test_train.py`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import torch
+
+if TYPE_CHECKING:
+    from itra.config import TrainConfig
+
+Parameters = Iterable[torch.nn.Parameter]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer: `build(config, parameters)`, and the config fields it reads beyond `lr` and `weight_decay` (the
+    others are off: `itra.resolve`)."""
+
+    build: Callable[["TrainConfig", Parameters], torch.optim.Optimizer]
+    fields: tuple[str, ...] = ()
+
+
+def _sgd(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:
+    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           nesterov=True)
+
+
+def _adamw(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(_sgd, ("momentum",)),  # with Nesterov momentum
+    "adamw": OptimizerSpec(_adamw),  # the usual choice to fine-tune a text encoder
+}
+OPTIMIZER_FIELDS = ("momentum",)  # the fields some optimizer reads
+
+
+def register_optimizer(name: str, spec: OptimizerSpec) -> None:
+    """Add an `--optimizer` choice (its fields must be among `OPTIMIZER_FIELDS`, which resolve switches off)."""
+    if name in OPTIMIZERS:
+        raise ValueError(f"An optimizer named {name!r} exists already")
+    unknown = [field for field in spec.fields if field not in OPTIMIZER_FIELDS]
+    if unknown:
+        raise ValueError(f"Optimizer {name!r} reads fields no optimizer has: {', '.join(unknown)}")
+    OPTIMIZERS[name] = spec
+
+
+def check_optimizer(name: str) -> OptimizerSpec:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {name!r}")
+    return OPTIMIZERS[name]
