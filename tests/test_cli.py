@@ -485,3 +485,17 @@ def test_a_text_model_that_does_not_load_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"--model .*empty does not load \(.*\); offline, only encoders") as error:
         load_tokenizer(str(tmp_path / "empty"))
     assert "\n" not in str(error.value)
+
+
+def test_a_user_error_is_one_line_and_anything_else_traces_back(monkeypatch, capsys, tmp_path):
+    from itra import cli
+    from itra.errors import BadValue, MissingFile, MissingPackage, NoNetwork, UserError
+
+    for kind in (BadValue, MissingFile, MissingPackage, NoNetwork):
+        assert issubclass(kind, UserError)
+        monkeypatch.setattr(cli, "_train", lambda args, kind=kind: (_ for _ in ()).throw(kind("what to do")))
+        assert main(["train", "--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err == "itra train: error: what to do\n"
+    monkeypatch.setattr(cli, "_train", lambda args: (_ for _ in ()).throw(ValueError("a bug of itra's")))
+    with pytest.raises(ValueError, match="a bug of itra's"):  # not a user's mistake: it traces back
+        main(["train", "--out", str(tmp_path)])

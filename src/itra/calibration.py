@@ -15,6 +15,7 @@ import math
 from typing import Callable
 
 import torch
+from itra.errors import BadValue
 
 # T is searched in [1/100, 100]: beyond it a model's confidence is all or nothing. Where the NLL still falls at a
 # bound (e.g. every held-out sample right with a margin: it falls as T -> 0), that bound is the fitted T.
@@ -46,14 +47,14 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
     otherwise: it converges whatever the start, and the same input gives the same T, bit for bit.
     """
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise BadValue(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
     if not torch.isfinite(logits).all():
-        raise ValueError("Expected finite logits to fit a temperature on, but some are NaN or infinite")
+        raise BadValue("Expected finite logits to fit a temperature on, but some are NaN or infinite")
 
     def derivatives(u: float) -> tuple[float, float]:
         count, slope, curvature = reduce(nll_sums(logits, labels, math.exp(u))).tolist()
         if count == 0:
-            raise ValueError("Expected at least one sample to fit a temperature on, but got none")
+            raise BadValue("Expected at least one sample to fit a temperature on, but got none")
         return slope, curvature
 
     low, high = (math.log(bound) for bound in TEMPERATURE_RANGE)

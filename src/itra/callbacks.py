@@ -26,6 +26,7 @@ from itra.data.batches import Batch
 from itra.evaluate import probe_compactness
 from itra.methods import METHODS
 from itra.state import TrainState
+from itra.errors import MissingPackage
 
 
 class RunFailed(Exception):
@@ -154,7 +155,7 @@ class TensorBoard(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ModuleNotFoundError:
-            raise ModuleNotFoundError("--tensorboard writes through torch.utils.tensorboard, which needs the "
+            raise MissingPackage("--tensorboard writes through torch.utils.tensorboard, which needs the "
                                       "tensorboard package: pip install tensorboard") from None
         self.log_dir = Path(log_dir)
         self.make_writer = SummaryWriter

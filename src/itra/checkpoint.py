@@ -17,6 +17,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
+from itra.errors import BadValue
 
 VERSION = 2
 
@@ -118,7 +119,7 @@ def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     if saved.get("version") == VERSION:
         return saved
     if "version" in saved:
-        raise ValueError(f"checkpoint version {saved['version']} is newer than this itra's {VERSION}: upgrade itra")
+        raise BadValue(f"checkpoint version {saved['version']} is newer than this itra's {VERSION}: upgrade itra")
     ranks = [{"random": {"torch": own["rng"], "augment": own["augment_rng"],
                          **({"cuda": own["cuda_rng"]} if "cuda_rng" in own else {})},
               "previous_batch": own.get("previous_batch", {})} for own in (saved, *saved.get("other_ranks", []))]

@@ -34,6 +34,7 @@ from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
 from itra.experiments.table import failures
 from itra.rundir import is_failed
+from itra.errors import BadValue, UserError
 
 
 def _flag_type(annotation: object) -> type:
@@ -209,10 +210,10 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     from itra.experiments.multi_exit import reproduce_layerwise, result_table
 
     if args.table_only:
-        raise ValueError(f"--table-only is for the table presets ({', '.join(PRESETS)}); {args.preset} measures every "
+        raise BadValue(f"--table-only is for the table presets ({', '.join(PRESETS)}); {args.preset} measures every "
                          "run it trains: leave it out")
     if args.model is not None:
-        raise ValueError(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
+        raise BadValue(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
                                  epochs=args.epochs, device=args.device, data_dir=args.data_dir,
                                  world_size=launched_world_size())
@@ -255,9 +256,9 @@ def check_out(path: Path) -> None:
     """`--out` must be (or become) a writable folder: one line before any work when it is a file or read-only."""
     existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
     if not existing.is_dir():
-        raise ValueError(f"--out {path}: {existing} is a file, not a folder; choose another --out")
+        raise BadValue(f"--out {path}: {existing} is a file, not a folder; choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {path}: {existing} is not writable; choose another --out")
+        raise BadValue(f"--out {path}: {existing} is not writable; choose another --out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,8 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
                     "reproduce": _reproduce}[args.command](args)
-    # bad input, missing data, a missing optional package (its message says what to install), no network
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as error:
+    # a user's mistake (itra.errors): bad input, missing data, a missing optional package, no network; anything else
+    # is a bug of itra's and traces back
+    except UserError as error:
         where = f" (rank {_rank()} of {launched_world_size()})" if launched_world_size() > 1 else ""
         print(f"itra {args.command}{where}: error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ functions tell it from a batch of features; `itra.callbacks.CollapseGuard` stops
 from __future__ import annotations
 
 import torch
+from itra.errors import BadValue
 
 COLLAPSE_THRESHOLD = 1e-3
 
@@ -33,5 +34,5 @@ def feature_spread(features: torch.Tensor) -> torch.Tensor:
 def is_collapsed(features: torch.Tensor, threshold: float = COLLAPSE_THRESHOLD) -> bool:
     """Whether a batch of features (B, D), B >= 2, has collapsed: `feature_spread` below `threshold`."""
     if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"Expected features of shape (B, D) with B >= 2, but got {tuple(features.shape)}")
+        raise BadValue(f"Expected features of shape (B, D) with B >= 2, but got {tuple(features.shape)}")
     return bool(feature_spread(features) < threshold)

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
+from itra.errors import BadValue
 
 MATCHES = ("mmd", "mmd2")
 PRECISIONS = ("32", "bf16", "fp16")
@@ -118,11 +119,11 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"Expected `{field.name}` to be a finite number, but got {value}")
+                raise BadValue(f"Expected `{field.name}` to be a finite number, but got {value}")
         for name in ("epochs", "batch_size", "second_batch_size", "world_size", "train_subset", "test_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value}"
+                raise BadValue(f"Expected `{name}` to be an integer larger than 0, but got {value}"
                                  + (" (leave it unset for the whole set)" if name.endswith("subset") else ""))
         ranges = (("val_split", lambda v: v >= 0, ">= 0 samples (0: no validation set)"), ("lam", lambda v: v >= 0, ">= 0"),
                   ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -134,13 +135,13 @@ class TrainConfig:
         for name, within, expected in ranges:
             value = getattr(self, name)
             if value is not None and not within(value):
-                raise ValueError(f"Expected `{name}` {expected}, but got {value}")
+                raise BadValue(f"Expected `{name}` {expected}, but got {value}")
         for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
                               ("match_ranks", MATCH_RANKS)):
             value = getattr(self, name)
             if value is not None and value not in allowed:
-                raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+                raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
 
     @property
     def group(self) -> str:
@@ -178,7 +179,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
+            raise BadValue(f"Unknown config keys: {', '.join(sorted(unknown))}")
         hints = typing.get_type_hints(cls)
         for name, value in values.items():
             allowed = [kind for kind in typing.get_args(hints[name]) or (hints[name],)]
@@ -187,7 +188,7 @@ class TrainConfig:
                 accepted += (int,)
             if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in allowed):
                 names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
-                raise ValueError(f"Expected `{name}` to be {names}, but got {value!r}")
+                raise BadValue(f"Expected `{name}` to be {names}, but got {value!r}")
         return cls(**values)
 
 

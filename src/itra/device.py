@@ -12,6 +12,7 @@ import shutil
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+from itra.errors import BadValue, MissingFile, MissingPackage
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -27,11 +28,11 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"Expected `device` to be auto, cpu, cuda or cuda:N, but got {name!r}") from None
+        raise BadValue(f"Expected `device` to be auto, cpu, cuda or cuda:N, but got {name!r}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name}: itra trains on cpu or cuda (got {device.type}); use --device cpu, cuda or auto")
+        raise BadValue(f"--device {name}: itra trains on cpu or cuda (got {device.type}); use --device cpu, cuda or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
+        raise BadValue(f"--device {name}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
                          "use --device cpu or auto")
     return device
 
@@ -39,9 +40,9 @@ def resolve_device(name: str) -> torch.device:
 def check_precision(precision: str, device: torch.device) -> None:
     """fp16 needs CUDA (its loss scaling); bf16 needs the CPU or a GPU with bfloat16 (compute capability 8.0+)."""
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"--precision fp16 needs a CUDA GPU (device {device}); use --precision bf16 on the CPU")
+        raise BadValue(f"--precision fp16 needs a CUDA GPU (device {device}); use --precision bf16 on the CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
-        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
+        raise BadValue(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
                          "use --precision fp16 (with loss scaling) or 32")
 
 
@@ -52,10 +53,10 @@ def check_compile(device: torch.device) -> None:
         from torch.utils._triton import has_triton
 
         if not has_triton():
-            raise ModuleNotFoundError("--compile on CUDA needs Triton: pip install triton, or leave --compile off")
+            raise MissingPackage("--compile on CUDA needs Triton: pip install triton, or leave --compile off")
         compiler = os.environ.get("CC")
         if not (shutil.which(compiler) if compiler else any(shutil.which(cc) for cc in ("cc", "gcc", "clang"))):
-            raise FileNotFoundError(f"--compile on CUDA needs a C compiler for Triton's launchers "
+            raise MissingFile(f"--compile on CUDA needs a C compiler for Triton's launchers "
                                     f"({'$CC=' + compiler if compiler else 'cc, gcc or clang'} not found): "
                                     "apt-get install gcc, or leave --compile off")
         return
@@ -65,7 +66,7 @@ def check_compile(device: torch.device) -> None:
     try:
         get_cpp_compiler()
     except InvalidCxxCompiler:
-        raise FileNotFoundError("--compile on the CPU needs a C++ compiler (g++, or the one $CXX names): "
+        raise MissingFile("--compile on the CPU needs a C++ compiler (g++, or the one $CXX names): "
                                 "apt-get install g++, or leave --compile off") from None
 
 
@@ -77,7 +78,7 @@ def check_machine(config: "TrainConfig") -> None:
     if config.compile:
         check_compile(device)
     if config.workers < 0:
-        raise ValueError(f"Expected `workers` >= 0 (0: load batches in the training process), but got {config.workers}")
+        raise BadValue(f"Expected `workers` >= 0 (0: load batches in the training process), but got {config.workers}")
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as torch_dist
 from torch import nn
+from itra.errors import BadValue
 
 T = TypeVar("T")
 MATCH_RANKS = ("local", "global")  # what each rank's S1 is matched against: its own S2, or every rank's
@@ -61,7 +62,7 @@ class Dist:
         if self.world_size == 1 or device.type != "cuda":
             return device
         if device.index is not None:
-            raise ValueError(f"--device {device}: under torchrun each process uses cuda:LOCAL_RANK; pass --device cuda "
+            raise BadValue(f"--device {device}: under torchrun each process uses cuda:LOCAL_RANK; pass --device cuda "
                              "or auto (CUDA_VISIBLE_DEVICES picks the GPUs)")
         device = torch.device("cuda", self.local_rank)
         torch.cuda.set_device(device)
@@ -179,7 +180,7 @@ def gather_others(tensor: torch.Tensor) -> torch.Tensor:
 
 def _others(gather: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor) -> torch.Tensor:
     if not _grouped():
-        raise ValueError("The 'ranks' pairing matches against the other processes' batches: run under torchrun with "
+        raise BadValue("The 'ranks' pairing matches against the other processes' batches: run under torchrun with "
                          "2 or more processes, or choose another --pairing")
     gathered, rank, size = gather(tensor), torch_dist.get_rank(), len(tensor)
     return torch.cat((gathered[: rank * size], gathered[(rank + 1) * size:]))

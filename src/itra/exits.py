@@ -20,6 +20,7 @@ summaries of it give it) or `uniform` w_l = 1/L. With ITRA (`--match-at every`) 
 from __future__ import annotations
 
 import torch
+from itra.errors import BadValue
 
 EXIT_MODES = ("last", "shared", "separate")
 EXIT_WEIGHTS = ("linear", "uniform")
@@ -30,12 +31,12 @@ def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:
     """The weights w_l of the L = `count` exits, l = 1..L, (L,) float32 summing to 1:
     `linear` w_l = 2l / (L(L+1)), `uniform` w_l = 1/L."""
     if count < 1:
-        raise ValueError(f"Expected at least one exit, but got {count}")
+        raise BadValue(f"Expected at least one exit, but got {count}")
     if kind == "uniform":
         return torch.full((count,), 1.0 / count)
     if kind == "linear":
         return torch.arange(1, count + 1, dtype=torch.float32) * (2.0 / (count * (count + 1)))
-    raise ValueError(f"Expected `exit_weights` in {', '.join(EXIT_WEIGHTS)}, but got {kind!r}")
+    raise BadValue(f"Expected `exit_weights` in {', '.join(EXIT_WEIGHTS)}, but got {kind!r}")
 
 
 def weighted_sum(values: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:

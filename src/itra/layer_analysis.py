@@ -14,6 +14,7 @@ from itra.data.batches import ordered_batches
 from itra.metrics import classification_metrics
 from itra.models import Classifier
 from itra.similarity import CKAAccumulator, CosineAccumulator
+from itra.errors import BadValue
 
 
 # Confidence thresholds of the early-exit curve; one above 1 is never reached: every sample runs to the last layer.
@@ -27,7 +28,7 @@ def saturation_layers(logits: torch.Tensor) -> torch.Tensor:
     2024 read the depth a task needs from it). Per sample: a prediction that changes and comes back counts from
     its last change."""
     if logits.ndim != 3:
-        raise ValueError(f"Expected logits (L, N, K) of L exits, but got shape {tuple(logits.shape)}")
+        raise BadValue(f"Expected logits (L, N, K) of L exits, but got shape {tuple(logits.shape)}")
     agree = logits.argmax(dim=2) == logits[-1].argmax(dim=1)  # (L, N)
     settled = agree.flip(0).long().cumprod(dim=0).sum(dim=0)  # (N,): how many of the last exits agree in a row, >= 1
     return len(logits) - settled + 1
@@ -43,7 +44,7 @@ def early_exit(logits: torch.Tensor, labels: torch.Tensor, thresholds: Sequence[
     fraction of the whole depth (1 when every sample runs to the end: any t above 1). t = 0 exits at layer 1.
     """
     if logits.ndim != 3 or labels.shape != logits.shape[1:2]:
-        raise ValueError(f"Expected logits (L, N, K) and labels (N,), but got {tuple(logits.shape)} and "
+        raise BadValue(f"Expected logits (L, N, K) and labels (N,), but got {tuple(logits.shape)} and "
                          f"{tuple(labels.shape)}")
     confidence = logits.double().softmax(dim=2).amax(dim=2)  # (L, N), float64: thresholds near 1 stay exact
     predictions = logits.argmax(dim=2)  # (L, N)
@@ -153,7 +154,7 @@ def layerwise(model: Classifier, dataset: Dataset, device: torch.device, batch_s
             own.append([z.cpu() for z in model.exit_logits(exits, separate=True)])
         pairs.update(exits)
     if pairs is None:
-        raise ValueError("Expected at least one sample to measure the layers on, but the dataset is empty")
+        raise BadValue("Expected at least one sample to measure the layers on, but the dataset is empty")
     targets = torch.cat(labels)
     shared_logits = [None if layer[0] is None else torch.cat(layer) for layer in zip(*shared)]
     kinds = {}  # head kind: logits (L, N, K) of every exit

@@ -22,6 +22,7 @@ from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
 from itra.pairing import DEFAULT_PAIRING, PAIRINGS, PreviousBatch, check_pairing
+from itra.errors import BadValue
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -82,11 +83,11 @@ def register_method(name: str, spec: MethodSpec) -> None:
     from itra.config import TrainConfig
 
     if name in METHODS:
-        raise ValueError(f"A method named {name!r} exists already")
+        raise BadValue(f"A method named {name!r} exists already")
     unknown = [field for field in (*spec.fields, spec.strength) if field is not None
                and field not in TrainConfig.__dataclass_fields__]
     if unknown:
-        raise ValueError(f"Method {name!r} reads unknown config fields: {', '.join(unknown)}")
+        raise BadValue(f"Method {name!r} reads unknown config fields: {', '.join(unknown)}")
     METHODS[name] = spec
 
 
@@ -137,10 +138,10 @@ class Objective(nn.Module):
         super().__init__()
         check_pairing(pairing)
         if match_ranks not in MATCH_RANKS:
-            raise ValueError(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
+            raise BadValue(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
             what = "no regulariser" if regularizer is None else type(regularizer).__name__
-            raise ValueError(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
+            raise BadValue(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
                              f"but got {pairing!r}")
         check_exits(model, exits, match_at, pairing, matches=regularizer is not None and regularizer.needs_second_batch)
         self.model = model
@@ -227,7 +228,7 @@ class Objective(nn.Module):
         (`itra.pairing.PAIRINGS`), or None when this step has no S2."""
         spec = PAIRINGS[self.pairing]
         if spec.draws_second_batch and second is None:
-            raise ValueError(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
+            raise BadValue(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
         return spec.pairs(self, layers1, y1, second)
 
 
@@ -236,18 +237,18 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
     "separate", every exit as wide as the head's input for "shared"; and that "every" has exits and S2 to match."""
     for name, value, allowed in (("exits", exits, EXIT_MODES), ("match_at", match_at, MATCH_AT)):
         if value not in allowed:
-            raise ValueError(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+            raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
     if match_at == "every" and (exits == "last" or not matches or pairing == "previous"):
-        raise ValueError("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
+        raise BadValue("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
                          f"S2 and a pairing other than 'previous', but got exits {exits!r}, pairing {pairing!r}")
     if exits == "last":
         return
     widths = model.exit_dims  # NotImplementedError for a model without exits
     if exits == "shared" and any(width != model.feature_dim for width in widths):
-        raise ValueError(f"--exits shared reads every exit with the last layer's head, which takes width {model.feature_dim}, "
+        raise BadValue(f"--exits shared reads every exit with the last layer's head, which takes width {model.feature_dim}, "
                          f"but this model's exits are {widths} wide: use --exits separate")
     if exits == "separate" and len(model.exit_heads) != len(widths) - 1:
-        raise ValueError(f"--exits separate needs a head per exit: call model.add_exit_heads() first "
+        raise BadValue(f"--exits separate needs a head per exit: call model.add_exit_heads() first "
                          f"(this model has {len(model.exit_heads)} for {len(widths)} exits)")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from itra.errors import BadValue
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ def metric_sums(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) ->
     all-reduce this vector instead of gathering (N, K) logits (`evaluate.evaluate`).
     """
     if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins!r}")
+        raise BadValue(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins!r}")
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise BadValue(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
     logits, labels = logits.detach().cpu().double(), labels.cpu()
     confidence, prediction = logits.softmax(dim=1).max(dim=1)
     correct = (prediction == labels).double()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
+from itra.errors import BadValue
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -44,14 +45,14 @@ OPTIMIZER_FIELDS = ("momentum",)  # the fields some optimizer reads
 def register_optimizer(name: str, spec: OptimizerSpec) -> None:
     """Add an `--optimizer` choice (its fields must be among `OPTIMIZER_FIELDS`, which resolve switches off)."""
     if name in OPTIMIZERS:
-        raise ValueError(f"An optimizer named {name!r} exists already")
+        raise BadValue(f"An optimizer named {name!r} exists already")
     unknown = [field for field in spec.fields if field not in OPTIMIZER_FIELDS]
     if unknown:
-        raise ValueError(f"Optimizer {name!r} reads fields no optimizer has: {', '.join(unknown)}")
+        raise BadValue(f"Optimizer {name!r} reads fields no optimizer has: {', '.join(unknown)}")
     OPTIMIZERS[name] = spec
 
 
 def check_optimizer(name: str) -> OptimizerSpec:
     if name not in OPTIMIZERS:
-        raise ValueError(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {name!r}")
+        raise BadValue(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {name!r}")
     return OPTIMIZERS[name]

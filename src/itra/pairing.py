@@ -34,6 +34,7 @@ from typing import Callable, Optional, Protocol
 import torch
 
 from itra.distributed import gather_others, gather_others_with_grad
+from itra.errors import BadValue
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (h1 (B, D), y1 (B,), h2 (B2, D), y2 (B2,))
 
@@ -113,13 +114,13 @@ ONE_PROCESS = tuple(name for name, spec in PAIRINGS.items() if spec.min_processe
 def register_pairing(name: str, spec: PairingSpec) -> None:
     """Add a `--pairing` mode: it can then be trained and swept like the built-in ones (see tests/test_pairing.py)."""
     if name in PAIRINGS:
-        raise ValueError(f"A pairing named {name!r} exists already")
+        raise BadValue(f"A pairing named {name!r} exists already")
     PAIRINGS[name] = spec
 
 
 def check_pairing(pairing: str) -> PairingSpec:
     if pairing not in PAIRINGS:
-        raise ValueError(f"Expected `pairing` in {', '.join(PAIRINGS)}, but got {pairing!r}")
+        raise BadValue(f"Expected `pairing` in {', '.join(PAIRINGS)}, but got {pairing!r}")
     return PAIRINGS[pairing]
 
 

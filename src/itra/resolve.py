@@ -27,6 +27,7 @@ from itra.mmd import BANDWIDTH_MODES, Bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
+from itra.errors import BadValue, MissingFile
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -41,7 +42,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     check_exits_of_model(resolved)
     if is_text_dataset(resolved.dataset) and resolved.model.startswith(("/", ".", "~")) \
             and not Path(resolved.model).expanduser().is_dir():  # a path, not a Hub name: it must be there
-        raise FileNotFoundError(f"--model {resolved.model}: no such directory; give the directory of a Hugging Face "
+        raise MissingFile(f"--model {resolved.model}: no such directory; give the directory of a Hugging Face "
                                 "encoder (with its config.json), its Hub name (bert-base-uncased, ...) or minilm")
     return resolved
 
@@ -55,7 +56,7 @@ def ignored(config: TrainConfig) -> dict[str, str]:
 
 def method_spec(name: str) -> MethodSpec:
     if name not in METHODS:
-        raise ValueError(f"Expected `method` in {', '.join(METHODS)}, but got {name!r}")
+        raise BadValue(f"Expected `method` in {', '.join(METHODS)}, but got {name!r}")
     return METHODS[name]
 
 
@@ -82,9 +83,9 @@ def parse_bandwidth(value: str | float) -> Bandwidth:
     try:
         sigma = float(value)
     except ValueError:
-        raise ValueError(expected) from None
+        raise BadValue(expected) from None
     if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(expected)
+        raise BadValue(expected)
     return sigma
 
 
@@ -95,17 +96,17 @@ def check_pairing_rules(config: TrainConfig) -> None:
     spec = check_pairing(config.pairing)
     name = config.pairing
     if config.world_size < spec.min_processes:
-        raise ValueError(f"Expected --pairing {name} under torchrun with {spec.min_processes} or more processes, but "
+        raise BadValue(f"Expected --pairing {name} under torchrun with {spec.min_processes} or more processes, but "
                          f"got {config.world_size} process(es)")
     if config.match_at == "every" and not spec.every_exit:
         every = ", ".join(mode for mode, entry in PAIRINGS.items() if entry.every_exit)
-        raise ValueError(f"Expected --pairing {every} with --match-at every, but got {name} (it keeps the last "
+        raise BadValue(f"Expected --pairing {every} with --match-at every, but got {name} (it keeps the last "
                          "exit's features only)")
     if config.match_ranks == "global" and not spec.global_ranks:
-        raise ValueError(f"Expected the default --match-ranks local with --pairing {name} (its S2 is "
+        raise BadValue(f"Expected the default --match-ranks local with --pairing {name} (its S2 is "
                          f"{spec.second_batch} already), but got --match-ranks global")
     if config.second_batch_size is not None and not spec.draws_second_batch:
-        raise ValueError(f"Expected no `second_batch_size` with pairing {name!r}, whose S2 is {spec.second_batch}, "
+        raise BadValue(f"Expected no `second_batch_size` with pairing {name!r}, whose S2 is {spec.second_batch}, "
                          f"but got {config.second_batch_size}")
 
 
@@ -115,10 +116,10 @@ def check_exits_of_model(config: TrainConfig) -> None:
     if config.exits == "last" or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
         return
     if config.model not in WITH_EXITS:
-        raise ValueError(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use one that has "
+        raise BadValue(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use one that has "
                          f"({', '.join(WITH_EXITS)}, a text encoder, a timm model with forward_intermediates) or "
                          "--exits last")
     if config.exits == "shared" and config.model not in EQUAL_WIDTH_EXITS:
-        raise ValueError(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
+        raise BadValue(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
                          f"{config.model} differ in width: use --exits separate, or a model whose exits are as wide "
                          f"as its features ({', '.join(EQUAL_WIDTH_EXITS)}, the text encoders)")

@@ -23,6 +23,7 @@ import torch
 
 from itra.config import TrainConfig
 from itra.resolve import resolve
+from itra.errors import BadValue, MissingFile
 
 RUN_FORMAT = 2  # in config.json; runs written before 0.2 (no format) were not reproducible from their seed
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
@@ -51,7 +52,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); remove the run directory to start the run afresh") from None
+        raise BadValue(f"{path}: not valid JSON ({error}); remove the run directory to start the run afresh") from None
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
@@ -70,10 +71,10 @@ def writing(run_dir: Path, resume: bool) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"{run_dir} is being trained by another itra process: wait for it to end (then the same "
+            raise BadValue(f"{run_dir} is being trained by another itra process: wait for it to end (then the same "
                              "command reuses or resumes the run), or train into another --out") from None
         if not resume and any((run_dir / name).exists() for name in (CHECKPOINT, SUMMARY)):
-            raise ValueError(f"{run_dir} was written by another itra process while this one started: run the command "
+            raise BadValue(f"{run_dir} was written by another itra process while this one started: run the command "
                              "again to reuse or resume it")
         yield
     finally:
@@ -85,15 +86,15 @@ def read_config(run_dir: Path) -> TrainConfig:
     the run did not read, reads as the same run); a directory written by an itra older than 0.2 is a clear error."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG})")
+        raise MissingFile(f"{path}: not a run directory (no {CONFIG})")
     values = read_json(path)
     if values.pop("run_format", None) != RUN_FORMAT:
-        raise ValueError(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
+        raise BadValue(f"{path.parent}: a run written by itra before 0.2, whose runs were not reproducible from "
                          "their seed and whose names left out some fields; run it again into another --out")
     try:
         return resolve(TrainConfig.from_dict(values))
     except ValueError as error:
-        raise ValueError(f"{path}: {error}; fix the file, or remove {path.parent} to train the run afresh") from None
+        raise BadValue(f"{path}: {error}; fix the file, or remove {path.parent} to train the run afresh") from None
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
@@ -117,7 +118,7 @@ def read_metrics(run_dir: Path, warn: bool = True) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
             if number < len(lines):
-                raise ValueError(f"{path}, line {number}: not valid JSON ({error}); the file is damaged") from None
+                raise BadValue(f"{path}, line {number}: not valid JSON ({error}); the file is damaged") from None
             if warn:
                 print(f"note: {path}: dropped a torn last line (the run was killed while writing it)", file=sys.stderr)
     return rows
@@ -143,9 +144,9 @@ def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[s
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from") from None
+        raise MissingFile(f"{path}: no checkpoint to resume from") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: cannot be read, it is truncated or damaged ({str(error).splitlines()[0]}); "
+        raise BadValue(f"{path}: cannot be read, it is truncated or damaged ({str(error).splitlines()[0]}); "
                          "delete it to train the run again from the start") from None
 
 

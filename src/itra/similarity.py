@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from itra.checks import check_features
+from itra.errors import BadValue
 
 
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
     check_features("x", x)
     check_features("y", y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"Expected `x` and `y` to hold the same samples, one per row, but got shapes "
+        raise BadValue(f"Expected `x` and `y` to hold the same samples, one per row, but got shapes "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
 
 
@@ -38,7 +39,7 @@ def sample_cosines(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     _check_samples(x, y)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"Expected `x` and `y` of the same width for a sample-wise cosine, but got shapes "
+        raise BadValue(f"Expected `x` and `y` of the same width for a sample-wise cosine, but got shapes "
                          f"{tuple(x.shape)} and {tuple(y.shape)}; compare layers of different widths with linear_cka")
     return F.cosine_similarity(x.double(), y.double(), dim=1, eps=1e-8)
 
@@ -102,7 +103,7 @@ def _linear_cka(m: _Moments, debiased: bool) -> torch.Tensor:
     n = m.count
     minimum = 4 if debiased else 2
     if n < minimum:
-        raise ValueError(f"Expected at least {minimum} samples for {'debiased' if debiased else 'linear'} CKA, "
+        raise BadValue(f"Expected at least {minimum} samples for {'debiased' if debiased else 'linear'} CKA, "
                          f"but got {n}")
     mean_u, mean_v = m.u / n, m.v / n
     cov_uu = m.uu - n * torch.outer(mean_u, mean_u)  # X_c^T X_c (D_x, D_x)
@@ -162,7 +163,7 @@ class CKAAccumulator:
         """Add a batch: x (B, dim_x) and y (B, dim_y), the same B samples."""
         _check_samples(x, y)
         if (x.shape[1], y.shape[1]) != self.dims:
-            raise ValueError(f"Expected widths {self.dims} for (x, y), as the accumulator was built with, but got "
+            raise BadValue(f"Expected widths {self.dims} for (x, y), as the accumulator was built with, but got "
                              f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
         x, y = x.detach(), y.detach()
         if self.shifts is None:
@@ -173,7 +174,7 @@ class CKAAccumulator:
     def compute(self, debiased: bool = False) -> torch.Tensor:
         """CKA of all samples seen so far, biased or debiased as in `linear_cka`: a 0-d float64 tensor."""
         if self.moments is None:
-            raise ValueError("No samples yet: call update(x, y) with at least one batch before compute()")
+            raise BadValue("No samples yet: call update(x, y) with at least one batch before compute()")
         return _linear_cka(self.moments, debiased)
 
 
@@ -193,5 +194,5 @@ class CosineAccumulator:
     def compute(self) -> torch.Tensor:
         """(1/N) sum_i cos(x_i, y_i) over the N samples seen so far: a 0-d float64 tensor."""
         if self.count == 0:
-            raise ValueError("No samples yet: call update(x, y) with at least one batch before compute()")
+            raise BadValue("No samples yet: call update(x, y) with at least one batch before compute()")
         return self.total / self.count

@@ -46,6 +46,7 @@ from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
 from itra.pairing import PAIRINGS, samples_per_step
 from itra.state import Precision, TrainState
+from itra.errors import BadValue
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
                second: Batch | None, precision: Precision = Precision()) -> dict[str, torch.Tensor]:
@@ -122,14 +123,14 @@ class Recorder(Callback):
             except PartMismatch as error:  # a checkpoint of another model (copied in, or of an older itra)
                 what = (f"weights of another model than {state.config.model}" if error.part == "model"
                         else f"a {error.part} state that does not fit this run")
-                raise ValueError(f"{self.run_dir / rundir.CHECKPOINT} holds {what} ({error.reason}): remove the run "
+                raise BadValue(f"{self.run_dir / rundir.CHECKPOINT} holds {what} ({error.reason}): remove the run "
                                  "directory to train it afresh") from None
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
             self.history = [row for row in rows if row["epoch"] <= state.epoch]
             lost = sorted(set(range(1, state.epoch + 1)) - {row["epoch"] for row in self.history})
             if lost:  # resuming would keep a history without them: every table and figure reads it
-                raise ValueError(f"{self.run_dir / rundir.METRICS} lacks the rows of epochs {', '.join(map(str, lost))} "
+                raise BadValue(f"{self.run_dir / rundir.METRICS} lacks the rows of epochs {', '.join(map(str, lost))} "
                                  f"that its checkpoint has trained: restore the file, or remove {self.run_dir} to "
                                  "train the run afresh")
         if dist.is_main:
@@ -255,7 +256,7 @@ def check_second_batch(config: TrainConfig, train_size: int) -> None:
         return
     batch = config.batch_size * config.world_size
     if batch >= train_size:
-        raise ValueError(f"--batch-size {batch} covers the whole training set of {train_size} samples, so S2 holds the "
+        raise BadValue(f"--batch-size {batch} covers the whole training set of {train_size} samples, so S2 holds the "
                          f"same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the training "
                          "set (or --method ce)")
 
@@ -266,7 +267,7 @@ def check_world_size(config: TrainConfig, dist: Dist) -> None:
         return
     how = (f"launch it with torchrun --nproc-per-node {config.world_size} (nodes x processes per node = "
            f"{config.world_size})" if config.world_size > 1 else "run it without torchrun")
-    raise ValueError(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
+    raise BadValue(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
                      f"{config.batch_size}), but this job has {dist.world_size}: {how}")
 
 

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.data.splits import Splits
+from itra.errors import BadValue
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 
@@ -27,7 +28,7 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Splits:
         raise ImportError("digits: the dataset ships with scikit-learn: pip install scikit-learn") from None
 
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"Expected `test_fraction` in (0, 1), but got {test_fraction}")
+        raise BadValue(f"Expected `test_fraction` in (0, 1), but got {test_fraction}")
     digits = sklearn_digits()
     images = torch.from_numpy(digits.images.astype(np.float32)).unsqueeze(1)  # (1797, 1, 8, 8)
     labels = torch.from_numpy(digits.target.astype(np.int64))

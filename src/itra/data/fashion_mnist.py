@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.data.splits import Splits
+from itra.errors import MissingFile
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -42,7 +43,7 @@ def read_idx(path: Path) -> torch.Tensor:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; {INSTALL_HINT}")
+        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}")
     try:
         raw = gzip.decompress(path.read_bytes())
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:

@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 from itra.data import transforms
 from itra.data.hub import SPLITS, load_hub_dataset_dict
 from itra.data.splits import BatchTransform, Splits
+from itra.errors import BadValue
 
 _DECODE_BATCH = 1000  # images held as PIL objects at a time while decoding
 
@@ -63,7 +64,7 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
     `standard_augmentation` (random crop with 4 or 12 pixels of padding, flip), KMNIST without.
     """
     if name not in HF_IMAGE_DATASETS:
-        raise ValueError(
+        raise BadValue(
             f"Unknown Hugging Face image dataset {name!r}; expected one of: {', '.join(HF_IMAGE_DATASETS)}"
         )
     spec = HF_IMAGE_DATASETS[name]
@@ -71,7 +72,7 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
     for split in SPLITS:
         columns = dataset_dict[split].column_names
         if spec.image_column not in columns or spec.label_column not in columns:
-            raise ValueError(
+            raise BadValue(
                 f"{name}: split {split!r} needs columns {spec.image_column!r} (image) and {spec.label_column!r} "
                 f"(label); columns found: {columns}"
             )
@@ -104,7 +105,7 @@ def _to_tensors(
     for batch in split_data.select_columns([spec.image_column]).iter(batch_size=_DECODE_BATCH):
         for image in batch[spec.image_column]:
             if image.size != (spec.size, spec.size):
-                raise ValueError(
+                raise BadValue(
                     f"{name}: split {split!r} item {start}: expected a {spec.size}x{spec.size} image, got "
                     f"{image.size[0]}x{image.size[1]}"
                 )
@@ -112,7 +113,7 @@ def _to_tensors(
             start += 1
     labels = torch.as_tensor(np.asarray(split_data[spec.label_column], dtype=np.int64))
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
+        raise BadValue(
             f"{name}: split {split!r} has labels {int(labels.min())}..{int(labels.max())}, outside [0, {num_classes})"
         )
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div_(255)  # (N, C, H, W)

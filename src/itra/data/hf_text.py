@@ -18,6 +18,7 @@ import torch
 
 from itra.data.hub import SPLITS, load_hub_dataset_dict
 from itra.data.text import TextSplits
+from itra.errors import BadValue
 
 STARS = ("1 star", "2 stars", "3 stars", "4 stars", "5 stars")
 
@@ -67,7 +68,7 @@ def load_hf_text_dataset(name: str, data_dir: Path | str | None = None) -> TextS
     the Hugging Face default cache). A text is its dataset's text columns joined with newlines.
     """
     if name not in HF_TEXT_DATASETS:
-        raise ValueError(f"Unknown Hugging Face text dataset {name!r}; expected one of: {', '.join(HF_TEXT_DATASETS)}")
+        raise BadValue(f"Unknown Hugging Face text dataset {name!r}; expected one of: {', '.join(HF_TEXT_DATASETS)}")
     spec = HF_TEXT_DATASETS[name]
     dataset_dict = load_hub_dataset_dict(name, spec.hub_name, None if data_dir is None else Path(data_dir))
     (train_texts, train_labels), (test_texts, test_labels) = (
@@ -81,11 +82,11 @@ def _texts_and_labels(name: str, spec: HubTextDataset, split_data, split: str) -
     columns = split_data.column_names
     needed = (*spec.text_columns, spec.label_column)
     if any(column not in columns for column in needed):
-        raise ValueError(f"{name}: split {split!r} needs columns {list(needed)}; columns found: {columns}")
+        raise BadValue(f"{name}: split {split!r} needs columns {list(needed)}; columns found: {columns}")
     num_classes = len(spec.class_names)
     feature = split_data.features[spec.label_column]
     if hasattr(feature, "names") and len(feature.names) != num_classes:
-        raise ValueError(
+        raise BadValue(
             f"{name}: split {split!r} column {spec.label_column!r} has {len(feature.names)} classes "
             f"{feature.names}; expected {num_classes}: {list(spec.class_names)}"
         )
@@ -94,7 +95,7 @@ def _texts_and_labels(name: str, spec: HubTextDataset, split_data, split: str) -
     stored = stored.astype(np.int64)
     low, high = spec.label_offset, spec.label_offset + num_classes - 1
     if len(stored) and (stored.min() < low or stored.max() > high):
-        raise ValueError(
+        raise BadValue(
             f"{name}: split {split!r} column {spec.label_column!r} has values {stored.min()}..{stored.max()}, "
             f"outside {low}..{high}"
         )

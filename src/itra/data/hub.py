@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from itra.errors import BadValue, NoNetwork
 
 SPLITS = ("train", "test")
 
@@ -21,7 +22,7 @@ def load_hub_dataset_dict(name: str, hub_name: str, data_dir: Path | None):
         dataset_dict = _download(datasets, name, hub_name, data_dir)
     missing = [split for split in SPLITS if split not in dataset_dict]
     if missing:
-        raise ValueError(f"{name}: no {' or '.join(map(repr, missing))} split; splits found: {sorted(dataset_dict)}")
+        raise BadValue(f"{name}: no {' or '.join(map(repr, missing))} split; splits found: {sorted(dataset_dict)}")
     return dataset_dict
 
 
@@ -29,7 +30,7 @@ def _download(datasets, name: str, hub_name: str, data_dir: Path | None):
     try:
         return datasets.load_dataset(hub_name, cache_dir=None if data_dir is None else str(data_dir))
     except ConnectionError as error:  # what `datasets` raises when the Hub cannot be reached or HF_HUB_OFFLINE=1
-        raise ConnectionError(
+        raise NoNetwork(
             f"{name}: downloading {hub_name} needs the network ({error}); or pass --data-dir with a copy "
             f"saved by `datasets.load_dataset({hub_name!r}).save_to_disk(DIR)`"
         ) from None

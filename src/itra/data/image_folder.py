@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from itra.data.splits import Splits
 from itra.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, random_horizontal_flip
+from itra.errors import BadValue, MissingFile
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")  # compared case-insensitively
 SPLIT_DIRS = ("train", "val")
@@ -70,7 +71,7 @@ def _scan(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
             empty.append(name)
         samples.extend((path, label) for path in files)
     if empty:
-        raise ValueError(
+        raise BadValue(
             f"{split_dir}: no {'/'.join(EXTENSIONS)} images in the folders of {len(empty)} classes: {', '.join(empty)}"
         )
     return samples
@@ -85,18 +86,18 @@ def load_image_folder(root: Path | str, image_size: int = 224) -> Splits:
     root = Path(root)
     for split in SPLIT_DIRS:
         if not (root / split).is_dir():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"{root / split}: no such folder; expected root/train/<class>/ and root/val/<class>/"
             )
     if image_size < 1:
-        raise ValueError(f"Expected `image_size` to be a positive integer, but got {image_size}")
+        raise BadValue(f"Expected `image_size` to be a positive integer, but got {image_size}")
     classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
     if not classes:
-        raise ValueError(f"{root / 'train'}: no class subfolders; expected root/train/<class>/*.jpg")
+        raise BadValue(f"{root / 'train'}: no class subfolders; expected root/train/<class>/*.jpg")
     val_classes = {p.name for p in (root / "val").iterdir() if p.is_dir()}
     missing, extra = sorted(set(classes) - val_classes), sorted(val_classes - set(classes))
     if missing or extra:
-        raise ValueError(
+        raise BadValue(
             f"{root / 'val'}: must have the same class folders as {root / 'train'}; "
             f"missing: {', '.join(missing) or 'none'}; not in train: {', '.join(extra) or 'none'}"
         )

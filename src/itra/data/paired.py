@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from itra.data.batches import epoch_generator, shuffled_batches
+from itra.errors import BadValue
 
 
 class PairedLoader:
@@ -56,18 +57,18 @@ class PairedLoader:
         world_size: int = 1,
     ) -> None:
         if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
-            raise ValueError(f"PairedLoader draws S1 and S2 by index: it needs a map-style dataset with a length, but "
+            raise BadValue(f"PairedLoader draws S1 and S2 by index: it needs a map-style dataset with a length, but "
                              f"got {type(dataset).__name__}")
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
         if not 0 <= rank < world_size:
-            raise ValueError(f"Expected `rank` in [0, world_size={world_size}), but got {rank!r}")
+            raise BadValue(f"Expected `rank` in [0, world_size={world_size}), but got {rank!r}")
         for name, value in (("batch_size", batch_size), ("second_batch_size", second_batch_size)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected `{name}` to be an integer larger than 0, but got {value!r}")
+                raise BadValue(f"Expected `{name}` to be an integer larger than 0, but got {value!r}")
             if value * world_size > size:
                 what, shown = (f"`{name}` x world_size", f"{value} x {world_size}") if world_size > 1 else (f"`{name}`", value)
-                raise ValueError(f"Expected {what} <= the dataset size {size}, but got {shown}")
+                raise BadValue(f"Expected {what} <= the dataset size {size}, but got {shown}")
         if pin_memory and not torch.cuda.is_available():  # what DataLoader does too
             warnings.warn("PairedLoader: pin_memory=True, but there is no CUDA GPU to copy batches to; "
                           "they are not pinned")
@@ -87,7 +88,7 @@ class PairedLoader:
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch `epoch` (later ones follow from it)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"Expected `epoch` to be an integer >= 0, but got {epoch!r}")
+            raise BadValue(f"Expected `epoch` to be an integer >= 0, but got {epoch!r}")
         self.epoch = epoch
 
     def __len__(self) -> int:

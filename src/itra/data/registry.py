@@ -13,6 +13,7 @@ from itra.data.hf_images import load_hf_image_dataset
 from itra.data.image_folder import load_image_folder
 from itra.data.splits import Splits
 from itra.data.text import TextSplits
+from itra.errors import BadValue
 
 
 def _fashion_mnist(data_dir: Path | None) -> Splits:
@@ -29,13 +30,13 @@ def _hub(name: str) -> Callable[[Path | None], Splits]:
 
 def _imagenet(data_dir: Path | None) -> Splits:
     if data_dir is None:
-        raise ValueError("imagenet needs --data-dir: a folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
+        raise BadValue("imagenet needs --data-dir: a folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
     return load_image_folder(data_dir)
 
 
 def _digits(data_dir: Path | None) -> Splits:
     if data_dir is not None:
-        raise ValueError("digits is bundled with scikit-learn and takes no --data-dir")
+        raise BadValue("digits is bundled with scikit-learn and takes no --data-dir")
     return load_digits()
 
 
@@ -88,7 +89,7 @@ ALIASES = {"fmnist": "fashion-mnist"}
 def canonical_dataset_name(name: str) -> str:
     name = ALIASES.get(name, name)
     if name not in DATASETS and name not in TEXT_DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; expected one of: {', '.join([*DATASETS, *TEXT_DATASETS])}")
+        raise BadValue(f"Unknown dataset {name!r}; expected one of: {', '.join([*DATASETS, *TEXT_DATASETS])}")
     return name
 
 

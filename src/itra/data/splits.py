@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from itra.data.batches import epoch_generator, subset, subset_by_index
 from itra.data.label_noise import with_label_noise
+from itra.errors import BadValue
 
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -44,7 +45,7 @@ def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None
     train, val = splits.train, None
     if val_split:
         if val_split >= len(train):  # type: ignore[arg-type]
-            raise ValueError(f"--val-split {val_split} holds out the whole training set of {splits.name} "
+            raise BadValue(f"--val-split {val_split} holds out the whole training set of {splits.name} "
                              f"({len(train)} samples): choose a smaller one")  # type: ignore[arg-type]
         kept, held = holdout(dataset_labels(train), len(train), val_split, epoch_generator(seed, 0, stream=6))  # type: ignore[arg-type]
         train, val = subset_by_index(train, kept), subset_by_index(train, held)
@@ -52,7 +53,7 @@ def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None
                                     ("--test-subset", test_subset, "test set", splits.test)):
         if size is not None and size > len(whole):  # type: ignore[arg-type]
             rest = " left after --val-split" if val_split and whole is train else ""
-            raise ValueError(f"{flag} {size} is larger than the {part} of {splits.name} ({len(whole)} samples{rest}): "  # type: ignore[arg-type]
+            raise BadValue(f"{flag} {size} is larger than the {part} of {splits.name} ({len(whole)} samples{rest}): "  # type: ignore[arg-type]
                              f"use at most {len(whole)}, or leave it unset for the whole set")  # type: ignore[arg-type]
     train = with_label_noise(subset(train, train_subset), splits.num_classes, label_noise,
                              epoch_generator(seed, 0, stream=4))

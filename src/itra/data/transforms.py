@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from itra.data.splits import BatchTransform
+from itra.errors import BadValue
 
 # Per-channel mean and std of the training images on the [0, 1] scale.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -26,7 +27,7 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     """`(images - mean) / std` per channel: images (N, C, H, W) or (C, H, W) float in [0, 1], len(mean) == C."""
     channels = images.shape[-3]
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(
+        raise BadValue(
             f"Expected {channels} channel statistics for images of shape {tuple(images.shape)}, "
             f"but got mean {tuple(mean)} and std {tuple(std)}"
         )
@@ -48,7 +49,7 @@ def random_crop(batch: torch.Tensor, padding: int, generator: torch.Generator) -
     batch (B, C, H, W) -> (B, C, H, W). Padding is with zeros, i.e. the dataset mean once normalised.
     """
     if padding < 0:
-        raise ValueError(f"Expected `padding` to be a non-negative integer, but got {padding}")
+        raise BadValue(f"Expected `padding` to be a non-negative integer, but got {padding}")
     if padding == 0:
         return batch
     b, _, h, w = batch.shape
@@ -66,7 +67,7 @@ def random_crop(batch: torch.Tensor, padding: int, generator: torch.Generator) -
 def random_horizontal_flip(batch: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image of batch (B, C, H, W) left-right, independently with probability `p`."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"Expected `p` to be a probability in [0, 1], but got {p}")
+        raise BadValue(f"Expected `p` to be a probability in [0, 1], but got {p}")
     flip = on_device(torch.rand(batch.shape[0], generator=generator, device=generator.device), batch.device) < p
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from itra.data.text import TextSplits
+from itra.errors import BadValue, MissingFile
 
 DEFAULT_DIR = Path("/usr/share/wordnet")
 DATA_FILES = ("data.noun", "data.verb")
@@ -37,15 +38,15 @@ def _parse_line(line: str) -> tuple[str, int]:
     fields, bar, gloss = line.partition(" | ")
     gloss = gloss.strip()
     if not bar or not gloss:
-        raise ValueError("no ' | gloss' at the end")
+        raise BadValue("no ' | gloss' at the end")
     head = fields.split()
     if len(head) < 4 or len(head[0]) != 8 or not head[0].isdigit():
-        raise ValueError("expected 'synset_offset lex_filenum ss_type w_cnt ...' before the gloss")
+        raise BadValue("expected 'synset_offset lex_filenum ss_type w_cnt ...' before the gloss")
     if len(head[1]) != 2 or not head[1].isdigit() or int(head[1]) >= len(LEXNAMES):
-        raise ValueError(f"lex_filenum {head[1]!r} is not a two-digit file number 00..{len(LEXNAMES) - 1}")
+        raise BadValue(f"lex_filenum {head[1]!r} is not a two-digit file number 00..{len(LEXNAMES) - 1}")
     lexname = LEXNAMES[int(head[1])]
     if _SS_TYPE_CATEGORY.get(head[2]) != lexname.split(".")[0]:
-        raise ValueError(f"ss_type {head[2]!r} does not match lexicographer file {head[1]} ({lexname})")
+        raise BadValue(f"ss_type {head[2]!r} does not match lexicographer file {head[1]} ({lexname})")
     return gloss, int(head[1])
 
 
@@ -58,7 +59,7 @@ def read_glosses(path: Path | str) -> list[tuple[str, int]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; {INSTALL_HINT}")
+        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}")
     glosses = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -67,7 +68,7 @@ def read_glosses(path: Path | str) -> list[tuple[str, int]]:
             try:
                 glosses.append(_parse_line(line))
             except ValueError as error:
-                raise ValueError(f"{path}, line {number}: {error}: {line.strip()[:80]!r}") from None
+                raise BadValue(f"{path}, line {number}: {error}: {line.strip()[:80]!r}") from None
     return glosses
 
 
@@ -93,11 +94,11 @@ def load_wordnet(data_dir: Path | str = DEFAULT_DIR, test_fraction: float = 0.2,
     gives the same split. Texts keep file order; labels are int64 (N,).
     """
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"Expected `test_fraction` in (0, 1), but got {test_fraction}")
+        raise BadValue(f"Expected `test_fraction` in (0, 1), but got {test_fraction}")
     data_dir = Path(data_dir)
     samples = [sample for name in DATA_FILES for sample in read_glosses(data_dir / name)]
     if not samples:
-        raise ValueError(f"{data_dir}: no synsets in {' or '.join(DATA_FILES)}")
+        raise BadValue(f"{data_dir}: no synsets in {' or '.join(DATA_FILES)}")
     texts = [gloss for gloss, _ in samples]
     lex_filenums = torch.tensor([number for _, number in samples])  # (N,)
     files = torch.unique(lex_filenums)  # (K,) sorted, i.e. in lexnames order

@@ -26,6 +26,7 @@ from itra.experiments.layer_figures import plot_layers
 from itra.experiments.runs import build_model, load_splits
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.methods import method_label
+from itra.errors import BadValue, MissingFile
 
 
 def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device: str = "auto",
@@ -36,7 +37,7 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if not rundir.has_checkpoint(run_dir):
-        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt yet: train it first (itra train --resume {run_dir})")
+        raise MissingFile(f"{run_dir} has no checkpoint.pt yet: train it first (itra train --resume {run_dir})")
     checkpoint = rundir.load_checkpoint(run_dir)
     splits = splits or load_splits(config)
     test = run_splits(splits, None, test_subset or config.test_subset, 0.0, config.seed).test
@@ -45,7 +46,7 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     try:
         model.exit_dims
     except NotImplementedError as error:
-        raise ValueError(f"{run_dir}: {error}; itra similarity measures the layers of a model with exits") from None
+        raise BadValue(f"{run_dir}: {error}; itra similarity measures the layers of a model with exits") from None
     model.load_state_dict(checkpoint["model"])
     measured = {"run": config.name, "method": method_label(config), "epoch": checkpoint["epoch"],
                 "test_size": len(test), **layerwise(model.to(target), test, target)}  # type: ignore[arg-type]
@@ -128,11 +129,11 @@ def aggregate_layers(measured: list[dict[str, Any]]) -> dict[str, Any]:
     - `early_exit`: {kind: the mean curve, [{`threshold`, `accuracy`, `relative_compute`}] as one run's}.
     The runs must have the same exits and head kinds."""
     if not measured:
-        raise ValueError("Expected the layers.json of at least one run to aggregate, but got none")
+        raise BadValue("Expected the layers.json of at least one run to aggregate, but got none")
     first = measured[0]
     for other in measured[1:]:
         if other["width"] != first["width"] or set(other["early_exit"]) != set(first["early_exit"]):
-            raise ValueError(f"Expected runs of one config, but {other.get('run')} has exits {other['width']} and "
+            raise BadValue(f"Expected runs of one config, but {other.get('run')} has exits {other['width']} and "
                              f"heads {sorted(other['early_exit'])}, {first.get('run')} {first['width']} and "
                              f"{sorted(first['early_exit'])}")
 
@@ -172,7 +173,7 @@ def markdown_layers_table(rows: dict[str, dict[str, Any]]) -> str:
     per config label and head kind (the shared head; "(own heads)" for the separate heads where a config has
     them), a column per layer 1..L (L the deepest config's; "–" where a config has no such exit or value)."""
     if not rows:
-        raise ValueError("Expected at least one config's aggregate_layers to tabulate, but got none")
+        raise BadValue("Expected at least one config's aggregate_layers to tabulate, but got none")
     depth = max(len(aggregated["width"]) for aggregated in rows.values())
     lines = []
     for label, aggregated in rows.items():

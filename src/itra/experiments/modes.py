@@ -27,6 +27,7 @@ from itra.data.batches import ordered_batches, subset
 from itra.data.fashion_mnist import PAIRS
 from itra.experiments.runs import build_model
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
+from itra.errors import MissingFile
 
 NEIGHBOURS = 10  # of the kNN probe
 MEASURES = {  # key: what the table calls it
@@ -89,7 +90,7 @@ def mode_metrics(features: torch.Tensor, labels: torch.Tensor, sources: torch.Te
 def run_features(run_dir: Path, splits: Splits, test: TensorDataset) -> torch.Tensor:
     """The penultimate features (N, D) of `test`, by the model of `run_dir` (of `splits`) at its last checkpoint."""
     if not rundir.has_checkpoint(run_dir):
-        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt to measure its features: train it again "
+        raise MissingFile(f"{run_dir} has no checkpoint.pt to measure its features: train it again "
                                 f"(itra train --resume {run_dir}) or keep its modes json")
     config = rundir.read_config(run_dir)
     model = build_model(config, splits)

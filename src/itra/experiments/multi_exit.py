@@ -26,6 +26,7 @@ from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
 from itra.experiments.runs import LoadedSplits, run_all
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.methods import METHODS
+from itra.errors import BadValue
 
 EARLY_EXIT_SHOWN = (0.8, 0.9, 0.99)  # confidence thresholds of the table (the figure has them all)
 EXIT_LABELS = {"last": "standard", "shared": "aligned (shared head)", "separate": "separate heads"}
@@ -34,7 +35,7 @@ EXIT_LABELS = {"last": "standard", "shared": "aligned (shared head)", "separate"
 def layerwise_configs(preset: LayerwisePreset, seeds: int, smoke: bool, **overrides: Any) -> list[TrainConfig]:
     """Every arm, seed 0 of all first, then seed 1, ... `overrides`: TrainConfig fields (device, epochs, ...)."""
     if seeds < 1:
-        raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     configs = []
     for seed in range(seeds):
         for arm in preset.arms:
@@ -59,7 +60,7 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     """Train and measure every config of the preset `name`; write the study's table and figures to
     `out/reproduce-NAME[-smoke]/`; returns the table as a dict."""
     if name not in LAYERWISE_PRESETS:
-        raise ValueError(f"Unknown layer-wise preset {name!r}; expected one of: {', '.join(LAYERWISE_PRESETS)}")
+        raise BadValue(f"Unknown layer-wise preset {name!r}; expected one of: {', '.join(LAYERWISE_PRESETS)}")
     out = Path(out)
     study_dir = out / f"reproduce-{name}{'-smoke' if smoke else ''}"
     configs = layerwise_configs(LAYERWISE_PRESETS[name], seeds, smoke, **overrides)

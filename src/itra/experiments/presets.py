@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+from itra.errors import BadValue
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,12 @@ LAYERWISE_PRESETS: dict[str, LayerwisePreset] = {
 
 def find_preset(name: str, model: str | None = None) -> Preset:
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}")
+        raise BadValue(f"Unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}")
     models = PRESETS[name]
     if model is None:
         return next(iter(models.values()))
     if model not in models:
-        raise ValueError(f"The paper has no {name} row for model {model!r}; expected one of: {', '.join(models)}")
+        raise BadValue(f"The paper has no {name} row for model {model!r}; expected one of: {', '.join(models)}")
     return models[model]
 
 

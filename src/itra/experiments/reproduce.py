@@ -25,6 +25,7 @@ from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, f
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
 from itra.rundir import write_json
+from itra.errors import BadValue
 
 __all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
@@ -71,7 +72,7 @@ def reproduce(
     labels (`modes.measure_study`) and the table gets their section."""
     preset = find_preset(name, model)
     if seeds < 1:
-        raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
     loaded = LoadedSplits()

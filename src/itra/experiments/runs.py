@@ -19,6 +19,7 @@ from itra.models import Classifier
 from itra.models.libraries import build_library_model, check_library_model, library_of, pretrained_file
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import fit
+from itra.errors import BadValue
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -49,7 +50,7 @@ def load_splits(config: TrainConfig) -> Splits:
 
 def check_text_model(config: TrainConfig) -> None:
     if config.model in IMAGE_MODELS or library_of(config.model):
-        raise ValueError(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
+        raise BadValue(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
                          "--model minilm (offline) or a Hugging Face encoder name or directory")
 
 
@@ -79,7 +80,7 @@ def check_model_library(config: TrainConfig) -> None:
     """A timm or torchvision `--model` imports and exists, and with `--pretrained` its weights are on disk, before any
     data is loaded."""
     if config.pretrained and not library_of(config.model):
-        raise ValueError(f"--pretrained is for --model timm:<name> or torchvision:<name>, not {config.model} (itra's own "
+        raise BadValue(f"--pretrained is for --model timm:<name> or torchvision:<name>, not {config.model} (itra's own "
                          "image models train from scratch; a text model always starts from its pretrained weights)")
     if library_of(config.model):
         check_library_model(config.model)
@@ -136,7 +137,7 @@ def _find(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bo
     if (run_dir / rundir.CONFIG).exists():
         stored = rundir.read_config(run_dir)
         if not stored.same_run(config):  # e.g. a run of an earlier default, whose name now says more
-            raise ValueError(f"{run_dir} holds a run with another config ({', '.join(stored.differences(config))}); "
+            raise BadValue(f"{run_dir} holds a run with another config ({', '.join(stored.differences(config))}); "
                              f"its name today is {stored.name}: rename it to that, or choose another --out")
     return rundir.read_summary(run_dir), rundir.has_checkpoint(run_dir)
 

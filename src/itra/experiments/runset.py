@@ -19,6 +19,7 @@ from itra import rundir
 from itra.config import TrainConfig
 from itra.experiments.table import aggregate
 from itra.methods import METHODS, REFERENCE, method_label, variant_label
+from itra.errors import BadValue, MissingFile
 
 
 @dataclass
@@ -46,7 +47,7 @@ def find_runs(paths: Sequence[Path]) -> list[Run]:
     directories: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such run directory")
+            raise MissingFile(f"{path}: no such run directory")
         if (path / rundir.CONFIG).exists():
             directories.append(path)
         else:
@@ -58,14 +59,14 @@ def find_runs(paths: Sequence[Path]) -> list[Run]:
             continue
         config = rundir.read_config(directory)
         if config.name in seen:
-            raise ValueError(f"{seen[config.name]} and {directory} hold the same run ({config.name}): pass one of them")
+            raise BadValue(f"{seen[config.name]} and {directory} hold the same run ({config.name}): pass one of them")
         seen[config.name] = directory
         runs.append(Run(directory, config, rundir.read_metrics(directory), summary))
     if not runs:
-        raise ValueError(f"No finished runs (with summary.json) under {', '.join(map(str, paths))}")
+        raise BadValue(f"No finished runs (with summary.json) under {', '.join(map(str, paths))}")
     studies = sorted({study_of(run.config) for run in runs})
     if len(studies) > 1:
-        raise ValueError("A report compares runs of one dataset, model and training set; these runs have "
+        raise BadValue("A report compares runs of one dataset, model and training set; these runs have "
                          f"{len(studies)}: {'; '.join(studies)}. Pass the run directories of one of them.")
     return runs
 

@@ -17,6 +17,7 @@ from itra.experiments.runs import run_all
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
+from itra.errors import BadValue
 
 
 def grid_points(grid: dict[str, Sequence[Any]]) -> list[TrainConfig]:
@@ -30,13 +31,13 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
     resolve to the same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
     is a run of its own: its name holds every field in effect that differs from its default."""
     if seeds < 1:
-        raise ValueError(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     configs: dict[str, TrainConfig] = {}
     for point in grid_points(grid):
         for seed in range(seeds):
             config = resolve(dataclasses.replace(point, seed=seed))
             if not configs.setdefault(config.name, config).same_run(config):
-                raise ValueError(f"Two configs of the grid share the run name {config.name}; give them distinct "
+                raise BadValue(f"Two configs of the grid share the run name {config.name}; give them distinct "
                                  "--model paths or --dataset names")
     return list(configs.values())
 

@@ -39,13 +39,14 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from itra.errors import BadValue, MissingPackage
 
 try:
     from lightning.pytorch import LightningDataModule, LightningModule
 except ModuleNotFoundError as error:
     if (error.name or "").partition(".")[0] != "lightning":
         raise
-    raise ModuleNotFoundError('itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"',
+    raise MissingPackage('itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"',
                               name="lightning") from None
 
 from itra.config import TrainConfig
@@ -188,9 +189,9 @@ class ITRAModule(LightningModule):
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int = 300, optimizer: OptimizerFactory | None = None) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
+            raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         if isinstance(lam_warmup, bool) or not isinstance(lam_warmup, int) or lam_warmup < 0:
-            raise ValueError(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
+            raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
         match = ITRALoss(conditional, bandwidth, model.head.out_features, validate_args=False, squared=squared)
@@ -218,7 +219,7 @@ class ITRAModule(LightningModule):
 
     def training_step(self, batch: tuple[Batch, Batch | None], batch_idx: int) -> torch.Tensor:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], (tuple, list))):
-            raise ValueError(f"ITRAModule trains on pairs (S1, S2) of batches (*inputs, labels), S2 None with lam=0, "
+            raise BadValue(f"ITRAModule trains on pairs (S1, S2) of batches (*inputs, labels), S2 None with lam=0, "
                              f"but got a {type(batch).__name__}: draw them with PairedDataModule or PairedBatches")
         first, second = batch
         self.objective.lam = self.lam_at(self.global_step + 1)

@@ -53,6 +53,7 @@ from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
 from itra.models.adapter import find_classification_layer
+from itra.errors import BadValue
 
 TERMS = ("ce", "match")  # logged as train_ce, train_match
 
@@ -75,7 +76,7 @@ def split_pairs(batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[st
     for name, value in batch.items():
         if not isinstance(value, torch.Tensor) or value.shape[:1] != (size,):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"Expected every value of a training batch to be a tensor with one row per sample "
+            raise BadValue(f"Expected every value of a training batch to be a tensor with one row per sample "
                              f"({size}), but `{name}` is {shape}")
     return {name: value[0::2] for name, value in batch.items()}, {name: value[1::2] for name, value in batch.items()}
 
@@ -127,12 +128,12 @@ class ITRATrainer(Trainer):
     def __init__(self, *args: Any, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int = 300, head_name: str | None = None, **kwargs: Any) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
+            raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         if isinstance(lam_warmup, bool) or not isinstance(lam_warmup, int) or lam_warmup < 0:
-            raise ValueError(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
+            raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
-            raise ValueError(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
+            raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
                              f"run one process per GPU instead: torchrun --nproc-per-node {self.args.n_gpu} ...")
         self.model_accepts_loss_kwargs = False  # the model gets no num_items_in_batch; older Trainers then divide by GA
         self.lam = float(lam)
@@ -155,15 +156,15 @@ class ITRATrainer(Trainer):
     def get_train_dataloader(self) -> DataLoader:
         """Trainer's training dataloader, its batches 2m paired samples from a `PairedSampler`, m the CE batch."""
         if self.train_dataset is None:
-            raise ValueError("Trainer: training requires a train_dataset.")
+            raise BadValue("Trainer: training requires a train_dataset.")
         if isinstance(self.train_dataset, IterableDataset) or not has_length(self.train_dataset):
-            raise ValueError(f"ITRATrainer draws S1 and S2 by index: it needs a map-style train_dataset with a "
+            raise BadValue(f"ITRATrainer draws S1 and S2 by index: it needs a map-style train_dataset with a "
                              f"length, but got {type(self.train_dataset).__name__}")
         if len(self.train_dataset) == 0:  # type: ignore[arg-type]
-            raise ValueError("ITRATrainer: the train_dataset is empty; give it the training samples")
+            raise BadValue("ITRATrainer: the train_dataset is empty; give it the training samples")
         self._check_labels()
         if self.lam > 0 and self._train_batch_size >= len(self.train_dataset):  # type: ignore[arg-type]
-            raise ValueError(f"per_device_train_batch_size {self._train_batch_size} covers the whole train_dataset of "
+            raise BadValue(f"per_device_train_batch_size {self._train_batch_size} covers the whole train_dataset of "
                              f"{len(self.train_dataset)} samples, so S2 holds the same samples as S1 and the match "  # type: ignore[arg-type]
                              "is 0: use a smaller batch (or lam=0)")
         return self._get_dataloader(dataset=self.train_dataset, description="Training",
@@ -178,7 +179,7 @@ class ITRATrainer(Trainer):
         labels = torch.as_tensor(self.train_dataset["labels"])  # type: ignore[index]
         classes = self.accelerator.unwrap_model(self.model).get_submodule(self.head_name).out_features
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-            raise ValueError(f"ITRATrainer: the train_dataset's labels run from {int(labels.min())} to "
+            raise BadValue(f"ITRATrainer: the train_dataset's labels run from {int(labels.min())} to "
                              f"{int(labels.max())}, but the model's head has {classes} outputs (num_labels): labels "
                              f"must be 0..{classes - 1}")
 
@@ -189,7 +190,7 @@ class ITRATrainer(Trainer):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if "labels" not in inputs:
-            raise ValueError(f"ITRATrainer needs the class labels of each training batch under `labels`, but the "
+            raise BadValue(f"ITRATrainer needs the class labels of each training batch under `labels`, but the "
                              f"batch holds only {', '.join(inputs)}")
         first, second = split_pairs(inputs)
         y1, y2 = first["labels"], second.pop("labels")
@@ -208,10 +209,10 @@ class ITRATrainer(Trainer):
     def _penultimate(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """H1 and H2 from the inputs the classification layer saw in the two passes of a step."""
         if len(features) != 2:
-            raise ValueError(f"Expected `{self.head_name}` to run once a forward pass, but it ran {len(features)} "
+            raise BadValue(f"Expected `{self.head_name}` to run once a forward pass, but it ran {len(features)} "
                              "times in the two passes of a step: name another layer with head_name=")
         if features[0].ndim != 2:
-            raise ValueError(f"Expected the input of `{self.head_name}` to be features (batch, dim), but got shape "
+            raise BadValue(f"Expected the input of `{self.head_name}` to be features (batch, dim), but got shape "
                              f"{tuple(features[0].shape)}: name the classification layer with head_name=")
         return features[0], features[1]
 

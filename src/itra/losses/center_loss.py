@@ -6,6 +6,7 @@ from torch import nn
 
 from itra.checks import check_features, check_labels
 from itra.distributed import sum_over_ranks
+from itra.errors import BadValue
 
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -57,11 +58,11 @@ class CenterLoss(nn.Module):
     def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5, validate_args: bool = True) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+            raise BadValue(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
         if not isinstance(feat_dim, int) or feat_dim < 1:
-            raise ValueError(f"Expected `feat_dim` to be an integer larger than 0, but got {feat_dim!r}")
+            raise BadValue(f"Expected `feat_dim` to be an integer larger than 0, but got {feat_dim!r}")
         if not 0 <= alpha <= 1:
-            raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha!r}")
+            raise BadValue(f"Expected `alpha` in [0, 1], but got {alpha!r}")
         self.alpha = alpha
         self.validate_args = validate_args
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
@@ -78,7 +79,7 @@ class CenterLoss(nn.Module):
     def _check(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         check_features("features", features)
         if features.shape[1] != self.centers.shape[1]:
-            raise ValueError(f"Expected `features` of shape (B, {self.centers.shape[1]}), but got {tuple(features.shape)}")
+            raise BadValue(f"Expected `features` of shape (B, {self.centers.shape[1]}), but got {tuple(features.shape)}")
         check_labels("labels", labels, features, self.centers.shape[0])
 
     def extra_repr(self) -> str:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from itra.models.classifier import Classifier
+from itra.errors import BadValue
 
 # Where common models keep their final linear layer (searched in this order). Hugging Face heads: BERT, DistilBERT,
 # ALBERT, DeBERTa, ViT `classifier`; RoBERTa, ELECTRA `classifier.out_proj`; XLNet `logits_proj`; GPT-2, Llama
@@ -39,15 +40,15 @@ def find_classification_layer(model: nn.Module, head_name: str | None = None) ->
     if head_name is None:
         head_name = next((name for name in HEAD_NAMES if name in modules), None)
         if head_name is None:
-            raise ValueError(f"Cannot find the classification layer of {model_name} (it has none of "
+            raise BadValue(f"Cannot find the classification layer of {model_name} (it has none of "
                              f"{', '.join(HEAD_NAMES)}): name it with head_name='<module name>'")
     elif head_name not in modules:
-        raise ValueError(f"{model_name} has no module named {head_name!r}: pass head_name= one of the names in "
+        raise BadValue(f"{model_name} has no module named {head_name!r}: pass head_name= one of the names in "
                          "model.named_modules()")
     linears = [name for name, module in modules[head_name].named_modules(prefix=head_name)
                if isinstance(module, nn.Linear)]
     if not linears:
-        raise ValueError(f"{head_name!r} of {model_name} holds no nn.Linear: name the classification layer with "
+        raise BadValue(f"{head_name!r} of {model_name} holds no nn.Linear: name the classification layer with "
                          "head_name='<module name>'")
     return linears[-1]
 
@@ -108,7 +109,7 @@ def split_classifier(model: nn.Module, head_name: str | None = None) -> Classifi
         head_name = find_classification_layer(model, head_name)
         head = model.get_submodule(head_name)
     if not isinstance(head, nn.Linear) or head_name is None:
-        raise ValueError(f"Expected the head of {type(model).__name__} to be an nn.Linear module of it, but got "
+        raise BadValue(f"Expected the head of {type(model).__name__} to be an nn.Linear module of it, but got "
                          f"{type(head).__name__}: build the model with num_classes >= 1, or name its head with head_name=")
     replace_module(model, head_name, nn.Identity())
     if not timm:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from itra.errors import BadValue
 
 
 class Classifier(nn.Module):
@@ -43,7 +44,7 @@ class Classifier(nn.Module):
         """Give every exit before the last a linear head of its own, Linear(D_l, K), initialised from the global
         torch stream: the standard multi-exit model. The last exit keeps `head`."""
         if len(self.exit_heads):
-            raise ValueError("This classifier has exit heads already")
+            raise BadValue("This classifier has exit heads already")
         self.exit_heads = nn.ModuleList(nn.Linear(width, self.head.out_features) for width in self.exit_dims[:-1])
 
     def exit_logits(self, exits: list[torch.Tensor], separate: bool) -> list[torch.Tensor]:
@@ -52,7 +53,7 @@ class Classifier(nn.Module):
         if not separate:
             return [self.head(h) for h in exits]
         if len(self.exit_heads) != len(exits) - 1:
-            raise ValueError(f"Expected {len(exits) - 1} exit heads for {len(exits)} exits, but this classifier has "
+            raise BadValue(f"Expected {len(exits) - 1} exit heads for {len(exits)} exits, but this classifier has "
                              f"{len(self.exit_heads)}: call add_exit_heads() first")
         return [head(h) for head, h in zip([*self.exit_heads, self.head], exits)]
 

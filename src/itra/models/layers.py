@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from itra.errors import BadValue
 
 STEMS = ("cifar", "imagenet")
 
 
 def check_stem(stem: str) -> None:
     if stem not in STEMS:
-        raise ValueError(f"Expected `stem` to be one of {', '.join(map(repr, STEMS))}, but got {stem!r}")
+        raise BadValue(f"Expected `stem` to be one of {', '.join(map(repr, STEMS))}, but got {stem!r}")
 
 
 def conv_bn(

@@ -27,6 +27,7 @@ from torch import nn
 
 from itra.models.adapter import find_classification_layer, replace_module, split_classifier
 from itra.models.classifier import Classifier
+from itra.errors import BadValue, MissingFile, MissingPackage
 
 LIBRARIES = ("timm", "torchvision")
 INSTALL = 'pip install "itra[timm]", with the torch build that timm and torchvision were built for'
@@ -46,12 +47,12 @@ def check_library_model(name: str) -> ModuleType:
         module = importlib.import_module(library)
     except (ImportError, RuntimeError) as error:  # RuntimeError: a torchvision built for another torch build
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ModuleNotFoundError(f"--model {name} needs {library} importable with torch {torch.__version__} "
+        raise MissingPackage(f"--model {name} needs {library} importable with torch {torch.__version__} "
                                   f"({cause}): {INSTALL}") from None
     known = module.is_model(model) if library == "timm" else model in module.models.list_models()
     if not known:
         listing = "timm.list_models()" if library == "timm" else "torchvision.models.list_models()"
-        raise ValueError(f"{library} has no model {model!r}: choose one of {listing}")
+        raise BadValue(f"{library} has no model {model!r}: choose one of {listing}")
     return module
 
 
@@ -65,7 +66,7 @@ def pretrained_file(name: str) -> Path:
     if library == "timm":
         config = module.models.get_pretrained_cfg(model_name)
         if config is None or not (config.hf_hub_id or config.url or config.file):
-            raise ValueError(f"--pretrained: timm has no pretrained weights for {model_name}; leave --pretrained off")
+            raise BadValue(f"--pretrained: timm has no pretrained weights for {model_name}; leave --pretrained off")
         candidates = [Path(config.file)] if config.file else []
         if config.hf_hub_id:
             from huggingface_hub import try_to_load_from_cache
@@ -82,7 +83,7 @@ def pretrained_file(name: str) -> Path:
         candidates, where = [hub / Path(url).name], str(hub)
     found = next((path for path in candidates if path.is_file()), None)
     if found is None:
-        raise FileNotFoundError(f"--pretrained: the weights of {name} are not on disk (looked in {where}); they need "
+        raise MissingFile(f"--pretrained: the weights of {name} are not on disk (looked in {where}); they need "
                                 f"the network: load the model once with pretrained weights where there is network and "
                                 f"copy the cache here, or leave --pretrained off")
     return found
@@ -104,7 +105,7 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
     # torchvision's ViTs take their image size (their position embeddings); its other models any size
     size = {"image_size": height} if model_name.startswith("vit_") else {}
     if size and height != width:
-        raise ValueError(f"--model {name} needs square images (torchvision's ViT has one image_size), not {height}x{width}")
+        raise BadValue(f"--model {name} needs square images (torchvision's ViT has one image_size), not {height}x{width}")
     if weights is None:
         model = module.models.get_model(model_name, num_classes=num_classes, **size)
     else:

@@ -10,6 +10,7 @@ from itra.models.mobilenet import mobilenet_v2
 from itra.models.resnet import resnet18, resnet50, resnet101
 from itra.models.vgg import vgg13_bn
 from itra.models.vit import small_vit
+from itra.errors import BadValue
 
 IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {
     "cnn": small_cnn,
@@ -29,11 +30,11 @@ def build_image_model(name: str, num_classes: int, in_channels: int, stem: str =
     """`name` from IMAGE_MODELS; `stem` "cifar" (3x3 conv, for 32x32 to 96x96 images) or "imagenet"
     (7x7 conv + max-pool); the small CNN and the small ViT have a single design and ignore it."""
     if name not in IMAGE_MODELS:
-        raise ValueError(f"Unknown model {name!r}; expected one of: {', '.join(IMAGE_MODELS)}")
+        raise BadValue(f"Unknown model {name!r}; expected one of: {', '.join(IMAGE_MODELS)}")
     if num_classes < 2:
-        raise ValueError(f"Expected `num_classes` >= 2, but got {num_classes}")
+        raise BadValue(f"Expected `num_classes` >= 2, but got {num_classes}")
     if in_channels < 1:
-        raise ValueError(f"Expected `in_channels` >= 1, but got {in_channels}")
+        raise BadValue(f"Expected `in_channels` >= 1, but got {in_channels}")
     check_stem(stem)  # for the single-design models too, so that a typo is never silently ignored
     if name in SINGLE_DESIGN:
         return IMAGE_MODELS[name](num_classes, in_channels)

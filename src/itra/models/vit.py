@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from itra.models.classifier import Classifier
+from itra.errors import BadValue
 
 
 def sincos_position_embedding(height: int, width: int, dim: int, temperature: float = 10_000.0) -> torch.Tensor:
     """Fixed 2-D position embeddings (height * width, dim), row-major: token (r, c) gets
     [sin(c w_k), cos(c w_k), sin(r w_k), cos(r w_k)] for k < dim / 4, with w_k = temperature^(-k / (dim / 4 - 1))."""
     if dim % 4 or dim < 8:
-        raise ValueError(f"Expected the token width to be a multiple of 4 and at least 8, but got {dim}")
+        raise BadValue(f"Expected the token width to be a multiple of 4 and at least 8, but got {dim}")
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     omega = temperature ** -(torch.arange(dim // 4) / (dim // 4 - 1))  # (dim / 4,)
     rows, cols = rows.reshape(-1, 1) * omega, cols.reshape(-1, 1) * omega  # (T, dim / 4)
@@ -57,7 +58,7 @@ class VisionTransformer(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens with their positions added: (B, C, H, W) -> (B, T, width)."""
         if images.shape[-2] % self.patch_size or images.shape[-1] % self.patch_size:
-            raise ValueError(f"Expected image height and width to be multiples of the patch size {self.patch_size}, "
+            raise BadValue(f"Expected image height and width to be multiples of the patch size {self.patch_size}, "
                              f"but got shape {tuple(images.shape)}")
         patches = self.patch_embedding(images)  # (B, width, H / patch, W / patch)
         tokens = patches.flatten(2).transpose(1, 2)  # (B, T, width)
