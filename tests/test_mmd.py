@@ -67,10 +67,10 @@ def make_batches(n, m, dim, num_classes, seed, dtype=torch.float64):
 
 # ---------------------------------------------------------------- against the reference
 @pytest.mark.parametrize("n,m,dim", [(1, 1, 3), (5, 9, 4), (16, 16, 8), (30, 7, 2)])
-@pytest.mark.parametrize("bandwidth", [None, 0.7])
+@pytest.mark.parametrize("bandwidth", ["batch", 0.7])
 def test_mmd_matches_reference(n, m, dim, bandwidth):
     x, _, y, _ = make_batches(n, m, dim, 1, seed=n * 100 + m)
-    sigma = bandwidth if bandwidth is not None else ref_median_sigma(x.tolist() + y.tolist())
+    sigma = bandwidth if bandwidth != "batch" else ref_median_sigma(x.tolist() + y.tolist())
     expected = ref_mmd(x.tolist(), y.tolist(), sigma)
     assert mmd(x, y, bandwidth).item() == pytest.approx(expected, abs=1e-6)
 
@@ -306,10 +306,9 @@ def test_variants_match_reference(bandwidth, squared):
     expected = ref_class_conditional(h1, y1, h2, y2, 4, bandwidth, squared)
     assert class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=squared).item() == pytest.approx(expected, abs=1e-9)
     x, y = h1[:9], h2[:7]
-    unconditional = {"class": None, "batch": None}.get(bandwidth, bandwidth)
     sigma = ref_median_sigma(x.tolist() + y.tolist())
-    ref_sigma = {"multi": [sigma * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)], None: sigma}.get(unconditional, unconditional)
-    assert mmd(x, y, unconditional, squared=squared).item() == pytest.approx(ref_mmd(x.tolist(), y.tolist(), ref_sigma, squared), abs=1e-9)
+    ref_sigma = {"multi": [sigma * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)], "class": sigma, "batch": sigma}.get(bandwidth, bandwidth)
+    assert mmd(x, y, bandwidth, squared=squared).item() == pytest.approx(ref_mmd(x.tolist(), y.tolist(), ref_sigma, squared), abs=1e-9)
 
 
 @pytest.mark.parametrize("bandwidth", [0.5, 1.3])  # a median sigma is detached by design: no gradcheck for it
