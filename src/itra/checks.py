@@ -55,11 +55,12 @@ def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes
         raise ValueError(f"Expected `{name}` in [0, {num_classes}), but got the label {bad}")
 
 
-def check_bandwidth(bandwidth: object, modes: tuple[str | None, ...]) -> None:
-    """A bandwidth is one of `modes` or a number > 0; anything else is a ValueError naming it."""
-    if bandwidth in modes and not isinstance(bandwidth, (int, float)):
+def check_bandwidth(bandwidth: object, modes: tuple[str, ...]) -> None:
+    """A bandwidth is one of `modes` (`itra.mmd.BANDWIDTH_MODES`) or a number > 0; anything else,
+    None included, is a ValueError naming it."""
+    if isinstance(bandwidth, str) and bandwidth in modes:
         return
     if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and 0 < bandwidth < math.inf:
         return
-    names = ", ".join("None (median heuristic)" if mode is None else f'"{mode}"' for mode in modes)
+    names = ", ".join(f'"{mode}"' for mode in modes)
     raise ValueError(f"Expected `bandwidth` to be {names} or a finite float > 0, but got {bandwidth!r}")

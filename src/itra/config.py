@@ -20,7 +20,7 @@ import torch
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.distributed import MATCH_RANKS
 from itra.methods import METHODS, method_fields
-from itra.mmd import BANDWIDTH_MODES, Bandwidth
+from itra.mmd import Bandwidth, parse_bandwidth
 from itra.pairing import DRAWN, PAIRINGS, UNDRAWN_S2
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -225,20 +225,6 @@ def _short(value: Any) -> str:
         short = f"{value:g}".replace("e+", "e")
         return short if float(short) == value else repr(value)
     return str(value)
-
-
-def parse_bandwidth(value: str) -> Bandwidth:
-    """The `--bandwidth` flag as a typed value: one of `BANDWIDTH_MODES` or a float > 0."""
-    if value in BANDWIDTH_MODES:
-        return value  # type: ignore[return-value]
-    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
-    try:
-        sigma = float(value)
-    except ValueError:
-        raise ValueError(expected) from None
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(expected)
-    return sigma
 
 
 def check_precision(precision: str, device: torch.device) -> None:
