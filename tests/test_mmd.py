@@ -389,3 +389,90 @@ def test_a_bandwidth_that_is_not_a_finite_positive_number_is_refused(bandwidth):
     with pytest.raises(ValueError, match="finite float > 0"):
         class_conditional_mmd(x, torch.zeros(4, dtype=torch.long), x + 1, torch.zeros(4, dtype=torch.long), 1,
                               bandwidth=bandwidth)
+
+
+# ---------------------------------------------------------------- the one pooled path against plain autograd
+def plain_mmd2(x, y, sigmas):
+    """MMD^2 written the obvious way with autograd: direct differences, one exp per kernel."""
+    def k(a, b):
+        d = (a[:, None] - b[None]).pow(2).sum(-1)
+        return sum(torch.exp(-d / s) for s in sigmas) / len(sigmas)
+    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.9])
+def test_classes_of_one_pooled_kernel_match_a_loop_of_plain_autograd(dtype, tol, bandwidth):
+    """Masked class slots, the batch/class medians, the powers of one exp for "multi" and the hand-written
+    backward, all against a per-class loop of plain autograd at the same sigmas: values and gradients."""
+    h1, y1, h2, y2 = make_batches(30, 26, 5, 4, seed=21, dtype=dtype)
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    got = class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=True)
+    grads = torch.autograd.grad(got, (h1, h2))
+    pooled = torch.cat([h1, h2]).detach()
+    batch_sigma = median_bandwidth(squared_distances(pooled, pooled))
+    values = []
+    for k in range(4):
+        a, b = h1[y1 == k], h2[y2 == k]
+        class_sigma = median_bandwidth(squared_distances(torch.cat([a, b]).detach(), torch.cat([a, b]).detach()))
+        sigmas = {"batch": [batch_sigma], "class": [class_sigma], "multi": [batch_sigma * s for s in (0.25, 0.5, 1, 2, 4)]}
+        values.append(plain_mmd2(a, b, sigmas.get(bandwidth, [bandwidth])))
+    expected = torch.stack(values).mean()
+    expected_grads = torch.autograd.grad(expected, (h1, h2))
+    assert got.item() == pytest.approx(expected.item(), abs=tol)
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("bandwidth", ["batch", "multi", 1.7])
+@pytest.mark.parametrize("squared", [False, True])
+def test_mmd_equals_class_conditional_mmd_of_one_class(bandwidth, squared):
+    """`mmd` (one group: no mask, no labels) against the masked class path with every label 0."""
+    x, _, y, _ = make_batches(17, 11, 6, 1, seed=4, dtype=torch.float32)
+    zeros = torch.zeros(17, dtype=torch.long), torch.zeros(11, dtype=torch.long)
+    expected = class_conditional_mmd(x, zeros[0], y, zeros[1], 1, bandwidth, squared=squared)
+    assert mmd(x, y, bandwidth, squared=squared).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert mmd(x, y, "class", squared=squared).item() == mmd(x, y, "batch", squared=squared).item()
+
+
+def test_class_medians_from_one_matrix_equal_those_of_each_class():
+    h1, y1, h2, y2 = make_batches(25, 20, 3, 5, seed=9)
+    pooled, labels = torch.cat([h1, h2]), torch.cat([y1, y2])
+    members = labels[None, :] == torch.arange(6)[:, None]  # class 5 has no sample: sigma 1
+    got = median_bandwidth(squared_distances(pooled, pooled), members)
+    for k in range(6):
+        z = pooled[labels == k]
+        assert got[k].item() == pytest.approx(ref_median_sigma(z.tolist()), rel=1e-9)
+
+
+# ---------------------------------------------------------------- nothing read back to the host
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the ops that read a value back to the host (`.item()`, `int(t)`, `bool(t)` go through
+    `aten._local_scalar_dense`) or whose output shape depends on values (a sync on CUDA)."""
+    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique_dim", "_unique2", "unique_consecutive"}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.SYNCING:
+            self.reads.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.8])
+@pytest.mark.parametrize("squared", [False, True])
+def test_no_value_is_read_back_to_the_host(bandwidth, squared):
+    """Forward and backward of both losses with `validate_args=False` (the training loop's call), with a
+    class absent from one batch: no host read, so no sync on CUDA (issue 26, item 3)."""
+    h1, y1, h2, y2 = make_batches(20, 16, 4, 5, seed=3, dtype=torch.float32)
+    y1[y1 == 4] = 3  # class 4 only in S2
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    with _HostReads() as mode:
+        class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth, validate_args=False, squared=squared).backward()
+        mmd(h1, h2, bandwidth, validate_args=False, squared=squared).backward()
+    assert mode.reads == []
+    with _HostReads() as mode:  # the recorder sees host reads: the input checks make some
+        class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth, validate_args=True)
+    assert mode.reads
