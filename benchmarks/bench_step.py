@@ -103,7 +103,7 @@ def bench_model(name: str, batch_size: int, rounds: int, device: torch.device, e
         raise RuntimeError(f"{name}: torch.compile compiled nothing; the compiled columns would be eager")
     ce = seconds[("ce", False)]
     return [{"model": name, "mode": mode, "compiled": compiled, "step_s": step_s, "step_ratio": step_s / ce,
-             "epoch_ratio": step_s / ce * batch_size / samples_per_step(mode, batch_size),
+             "epoch_ratio": step_s / ce * batch_size / samples_per_step(None if mode == "ce" else mode, batch_size),
              "peak_step_mib": peak_step_mib(runners[(mode, compiled)], device)}
             for (mode, compiled), step_s in seconds.items()]
 
