@@ -150,7 +150,7 @@ class _GroupedKernelSums(torch.autograd.Function):
     k is the Gaussian kernel exp(-d / sigma_i) of the squared distances d (N, N) that the caller has
     computed from z (and reused for the median), or the mean of such kernels at `MULTI_KERNEL_SCALES`
     times sigma_i. With weights 1/n on S1 and -1/m on S2 this is MMD^2 per group. Pairs of different
-    groups are left out. The gradient is written by hand: it needs one (N, N) @ (N, D + 1) product and
+    groups are left out. The gradient is written by hand: it needs one (N, N) @ (N, D) product and
     no (N, N) temporary beyond the saved kernel, where autograd would keep and build several.
     """
 
@@ -187,9 +187,9 @@ class _GroupedKernelSums(torch.autograd.Function):
         # k' the kernel's slope in -d / sigma (k itself for one scale), k symmetric within a group.
         z, slope, weights, group, inv_sigma = ctx.saved_tensors
         grad_per_sample = grad.expand(z.shape[0]) if group is None else grad[group]  # (N,)
-        products = slope @ torch.cat([weights[:, None], weights[:, None] * z], dim=1)  # (N, 1 + D)
+        weighted = slope @ (weights[:, None] * z)  # (N, D): one product (D, not D + 1, columns: BLAS-friendly)
         coefficient = (-4 * grad_per_sample * weights)[:, None] * inv_sigma
-        return coefficient * (products[:, :1] * z - products[:, 1:]), None, None, None, None, None, None
+        return coefficient * ((slope @ weights)[:, None] * z - weighted), None, None, None, None, None, None
 
 
 def _pooled_mmd(
