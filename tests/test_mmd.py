@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -463,9 +464,11 @@ class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
 
 @pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.8])
 @pytest.mark.parametrize("squared", [False, True])
-def test_no_value_is_read_back_to_the_host(bandwidth, squared):
+def test_no_value_is_read_back_to_the_host(bandwidth, squared, monkeypatch):
     """Forward and backward of both losses with `validate_args=False` (the training loop's call), with a
-    class absent from one batch: no host read, so no sync on CUDA (issue 26, item 3)."""
+    class absent from one batch: no host read, so no sync on CUDA (issue 26, item 3). "class" on the CPU
+    takes the blocked layout, which reads sizes back; here it takes the pooled path that GPUs take."""
+    monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", ())
     h1, y1, h2, y2 = make_batches(20, 16, 4, 5, seed=3, dtype=torch.float32)
     y1[y1 == 4] = 3  # class 4 only in S2
     h1.requires_grad_(True), h2.requires_grad_(True)
@@ -476,3 +479,19 @@ def test_no_value_is_read_back_to_the_host(bandwidth, squared):
     with _HostReads() as mode:  # the recorder sees host reads: the input checks make some
         class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth, validate_args=True)
     assert mode.reads
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("squared", [False, True])
+def test_blocked_class_layout_equals_the_pooled_path(dtype, tol, squared, monkeypatch):
+    """Per-class medians: the CPU's blocked layout against the pooled path, values and gradients."""
+    h1, y1, h2, y2 = make_batches(40, 33, 6, 7, seed=13, dtype=dtype)
+    y1[y1 == 6] = 5  # class 6 only in S2
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    results = []
+    for devices in (("cpu",), ()):
+        monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", devices)
+        value = class_conditional_mmd(h1, y1, h2, y2, 7, "class", squared=squared)
+        results.append((value, *torch.autograd.grad(value, (h1, h2))))
+    for blocked, pooled in zip(*results):
+        assert torch.allclose(blocked, pooled, atol=tol, rtol=0)
