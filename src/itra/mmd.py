@@ -10,6 +10,7 @@ is the biased estimate of Gretton et al. (2007) that the paper writes down (Prel
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal, Union
 
@@ -100,8 +101,8 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
         if n < 2:
             ones = sq_dists.new_ones(())
             return ones if valid is None else ones.expand(valid.shape[0])
-        rows, cols = torch.triu_indices(n, n, 1, device=sq_dists.device)  # (M,) the pairs i < j
-        pairs = sq_dists.flatten(-2)[..., rows * n + cols]  # (M,) or (G, M)
+        rows, cols, flat = _upper_pairs(n, sq_dists.device)  # (M,) each: the pairs i < j
+        pairs = sq_dists.flatten(-2)[..., flat]  # (M,) or (G, M)
         if valid is None:
             return _positive_or_fallback(pairs.median(), pairs.mean())
         num_groups = valid.shape[0]
@@ -112,6 +113,14 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
             label = torch.where(valid.any(0), valid.to(torch.uint8).argmax(0), num_groups)  # (N,)
             group = torch.where(label[rows] == label[cols], label[rows], num_groups)  # (M,)
         return _grouped_lower_median(pairs.flatten(), group.flatten(), num_groups)
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows, columns and flat indices (M,) of the pairs i < j of an (n, n) matrix (read-only, cached:
+    building them costs about a third of the median's selection)."""
+    rows, cols = torch.triu_indices(n, n, 1, device=device)
+    return rows, cols, rows * n + cols
 
 
 def _grouped_lower_median(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
