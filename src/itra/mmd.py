@@ -201,7 +201,8 @@ class _GroupedKernelSums(torch.autograd.Function):
         grad_per_sample = grad.expand(z.shape[0]) if group is None else grad[group]  # (N,)
         weighted = slope @ (weights[:, None] * z)  # (N, D): one product (D, not D + 1, columns: BLAS-friendly)
         coefficient = (-4 * grad_per_sample * weights)[:, None] * inv_sigma
-        return coefficient * ((slope @ weights)[:, None] * z - weighted), None, None, None, None, None, None
+        grad_z = torch.addcmul(weighted.neg_(), (slope @ weights)[:, None], z).mul_(coefficient)
+        return grad_z, None, None, None, None, None, None
 
 
 def _pooled_mmd(
@@ -224,9 +225,11 @@ def _pooled_mmd(
     with torch.autocast(h1.device.type, enabled=False):
         dtype = torch.promote_types(h1.dtype, torch.float32)
         pooled = torch.cat([h1, h2]).to(dtype)  # (N, D)
-        z = pooled - detached_centre(pooled, dim=0)
-        scale = _finite_positive_or_one(z.detach().abs().max())
-        z = z / scale
+        detached = pooled.detach()
+        high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
+        centre = (high + low) / 2  # `detached_centre`
+        scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
+        z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
         with torch.no_grad():
             sq_norms = z.pow(2).sum(1)  # (N,)
             sq = torch.addmm(sq_norms[None, :], z, z.T, alpha=-2).add_(sq_norms[:, None]).clamp_min_(0)  # (N, N)
