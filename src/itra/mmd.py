@@ -102,7 +102,7 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
             ones = sq_dists.new_ones(())
             return ones if valid is None else ones.expand(valid.shape[0])
         rows, cols, flat = _upper_pairs(n, sq_dists.device)  # (M,) each: the pairs i < j
-        pairs = sq_dists.flatten(-2)[..., flat]  # (M,) or (G, M)
+        pairs = sq_dists.take(flat) if sq_dists.ndim == 2 else sq_dists.flatten(1)[:, flat]  # (M,) or (G, M)
         if valid is None:
             return _positive_or_fallback(pairs.median(), pairs.mean())
         num_groups = valid.shape[0]
