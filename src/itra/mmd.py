@@ -105,14 +105,30 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
         pairs = sq_dists.take(flat) if sq_dists.ndim == 2 else sq_dists.flatten(1)[:, flat]  # (M,) or (G, M)
         if valid is None:
             return _positive_or_fallback(pairs.median(), pairs.mean())
-        num_groups = valid.shape[0]
-        if sq_dists.ndim == 3:  # a stack: the pairs of group g are row g's pairs of real samples
-            both = valid[:, rows] & valid[:, cols]  # (G, M)
-            group = torch.where(both, torch.arange(num_groups, device=valid.device)[:, None], num_groups)
-        else:  # one matrix: a pair belongs to its samples' group when they share one
-            label = torch.where(valid.any(0), valid.to(torch.uint8).argmax(0), num_groups)  # (N,)
-            group = torch.where(label[rows] == label[cols], label[rows], num_groups)  # (M,)
-        return _grouped_lower_median(pairs.flatten(), group.flatten(), num_groups)
+        if sq_dists.ndim == 3:
+            return _stacked_lower_median(pairs, valid[:, rows] & valid[:, cols])
+        num_groups = valid.shape[0]  # one matrix: a pair belongs to its samples' group when they share one
+        label = torch.where(valid.any(0), valid.to(torch.uint8).argmax(0), num_groups)  # (N,)
+        group = torch.where(label[rows] == label[cols], label[rows], num_groups)  # (M,)
+        return _grouped_lower_median(pairs, group, num_groups)
+
+
+def _stacked_lower_median(pairs: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Lower median (with `_positive_or_fallback`) of each row of `pairs` (G, M) over its `real` entries.
+
+    One batched selection (`kthvalue`, no sort) at the same rank R in every row: row g, whose median has
+    rank r_g among its c_g real entries, gets R - r_g of its padding entries set to -inf (below every
+    distance) and the rest to +inf. R is read back to the host: this serves the CPU's blocked layout.
+    """
+    counts = real.sum(1)  # (G,)
+    rank = (counts - 1).clamp_min(0) // 2
+    top = int(rank.max())
+    padding_rank = torch.cumsum(~real, 1)  # (G, M): 1, 2, ... along each row's padding
+    low = padding_rank <= (top - rank)[:, None]
+    filled = torch.where(real, pairs, torch.where(low, -math.inf, math.inf))
+    median = filled.kthvalue(top + 1, dim=1).values
+    median = torch.where(counts > 0, median, torch.zeros_like(median))
+    return _positive_or_fallback(median, (pairs * real).sum(1) / counts.clamp_min(1))
 
 
 @functools.lru_cache(maxsize=16)
