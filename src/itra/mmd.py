@@ -246,16 +246,16 @@ def _pooled_mmd(
         centre = (high + low) / 2  # `detached_centre`
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
         z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
+        in_first = torch.arange(pooled.shape[0], device=pooled.device) < n  # (N,)
+        if bandwidth == "class" and y is not None and pooled.device.type in BLOCKED_CLASS_DEVICES:
+            return _blocked_class_mmd(z, y, in_first, counts, squared)
         with torch.no_grad():
             sq_norms = z.pow(2).sum(1)  # (N,)
             sq = torch.addmm(sq_norms[None, :], z, z.T, alpha=-2).add_(sq_norms[:, None]).clamp_min_(0)  # (N, N)
-        in_first = torch.arange(pooled.shape[0], device=pooled.device) < n  # (N,)
         num_groups = counts[0].shape[0]
         group_of = slice(None) if y is None else y  # each sample's group: its size in its own batch
         sizes = torch.where(in_first, counts[0].to(pooled.device, dtype)[group_of], -counts[1].to(pooled.device, dtype)[group_of])
         weights = 1 / sizes  # (N,): 1/n_k on S1, -1/m_k on S2
-        if bandwidth == "class" and y is not None and pooled.device.type in BLOCKED_CLASS_DEVICES:
-            return _blocked_class_mmd(z, y, in_first, counts, squared)
         if not isinstance(bandwidth, str):
             inv_sigma = scale.detach() ** 2 / bandwidth
         elif bandwidth == "class" and y is not None:
