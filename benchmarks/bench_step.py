@@ -4,6 +4,7 @@
     python benchmarks/bench_step.py --quick --out /tmp/bench_step.json   # small CNN, 3 rounds: checks that it runs
     python benchmarks/bench_step.py --device cuda --steps 30
     python benchmarks/bench_step.py --models cnn resnet18 --steps 10
+    python benchmarks/bench_step.py --models cnn mobilenetv2 minilm --eager --steps 5 --out /tmp/step.json   # no compile
 
 Per model, ten steps run in turn in every round (`itra.experiments.timing.time_side_by_side`): CE and
 ITRA-c with each pairing (independent, detached, previous, split), each eager and compiled
@@ -90,20 +91,20 @@ def peak_step_mib(step: Callable[[int], object], device: torch.device) -> float 
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
-def bench_model(name: str, batch_size: int, rounds: int, device: torch.device) -> list[dict]:
-    """The rows of one model: one per (mode, eager or compiled)."""
+def bench_model(name: str, batch_size: int, rounds: int, device: torch.device, eager_only: bool = False) -> list[dict]:
+    """The rows of one model: one per (mode, eager or compiled); eager only with `eager_only`."""
     torch._dynamo.reset()  # the runners share one compiled function: a model's graphs must not crowd out the next's
     compiled_before = counters["frames"]["ok"]
     generator = torch.Generator().manual_seed(0)
     first, second = (random_batch(name, batch_size, generator, device) for _ in range(2))
     runners = {(mode, compiled): step_runner(name, mode, compiled, first, second, device)
-               for compiled in (False, True) for mode in MODES}
+               for compiled in ((False,) if eager_only else (False, True)) for mode in MODES}
     seconds = time_side_by_side(runners, rounds, device)  # type: ignore[arg-type]
-    if counters["frames"]["ok"] == compiled_before:
+    if not eager_only and counters["frames"]["ok"] == compiled_before:
         raise RuntimeError(f"{name}: torch.compile compiled nothing; the compiled columns would be eager")
     ce = seconds[("ce", False)]
     return [{"model": name, "mode": mode, "compiled": compiled, "step_s": step_s, "step_ratio": step_s / ce,
-             "epoch_ratio": step_s / ce * batch_size / samples_per_step(mode, batch_size),
+             "epoch_ratio": step_s / ce * batch_size / samples_per_step(None if mode == "ce" else mode, batch_size),
              "peak_step_mib": peak_step_mib(runners[(mode, compiled)], device)}
             for (mode, compiled), step_s in seconds.items()]
 
@@ -116,12 +117,15 @@ def markdown(rows: list[dict], with_memory: bool) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_key = {(row["model"], row["mode"], row["compiled"]): row for row in rows}
     for model, mode in dict.fromkeys((row["model"], row["mode"]) for row in rows):
-        eager, compiled = by_key[(model, mode, False)], by_key[(model, mode, True)]
+        eager, compiled = by_key[(model, mode, False)], by_key.get((model, mode, True))
         cells = [model, mode]
         for row in (eager, compiled):
+            if row is None:  # --eager
+                cells += ["-", "-", "-"]
+                continue
             cells += [f"{1e3 * row['step_s']:.1f}", f"{row['step_ratio']:.2f}", f"{row['epoch_ratio']:.2f}"]
         if with_memory:
-            cells += [f"{eager['peak_step_mib']:.0f}", f"{compiled['peak_step_mib']:.0f}"]
+            cells += [f"{row['peak_step_mib']:.0f}" if row else "-" for row in (eager, compiled)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -134,6 +138,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: cpu)")
     parser.add_argument("--quick", action="store_true", help="the small CNN and 3 rounds: checks that it runs, "
                         "writes nothing unless --out is given")
+    parser.add_argument("--eager", action="store_true", help="eager runners only (no torch.compile): quicker")
     parser.add_argument("--out", type=Path, help="the JSON file (default: benchmarks/bench_step.json; none with "
                         "--quick)")
     args = parser.parse_args()
@@ -141,11 +146,12 @@ def main() -> None:
         args.models, args.steps = ["cnn"], 3
     out = args.out or (None if args.quick else Path(__file__).with_suffix(".json"))
     device = resolve_device(args.device)
-    check_compile(device)
+    if not args.eager:
+        check_compile(device)
     # Each runner compiles for its own shapes as it would in a run of its own: `split`'s 2m batch gets a static
     # graph, not the dynamic one torch would make after seeing m first.
     torch._dynamo.config.automatic_dynamic_shapes = False
-    rows = [row for name in args.models for row in bench_model(name, args.batch_size, args.steps, device)]
+    rows = [row for name in args.models for row in bench_model(name, args.batch_size, args.steps, device, args.eager)]
     print(markdown(rows, device.type == "cuda"))
     if device.type != "cuda":
         print("\n(peak memory is measured on CUDA only: on the CPU the process's peak RSS cannot tell the runners "

@@ -24,3 +24,16 @@ def test_bandwidths_that_are_allowed(value):
 def test_bandwidths_that_are_not(value):
     with pytest.raises(ValueError, match=f"but got {value!r}"):
         check_bandwidth(value, modes=("class", "batch", "multi"))
+
+
+def test_one_bandwidth_vocabulary_for_both_losses_and_the_flag():
+    from itra import resolve
+    from itra.mmd import BANDWIDTH_MODES, parse_bandwidth
+
+    assert resolve.parse_bandwidth is parse_bandwidth and BANDWIDTH_MODES == ("batch", "class", "multi")  # the flag's
+    assert [parse_bandwidth(v) for v in ("batch", "class", "multi", "2.5", 0.5)] == ["batch", "class", "multi", 2.5, 0.5]
+    for bad in ("median", "0", "-1", "inf", "nan", None, True):
+        with pytest.raises(ValueError, match="Expected `bandwidth`"):
+            parse_bandwidth(bad)
+    with pytest.raises(ValueError, match='"batch", "class", "multi" or a finite float > 0, but got None'):
+        check_bandwidth(None, modes=BANDWIDTH_MODES)

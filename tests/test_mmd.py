@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -67,10 +68,10 @@ def make_batches(n, m, dim, num_classes, seed, dtype=torch.float64):
 
 # ---------------------------------------------------------------- against the reference
 @pytest.mark.parametrize("n,m,dim", [(1, 1, 3), (5, 9, 4), (16, 16, 8), (30, 7, 2)])
-@pytest.mark.parametrize("bandwidth", [None, 0.7])
+@pytest.mark.parametrize("bandwidth", ["batch", 0.7])
 def test_mmd_matches_reference(n, m, dim, bandwidth):
     x, _, y, _ = make_batches(n, m, dim, 1, seed=n * 100 + m)
-    sigma = bandwidth if bandwidth is not None else ref_median_sigma(x.tolist() + y.tolist())
+    sigma = bandwidth if bandwidth != "batch" else ref_median_sigma(x.tolist() + y.tolist())
     expected = ref_mmd(x.tolist(), y.tolist(), sigma)
     assert mmd(x, y, bandwidth).item() == pytest.approx(expected, abs=1e-6)
 
@@ -306,10 +307,9 @@ def test_variants_match_reference(bandwidth, squared):
     expected = ref_class_conditional(h1, y1, h2, y2, 4, bandwidth, squared)
     assert class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=squared).item() == pytest.approx(expected, abs=1e-9)
     x, y = h1[:9], h2[:7]
-    unconditional = {"class": None, "batch": None}.get(bandwidth, bandwidth)
     sigma = ref_median_sigma(x.tolist() + y.tolist())
-    ref_sigma = {"multi": [sigma * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)], None: sigma}.get(unconditional, unconditional)
-    assert mmd(x, y, unconditional, squared=squared).item() == pytest.approx(ref_mmd(x.tolist(), y.tolist(), ref_sigma, squared), abs=1e-9)
+    ref_sigma = {"multi": [sigma * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)], "class": sigma, "batch": sigma}.get(bandwidth, bandwidth)
+    assert mmd(x, y, bandwidth, squared=squared).item() == pytest.approx(ref_mmd(x.tolist(), y.tolist(), ref_sigma, squared), abs=1e-9)
 
 
 @pytest.mark.parametrize("bandwidth", [0.5, 1.3])  # a median sigma is detached by design: no gradcheck for it
@@ -390,3 +390,108 @@ def test_a_bandwidth_that_is_not_a_finite_positive_number_is_refused(bandwidth):
     with pytest.raises(ValueError, match="finite float > 0"):
         class_conditional_mmd(x, torch.zeros(4, dtype=torch.long), x + 1, torch.zeros(4, dtype=torch.long), 1,
                               bandwidth=bandwidth)
+
+
+# ---------------------------------------------------------------- the one pooled path against plain autograd
+def plain_mmd2(x, y, sigmas):
+    """MMD^2 written the obvious way with autograd: direct differences, one exp per kernel."""
+    def k(a, b):
+        d = (a[:, None] - b[None]).pow(2).sum(-1)
+        return sum(torch.exp(-d / s) for s in sigmas) / len(sigmas)
+    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.9])
+def test_classes_of_one_pooled_kernel_match_a_loop_of_plain_autograd(dtype, tol, bandwidth):
+    """Masked class slots, the batch/class medians, the powers of one exp for "multi" and the hand-written
+    backward, all against a per-class loop of plain autograd at the same sigmas: values and gradients."""
+    h1, y1, h2, y2 = make_batches(30, 26, 5, 4, seed=21, dtype=dtype)
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    got = class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=True)
+    grads = torch.autograd.grad(got, (h1, h2))
+    pooled = torch.cat([h1, h2]).detach()
+    batch_sigma = median_bandwidth(squared_distances(pooled, pooled))
+    values = []
+    for k in range(4):
+        a, b = h1[y1 == k], h2[y2 == k]
+        class_sigma = median_bandwidth(squared_distances(torch.cat([a, b]).detach(), torch.cat([a, b]).detach()))
+        sigmas = {"batch": [batch_sigma], "class": [class_sigma], "multi": [batch_sigma * s for s in (0.25, 0.5, 1, 2, 4)]}
+        values.append(plain_mmd2(a, b, sigmas.get(bandwidth, [bandwidth])))
+    expected = torch.stack(values).mean()
+    expected_grads = torch.autograd.grad(expected, (h1, h2))
+    assert got.item() == pytest.approx(expected.item(), abs=tol)
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("bandwidth", ["batch", "multi", 1.7])
+@pytest.mark.parametrize("squared", [False, True])
+def test_mmd_equals_class_conditional_mmd_of_one_class(bandwidth, squared):
+    """`mmd` (one group: no mask, no labels) against the masked class path with every label 0."""
+    x, _, y, _ = make_batches(17, 11, 6, 1, seed=4, dtype=torch.float32)
+    zeros = torch.zeros(17, dtype=torch.long), torch.zeros(11, dtype=torch.long)
+    expected = class_conditional_mmd(x, zeros[0], y, zeros[1], 1, bandwidth, squared=squared)
+    assert mmd(x, y, bandwidth, squared=squared).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert mmd(x, y, "class", squared=squared).item() == mmd(x, y, "batch", squared=squared).item()
+
+
+def test_class_medians_from_one_matrix_equal_those_of_each_class():
+    h1, y1, h2, y2 = make_batches(25, 20, 3, 5, seed=9)
+    pooled, labels = torch.cat([h1, h2]), torch.cat([y1, y2])
+    members = labels[None, :] == torch.arange(6)[:, None]  # class 5 has no sample: sigma 1
+    got = median_bandwidth(squared_distances(pooled, pooled), members)
+    for k in range(6):
+        z = pooled[labels == k]
+        assert got[k].item() == pytest.approx(ref_median_sigma(z.tolist()), rel=1e-9)
+
+
+# ---------------------------------------------------------------- nothing read back to the host
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the ops that read a value back to the host (`.item()`, `int(t)`, `bool(t)` go through
+    `aten._local_scalar_dense`) or whose output shape depends on values (a sync on CUDA)."""
+    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique_dim", "_unique2", "unique_consecutive"}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.SYNCING:
+            self.reads.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.8])
+@pytest.mark.parametrize("squared", [False, True])
+def test_no_value_is_read_back_to_the_host(bandwidth, squared, monkeypatch):
+    """Forward and backward of both losses with `validate_args=False` (the training loop's call), with a
+    class absent from one batch: no host read, so no sync on CUDA (issue 26, item 3). "class" on the CPU
+    takes the blocked layout, which reads sizes back; here it takes the pooled path that GPUs take."""
+    monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", ())
+    h1, y1, h2, y2 = make_batches(20, 16, 4, 5, seed=3, dtype=torch.float32)
+    y1[y1 == 4] = 3  # class 4 only in S2
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    with _HostReads() as mode:
+        class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth, validate_args=False, squared=squared).backward()
+        mmd(h1, h2, bandwidth, validate_args=False, squared=squared).backward()
+    assert mode.reads == []
+    with _HostReads() as mode:  # the recorder sees host reads: the input checks make some
+        class_conditional_mmd(h1, y1, h2, y2, 5, bandwidth, validate_args=True)
+    assert mode.reads
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("squared", [False, True])
+def test_blocked_class_layout_equals_the_pooled_path(dtype, tol, squared, monkeypatch):
+    """Per-class medians: the CPU's blocked layout against the pooled path, values and gradients."""
+    h1, y1, h2, y2 = make_batches(40, 33, 6, 7, seed=13, dtype=dtype)
+    y1[y1 == 6] = 5  # class 6 only in S2
+    h1.requires_grad_(True), h2.requires_grad_(True)
+    results = []
+    for devices in (("cpu",), ()):
+        monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", devices)
+        value = class_conditional_mmd(h1, y1, h2, y2, 7, "class", squared=squared)
+        results.append((value, *torch.autograd.grad(value, (h1, h2))))
+    for blocked, pooled in zip(*results):
+        assert torch.allclose(blocked, pooled, atol=tol, rtol=0)

@@ -8,20 +8,21 @@ from __future__ import annotations
 import math
 
 import torch
+from itra.errors import BadValue
 
 
 def check_features(name: str, h: torch.Tensor) -> None:
     """A non-empty, finite, floating-point (N, D) tensor."""
     if not isinstance(h, torch.Tensor):
-        raise ValueError(f"Expected `{name}` to be a torch.Tensor, but got {type(h).__name__}")
+        raise BadValue(f"Expected `{name}` to be a torch.Tensor, but got {type(h).__name__}")
     if h.ndim != 2:
-        raise ValueError(f"Expected `{name}` to be 2-D (num_samples, feature_dim), but got shape {tuple(h.shape)}")
+        raise BadValue(f"Expected `{name}` to be 2-D (num_samples, feature_dim), but got shape {tuple(h.shape)}")
     if h.shape[0] == 0:
-        raise ValueError(f"Expected `{name}` to hold at least one sample, but got shape {tuple(h.shape)}")
+        raise BadValue(f"Expected `{name}` to hold at least one sample, but got shape {tuple(h.shape)}")
     if not h.is_floating_point():
-        raise ValueError(f"Expected `{name}` to be a floating-point tensor, but got dtype {h.dtype}")
+        raise BadValue(f"Expected `{name}` to be a floating-point tensor, but got dtype {h.dtype}")
     if not torch.isfinite(h).all():
-        raise ValueError(f"Expected `{name}` to be finite, but it holds NaN or inf values")
+        raise BadValue(f"Expected `{name}` to be finite, but it holds NaN or inf values")
 
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None:
@@ -29,12 +30,12 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None
     check_features(names[0], x)
     check_features(names[1], y)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(
+        raise BadValue(
             f"Expected `{names[0]}` and `{names[1]}` to have the same feature dim, but got "
             f"{x.shape[1]} and {y.shape[1]}"
         )
     if x.dtype != y.dtype or x.device != y.device:
-        raise ValueError(
+        raise BadValue(
             f"Expected `{names[0]}` and `{names[1]}` on the same dtype and device, but got "
             f"{x.dtype}/{x.device} and {y.dtype}/{y.device}"
         )
@@ -44,22 +45,23 @@ def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes
     """Integer class indices (N,) in [0, num_classes), one per row of `features`."""
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex():
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
+        raise BadValue(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
     if y.shape[0] != features.shape[0]:
-        raise ValueError(
+        raise BadValue(
             f"Expected one label per feature row, but `{name}` has {y.shape[0]} labels for {features.shape[0]} rows"
         )
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ValueError(f"Expected `{name}` in [0, {num_classes}), but got the label {bad}")
+        raise BadValue(f"Expected `{name}` in [0, {num_classes}), but got the label {bad}")
 
 
-def check_bandwidth(bandwidth: object, modes: tuple[str | None, ...]) -> None:
-    """A bandwidth is one of `modes` or a number > 0; anything else is a ValueError naming it."""
-    if bandwidth in modes and not isinstance(bandwidth, (int, float)):
+def check_bandwidth(bandwidth: object, modes: tuple[str, ...]) -> None:
+    """A bandwidth is one of `modes` (`itra.mmd.BANDWIDTH_MODES`) or a number > 0; anything else,
+    None included, is a ValueError naming it."""
+    if isinstance(bandwidth, str) and bandwidth in modes:
         return
     if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and 0 < bandwidth < math.inf:
         return
-    names = ", ".join("None (median heuristic)" if mode is None else f'"{mode}"' for mode in modes)
-    raise ValueError(f"Expected `bandwidth` to be {names} or a finite float > 0, but got {bandwidth!r}")
+    names = ", ".join(f'"{mode}"' for mode in modes)
+    raise BadValue(f"Expected `bandwidth` to be {names} or a finite float > 0, but got {bandwidth!r}")

@@ -10,17 +10,42 @@ is the biased estimate of Gretton et al. (2007) that the paper writes down (Prel
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Literal, Union
 
 import torch
 
 from itra.checks import check_bandwidth, check_labels, check_pair
+from itra.errors import BadValue
 
-Bandwidth = Union[Literal["class", "batch", "multi"], float]
-BANDWIDTH_MODES = ("class", "batch", "multi")
+# One vocabulary for `mmd` and `class_conditional_mmd`: "batch" (the median of the pooled batch),
+# "class" (a median per class; for `mmd`, one group, the same as "batch"), "multi" or a fixed sigma.
+Bandwidth = Union[float, Literal["batch", "class", "multi"]]
+BANDWIDTH_MODES = ("batch", "class", "multi")
 # "multi": the DAN convention (Long et al. 2015): Gaussian kernels at these multiples of the batch
 # median, averaged, so that no single bandwidth decides which distances count.
-MULTI_KERNEL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+MULTI_KERNEL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # each twice the last: one exp, then squares
+# Where per-class medians ("class") take the blocked layout (`_blocked_class_mmd`): host reads are free
+# on the CPU, and there it is 5-30x faster than sorting the pooled matrix's pairs; elsewhere the pooled path.
+BLOCKED_CLASS_DEVICES = ("cpu",)
+
+
+def parse_bandwidth(value: str | float) -> Bandwidth:
+    """A bandwidth as a flag or a config file spells it (`"class"`, `"2.5"`, `2.5`): one of
+    `BANDWIDTH_MODES` or a float > 0; anything else is a ValueError naming it."""
+    if value in BANDWIDTH_MODES:
+        return value  # type: ignore[return-value]
+    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
+    if isinstance(value, bool):
+        raise BadValue(expected)
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        raise BadValue(expected) from None
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise BadValue(expected)
+    return sigma
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -53,44 +78,82 @@ def detached_centre(x: torch.Tensor, dim: int) -> torch.Tensor:
     return (x.amax(dim=dim, keepdim=True) + x.amin(dim=dim, keepdim=True)) / 2
 
 
-def gaussian_kernel(sq_dists: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-    """Gaussian kernel `K = exp(-d / sigma)` from squared distances d (any shape).
-
-    `sigma` is a scalar or broadcasts against `sq_dists` (e.g. (n, 1) for one bandwidth per row).
-    """
-    return torch.exp(-sq_dists / sigma)
-
-
 def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The median heuristic: sigma = median of the off-diagonal pairwise squared distances.
 
     Args:
         sq_dists: (N, N) squared distances of the pooled samples (both mini-batches together), or a
             stack (G, N, N) of such matrices, one per group (class), padded to a common N.
-        valid: with a stack, (G, N) True for the real (not padding) samples of each group.
+        valid: (G, N) True for the samples of each group: with a stack, its real (not padding)
+            samples; with one (N, N) matrix, the members of each group (disjoint groups), whose
+            within-group pairs give that group's median.
 
     Returns:
-        A scalar, or (G,) for a stack. The median is the lower median (as `torch.median`). Where it
-        is 0 (more than half of the pairs coincide) the mean squared distance is used instead, and
-        where that is 0 too (all samples identical, or fewer than two) sigma = 1: every kernel value
-        is then exp(0) = 1 whatever sigma. A vanishing sigma would make d K / d d = -K / sigma
-        overflow for coinciding pairs and turn their zero gradient into inf - inf = NaN.
-        Computed under `no_grad`: the paper's sigma "is not back propagated".
+        A scalar, or (G,) with `valid`. The median is the lower median (as `torch.median`) of the
+        pairs i < j (the matrix is symmetric up to rounding). Where it is 0 (more than half of the
+        pairs coincide) the mean squared distance is used instead, and where that is 0 too (all
+        samples identical, or fewer than two) sigma = 1: every kernel value is then exp(0) = 1
+        whatever sigma. A vanishing sigma would make d K / d d = -K / sigma overflow for coinciding
+        pairs and turn their zero gradient into inf - inf = NaN. No shape depends on the values (no
+        read back to the host). Computed under `no_grad`: the paper's sigma "is not back propagated".
     """
     with torch.no_grad():
         n = sq_dists.shape[-1]
-        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=sq_dists.device)
+        if n < 2:
+            ones = sq_dists.new_ones(())
+            return ones if valid is None else ones.expand(valid.shape[0])
+        rows, cols, flat = _upper_pairs(n, sq_dists.device)  # (M,) each: the pairs i < j
+        pairs = sq_dists.take(flat) if sq_dists.ndim == 2 else sq_dists.flatten(1)[:, flat]  # (M,) or (G, M)
         if valid is None:
-            if n < 2:
-                return sq_dists.new_tensor(1.0)
-            pairs = sq_dists[off_diagonal]
             return _positive_or_fallback(pairs.median(), pairs.mean())
-        pairs = valid[:, :, None] & valid[:, None, :] & off_diagonal  # (G, N, N)
-        ranked = sq_dists.masked_fill(~pairs, float("inf")).flatten(1).sort(dim=1).values  # (G, N*N)
-        pair_counts = pairs.flatten(1).sum(dim=1)  # (G,)
-        lower_median = ranked.gather(1, ((pair_counts - 1).clamp_min(0) // 2).unsqueeze(1)).squeeze(1)
-        mean = (sq_dists * pairs).flatten(1).sum(dim=1) / pair_counts.clamp_min(1)
-        return _positive_or_fallback(torch.where(pair_counts > 0, lower_median, torch.zeros_like(lower_median)), mean)
+        if sq_dists.ndim == 3:
+            return _stacked_lower_median(pairs, valid[:, rows] & valid[:, cols])
+        num_groups = valid.shape[0]  # one matrix: a pair belongs to its samples' group when they share one
+        label = torch.where(valid.any(0), valid.to(torch.uint8).argmax(0), num_groups)  # (N,)
+        group = torch.where(label[rows] == label[cols], label[rows], num_groups)  # (M,)
+        return _grouped_lower_median(pairs, group, num_groups)
+
+
+def _stacked_lower_median(pairs: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Lower median (with `_positive_or_fallback`) of each row of `pairs` (G, M) over its `real` entries.
+
+    One batched selection (`kthvalue`, no sort) at the same rank R in every row: row g, whose median has
+    rank r_g among its c_g real entries, gets R - r_g of its padding entries set to -inf (below every
+    distance) and the rest to +inf. R is read back to the host: this serves the CPU's blocked layout.
+    """
+    counts = real.sum(1)  # (G,)
+    rank = (counts - 1).clamp_min(0) // 2
+    top = int(rank.max())
+    padding_rank = torch.cumsum(~real, 1)  # (G, M): 1, 2, ... along each row's padding
+    low = padding_rank <= (top - rank)[:, None]
+    filled = torch.where(real, pairs, torch.where(low, -math.inf, math.inf))
+    median = filled.kthvalue(top + 1, dim=1).values
+    median = torch.where(counts > 0, median, torch.zeros_like(median))
+    return _positive_or_fallback(median, (pairs * real).sum(1) / counts.clamp_min(1))
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows, columns and flat indices (M,) of the pairs i < j of an (n, n) matrix (read-only, cached:
+    building them costs about a third of the median's selection)."""
+    rows, cols = torch.triu_indices(n, n, 1, device=device)
+    return rows, cols, rows * n + cols
+
+
+def _grouped_lower_median(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Lower median (with `_positive_or_fallback`) of `values` (P,) per group id in [0, G]; id G is
+    ignored. Two sorts (by value, then stably by group) put each group's values in order, side by
+    side; a group's median is then read at its offset, with no shape that depends on the groups."""
+    values, order = values.sort()
+    group, regroup = group[order].sort(stable=True)
+    values = values[regroup]
+    counts = torch.zeros(num_groups + 1, dtype=torch.long, device=values.device).index_add_(0, group, torch.ones_like(group))
+    sums = torch.zeros(num_groups + 1, dtype=values.dtype, device=values.device).index_add_(0, group, values)
+    counts, sums = counts[:num_groups], sums[:num_groups]
+    first = torch.cumsum(counts, 0) - counts
+    median = values[(first + (counts - 1).clamp_min(0) // 2).clamp_max(values.shape[0] - 1)]
+    median = torch.where(counts > 0, median, torch.zeros_like(median))
+    return _positive_or_fallback(median, sums / counts.clamp_min(1))
 
 
 def _positive_or_fallback(median: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -110,101 +173,152 @@ def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
     return torch.where(kept, squared.clamp_min(eps).sqrt(), torch.zeros_like(squared))
 
 
-def _grouped_mmd(
-    h1: torch.Tensor, y1: torch.Tensor, h2: torch.Tensor, y2: torch.Tensor, num_groups: int, bandwidth: Bandwidth,
-    squared: bool = False,
-) -> torch.Tensor:
-    """MMD(H1^k, H2^k) for every group k present in both batches, all groups in one batched computation.
+class _GroupedKernelSums(torch.autograd.Function):
+    """sum_{i,j in group g} w_i w_j k(z_i, z_j) for every group g: (G,) from z (N, D) and signed weights w (N,).
 
-    The pooled samples are sorted by group and scattered into a zero-padded stack (G', P, D), G' the
-    groups present in both batches and P the largest pooled group; one batched kernel (G', P, P)
-    then holds every within-group pair, and padding is masked out. This costs G' * P^2 kernel entries
-    instead of the (n + m)^2 of a full kernel matrix: about K times fewer for balanced classes.
-    Returns (G',) values (MMD^2 with `squared`), empty when no group is shared.
+    k is the Gaussian kernel exp(-d / sigma_i) of the squared distances d (N, N) that the caller has
+    computed from z (and reused for the median), or the mean of such kernels at `MULTI_KERNEL_SCALES`
+    times sigma_i. With weights 1/n on S1 and -1/m on S2 this is MMD^2 per group. Pairs of different
+    groups are left out. The gradient is written by hand: it needs one (N, N) @ (N, D) product and
+    no (N, N) temporary beyond the saved kernel, where autograd would keep and build several.
+    """
+
+    @staticmethod
+    def forward(ctx, z, sq_dists, weights, group, num_groups, inv_sigma, multi):
+        # z (N, D); sq_dists (N, N), overwritten; weights (N,); group (N,) or None for one group;
+        # inv_sigma: 1/sigma, a scalar or (N, 1) per row (equal within a group, so the kernel is symmetric).
+        exponent = sq_dists.mul_(-inv_sigma)
+        if multi:  # scales 4, 2, 1, 1/2, 1/4: exp(-d / (4 sigma)) and its squares
+            power = exponent.div_(MULTI_KERNEL_SCALES[-1]).exp_()
+            kernel, slope = power.clone(), power / MULTI_KERNEL_SCALES[-1]
+            for scale in reversed(MULTI_KERNEL_SCALES[:-1]):
+                power = power * power
+                kernel += power
+                slope.add_(power, alpha=1 / scale)
+            kernel /= len(MULTI_KERNEL_SCALES)
+            slope /= len(MULTI_KERNEL_SCALES)
+        else:
+            kernel = slope = exponent.exp_()
+        if group is not None:
+            cross = group[:, None] != group[None, :]
+            kernel.masked_fill_(cross, 0)
+            if multi:
+                slope.masked_fill_(cross, 0)
+        per_sample = weights * (kernel @ weights)  # (N,)
+        ctx.save_for_backward(z, slope, weights, group, inv_sigma)
+        if group is None:
+            return per_sample.sum().unsqueeze(0)
+        return per_sample.new_zeros(num_groups).index_add_(0, group, per_sample)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # d/dz_i of sum_g grad_g sum_ij w_i w_j k_ij = -4 grad_g(i) w_i / sigma_i sum_j k'_ij w_j (z_i - z_j),
+        # k' the kernel's slope in -d / sigma (k itself for one scale), k symmetric within a group.
+        z, slope, weights, group, inv_sigma = ctx.saved_tensors
+        grad_per_sample = grad.expand(z.shape[0]) if group is None else grad[group]  # (N,)
+        weighted = slope @ (weights[:, None] * z)  # (N, D): one product (D, not D + 1, columns: BLAS-friendly)
+        coefficient = (-4 * grad_per_sample * weights)[:, None] * inv_sigma
+        grad_z = torch.addcmul(weighted.neg_(), (slope @ weights)[:, None], z).mul_(coefficient)
+        return grad_z, None, None, None, None, None, None
+
+
+def _pooled_mmd(
+    h1: torch.Tensor, h2: torch.Tensor, y: torch.Tensor | None, counts: tuple[torch.Tensor, torch.Tensor],
+    bandwidth: Bandwidth, squared: bool,
+) -> torch.Tensor:
+    """MMD(H1^k, H2^k) for every group k: (G,) values (MMD^2 with `squared`), from one pooled (N, N)
+    distance matrix, N = n + m, that serves the median and the kernel; y (N,) the pooled labels, or
+    None for one group (no mask); counts: (G,) the size of each group in S1 and in S2. Groups absent from a batch get a finite value the caller leaves out.
 
     Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
     computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
-    features are divided by a detached scale (their largest deviation from the pooled mean) and a fixed
-    sigma by its square, which leaves every kernel value as it is but keeps squared distances far
-    from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
+    features are centred (`detached_centre`) and divided by a detached scale (their largest deviation
+    from that centre), and a fixed sigma by its square: every kernel value stays as it is, the
+    distances `|x|^2 + |y|^2 - 2 x.y` keep no cancellation error from a large offset, and they are
+    far from overflow and underflow (features of norm 1e19 or 1e-19 in float32). No shape depends on
+    the values, so nothing is read back to the host.
     """
+    n = h1.shape[0]
     with torch.autocast(h1.device.type, enabled=False):
         dtype = torch.promote_types(h1.dtype, torch.float32)
-        pooled = torch.cat([h1, h2]).to(dtype)  # (N, D), N = n + m
-        scale = _feature_scale(pooled)
-        sigma = bandwidth if isinstance(bandwidth, str) else bandwidth / scale**2
-        return _stacked_mmd(pooled / scale, h1.shape[0], torch.cat([y1, y2]).long(), num_groups, sigma, squared)
+        pooled = torch.cat([h1, h2]).to(dtype)  # (N, D)
+        detached = pooled.detach()
+        high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
+        centre = (high + low) / 2  # `detached_centre`
+        scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
+        z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
+        in_first = torch.arange(pooled.shape[0], device=pooled.device) < n  # (N,)
+        if bandwidth == "class" and y is not None and pooled.device.type in BLOCKED_CLASS_DEVICES:
+            return _blocked_class_mmd(z, y, in_first, counts, squared)
+        with torch.no_grad():
+            sq_norms = z.pow(2).sum(1)  # (N,)
+            sq = torch.addmm(sq_norms[None, :], z, z.T, alpha=-2).add_(sq_norms[:, None]).clamp_min_(0)  # (N, N)
+        num_groups = counts[0].shape[0]
+        group_of = slice(None) if y is None else y  # each sample's group: its size in its own batch
+        sizes = torch.where(in_first, counts[0].to(pooled.device, dtype)[group_of], -counts[1].to(pooled.device, dtype)[group_of])
+        weights = 1 / sizes  # (N,): 1/n_k on S1, -1/m_k on S2
+        if not isinstance(bandwidth, str):
+            inv_sigma = scale.detach() ** 2 / bandwidth
+        elif bandwidth == "class" and y is not None:
+            members = y[None, :] == torch.arange(num_groups, device=y.device)[:, None]  # (G, N)
+            inv_sigma = (1 / median_bandwidth(sq, members))[y][:, None]  # (N, 1)
+        else:  # "batch", "multi" (and "class" for one group)
+            inv_sigma = 1 / median_bandwidth(sq)
+        mmd_squared = _GroupedKernelSums.apply(z, sq, weights, y, num_groups, inv_sigma, bandwidth == "multi")
+        return mmd_squared.clamp_min(0) if squared else _safe_sqrt(mmd_squared)
 
 
-def _feature_scale(pooled: torch.Tensor) -> torch.Tensor:
-    """The largest absolute deviation of the samples (N, D) from their centre (`detached_centre`),
-    detached (a maximum, not a sum of squares, so that it cannot overflow itself); 1 where it is 0 or
-    not finite (identical samples: nothing to scale; NaN features: the NaN is passed on by the features)."""
-    scale = (pooled.detach() - detached_centre(pooled, dim=0)).abs().max()
+def _blocked_class_mmd(
+    z: torch.Tensor, y: torch.Tensor, in_first: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor], squared: bool,
+) -> torch.Tensor:
+    """`_pooled_mmd` with per-class medians ("class") on the CPU: each class present in both batches in a
+    zero-padded block of a stack (G', P, D), P the largest pooled class, so that G' P^2 pairs are sorted
+    for the medians, not the N^2 / 2 of the pooled matrix (about K times fewer). Its shapes depend on the
+    labels, which costs host reads: free on the CPU, a sync each on a GPU, where the pooled path runs.
+    Returns (K,) values, 0 for classes not in both batches.
+    """
+    present = (counts[0] > 0) & (counts[1] > 0)  # (K,)
+    num_present = int(present.sum())
+    values = z.new_zeros(present.shape[0])
+    if num_present == 0:
+        return values + 0 * z.sum()
+    slot_of_group = torch.cumsum(present, 0) - 1  # class -> block (valid where present)
+    keep = present[y]
+    slot = slot_of_group[y[keep]]  # (N',)
+    order = torch.argsort(slot, stable=True)
+    slot, samples, second = slot[order], z[keep][order], ~in_first[keep][order]
+    sizes = torch.bincount(slot, minlength=num_present)  # (G',)
+    position = torch.arange(slot.shape[0]) - (torch.cumsum(sizes, 0) - sizes)[slot]
+    width = int(sizes.max())
+    stack = samples.new_zeros(num_present, width, samples.shape[1]).index_put((slot, position), samples)  # (G', P, D)
+    valid = torch.zeros(num_present, width, dtype=torch.bool).index_put((slot, position), torch.ones_like(second))
+    sizes_1, sizes_2 = counts[0].to(z.dtype)[present], counts[1].to(z.dtype)[present]  # (G',)
+    weights = torch.zeros(num_present, width, dtype=z.dtype).index_put(
+        (slot, position), torch.where(second, -1 / sizes_2[slot], 1 / sizes_1[slot]))  # (G', P), 0 on padding
+    sq = squared_distances(stack, stack)  # (G', P, P)
+    kernel = torch.exp(-sq / median_bandwidth(sq, valid)[:, None, None])
+    mmd_squared = (weights.unsqueeze(1) @ kernel @ weights.unsqueeze(2)).flatten()  # (G',)
+    values = values.index_put((present.nonzero().flatten(),), mmd_squared)
+    return values.clamp_min(0) if squared else _safe_sqrt(values)
+
+
+def _finite_positive_or_one(scale: torch.Tensor) -> torch.Tensor:
+    """1 where the feature scale is 0 (identical samples: nothing to scale) or not finite (NaN
+    features: the NaN is passed on by the features themselves)."""
     return torch.where((scale > 0) & scale.isfinite(), scale, torch.ones_like(scale))
 
 
-def _stacked_mmd(
-    pooled: torch.Tensor, n: int, labels: torch.Tensor, num_groups: int, bandwidth: str | torch.Tensor,
-    squared: bool,
-) -> torch.Tensor:
-    """`_grouped_mmd` on pooled features (N, D), the first n of S1, with labels (N,)."""
-    y1, y2 = labels[:n], labels[n:]
-    in_second = torch.arange(pooled.shape[0], device=pooled.device) >= n  # (N,)
-    present = (torch.bincount(y1, minlength=num_groups) > 0) & (torch.bincount(y2, minlength=num_groups) > 0)
-    slot_of_group = torch.cumsum(present, 0) - 1  # group id -> row in the stack (valid where present)
-    num_present = int(present.sum())
-    if num_present == 0:
-        return pooled.new_zeros(0)
-
-    keep = present[labels]
-    slot = slot_of_group[labels[keep]]  # (N',)
-    order = torch.argsort(slot, stable=True)
-    slot, samples, second = slot[order], pooled[keep][order], in_second[keep][order]
-    # Centre the real samples before zero-padding, so that padding sits at their centre, not far away.
-    samples = samples - detached_centre(samples, dim=0)
-    sizes = torch.bincount(slot, minlength=num_present)  # (G',) pooled size of each group
-    position = torch.arange(slot.shape[0], device=slot.device) - (torch.cumsum(sizes, 0) - sizes)[slot]
-    width = int(sizes.max())
-    stack = samples.new_zeros(num_present, width, samples.shape[1]).index_put((slot, position), samples)  # (G', P, D)
-    valid = torch.zeros(num_present, width, dtype=torch.bool, device=slot.device).index_put((slot, position), torch.ones_like(second))
-    weight_2 = torch.zeros(num_present, width, dtype=samples.dtype, device=slot.device).index_put((slot, position), second.to(samples.dtype))
-    weight_1 = valid.to(samples.dtype) - weight_2  # (G', P): 1 for samples of S1, 0 for S2 and padding
-
-    sq = squared_distances(stack, stack)  # (G', P, P)
-    if not isinstance(bandwidth, str):
-        sigma = bandwidth
-    elif bandwidth == "class":
-        sigma = median_bandwidth(sq, valid)[:, None, None]  # (G', 1, 1)
-    else:  # "batch", "multi"
-        sigma = median_bandwidth(squared_distances(pooled.detach(), pooled.detach()))
-    if bandwidth == "multi":
-        scales = torch.tensor(MULTI_KERNEL_SCALES, dtype=sq.dtype, device=sq.device)[:, None, None, None]
-        kernel = gaussian_kernel(sq, sigma * scales).mean(dim=0)  # (G', P, P), averaged over (S, 1, 1, 1) bandwidths
-    else:
-        kernel = gaussian_kernel(sq, sigma)  # (G', P, P)
-
-    def kernel_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_ij a_i K_ij b_j per group
-        return (a.unsqueeze(1) @ kernel @ b.unsqueeze(2)).flatten()
-
-    n_1, n_2 = weight_1.sum(1), weight_2.sum(1)  # (G',) both > 0 for present groups
-    mmd_squared = (
-        kernel_sum(weight_1, weight_1) / n_1**2 + kernel_sum(weight_2, weight_2) / n_2**2
-        - 2 * kernel_sum(weight_1, weight_2) / (n_1 * n_2)
-    )
-    return mmd_squared.clamp_min(0) if squared else _safe_sqrt(mmd_squared)
-
-
 def mmd(
-    x: torch.Tensor, y: torch.Tensor, bandwidth: float | Literal["multi"] | None = None, validate_args: bool = True,
+    x: torch.Tensor, y: torch.Tensor, bandwidth: Bandwidth = "batch", validate_args: bool = True,
     squared: bool = False,
 ) -> torch.Tensor:
     """Biased MMD estimate between x (n, D) and y (m, D), n and m may differ; returns a scalar.
 
     `MMD = sqrt(1/n^2 sum K(x_i,x_j) + 1/m^2 sum K(y_i,y_j) - 2/(nm) sum K(x_i,y_j))`, the paper's
     Preliminary equation, used as ITRA's Match in Eq. (3)-(4); MMD^2 itself with `squared`. The
-    bandwidth sigma is the median of the pooled samples' pairwise squared distances (None; no
-    gradient), the given float, or "multi": kernels at `MULTI_KERNEL_SCALES` times that median, averaged.
+    bandwidth sigma is the median of the pooled samples' pairwise squared distances ("batch", and
+    "class": one group; no gradient), the given float, or "multi": kernels at `MULTI_KERNEL_SCALES`
+    times that median, averaged.
 
     The square root is kept safe: MMD^2 is clamped at 0 and, where it is below the dtype's epsilon,
     the result is exactly 0 with a zero gradient (not inf * 0 = NaN), e.g. for `mmd(x, x)`.
@@ -212,10 +326,9 @@ def mmd(
     """
     if validate_args:
         check_pair(x, y, ("x", "y"))
-        check_bandwidth(bandwidth, modes=(None, "multi"))
-    zeros_x = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    zeros_y = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
-    return _grouped_mmd(x, zeros_x, y, zeros_y, 1, "batch" if bandwidth is None else bandwidth, squared)[0]
+        check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
+    counts = (torch.tensor([float(x.shape[0])]), torch.tensor([float(y.shape[0])]))
+    return _pooled_mmd(x, y, None, counts, bandwidth, squared)[0]
 
 
 def class_conditional_mmd(
@@ -244,16 +357,19 @@ def class_conditional_mmd(
     Eq. (5) divides by K; here classes absent from either batch are left out of the mean (their MMD
     is undefined), so the mean runs over the classes present in both. When no class is shared the
     result is a zero that is still attached to the graph, so `backward()` works.
-    All classes are computed in one batched kernel over per-class blocks (no Python loop over classes).
+    All classes come from one pooled (N, N) kernel with the pairs of different classes masked out,
+    K slots whatever the labels: no Python loop over classes, and no value read back to the host.
     """
     if validate_args:
         check_pair(h1, h2, ("h1", "h2"))
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+            raise BadValue(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
         check_labels("y1", y1, h1, num_classes)
         check_labels("y2", y2, h2, num_classes)
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
-    values = _grouped_mmd(h1, y1, h2, y2, num_classes, bandwidth, squared)
-    if values.numel() == 0:  # no class in both batches: a zero that still back-propagates
-        return (h1.sum() + h2.sum()) * 0
-    return values.mean()
+    y1, y2 = y1.long(), y2.long()
+    counts = tuple(torch.zeros(num_classes, device=y.device).index_add_(0, y, torch.ones(y.shape, device=y.device))
+                   for y in (y1, y2))  # (K,) class sizes in S1 and in S2
+    present = (counts[0] > 0) & (counts[1] > 0)  # (K,)
+    values = _pooled_mmd(h1, h2, torch.cat([y1, y2]), counts, bandwidth, squared)  # (K,)
+    return torch.where(present, values, torch.zeros_like(values)).sum() / present.sum().clamp_min(1)

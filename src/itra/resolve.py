@@ -17,13 +17,12 @@ that the run does not read, for the one-line note the CLI prints.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, MethodSpec, method_fields
-from itra.mmd import BANDWIDTH_MODES, Bandwidth
+from itra.mmd import parse_bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
@@ -73,20 +72,6 @@ def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
     off.update({name: f"--optimizer {config.optimizer}" for name in OPTIMIZER_FIELDS if name not in optimizer.fields})
     order = [field.name for field in dataclasses.fields(TrainConfig)]
     return dict(sorted(off.items(), key=lambda item: order.index(item[0])))
-
-
-def parse_bandwidth(value: str | float) -> Bandwidth:
-    """`--bandwidth` (or a `config.json`'s) in `itra.mmd`'s vocabulary: one of `BANDWIDTH_MODES` or a float > 0."""
-    if value in BANDWIDTH_MODES:
-        return value  # type: ignore[return-value]
-    expected = f"Expected `bandwidth` to be {', '.join(map(repr, BANDWIDTH_MODES))} or a number > 0, but got {value!r}"
-    try:
-        sigma = float(value)
-    except ValueError:
-        raise BadValue(expected) from None
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise BadValue(expected)
-    return sigma
 
 
 def check_pairing_rules(config: TrainConfig) -> None:

@@ -23,7 +23,7 @@ def test_conditional_is_class_conditional_mmd(bandwidth):
     assert ITRALoss(bandwidth=bandwidth, num_classes=7)(h1, y1, h2, y2).item() == pytest.approx(expected.item())
 
 
-@pytest.mark.parametrize("bandwidth,sigma", [("class", None), ("batch", None), (2.0, 2.0)])
+@pytest.mark.parametrize("bandwidth,sigma", [("class", "batch"), ("batch", "batch"), (2.0, 2.0)])
 def test_unconditional_is_mmd_of_whole_batches(bandwidth, sigma):
     h1, y1, h2, y2 = batches(1)
     loss = ITRALoss(conditional=False, bandwidth=bandwidth)

@@ -6,6 +6,7 @@ from torch import nn
 
 from itra.checks import check_bandwidth
 from itra.mmd import BANDWIDTH_MODES, Bandwidth, class_conditional_mmd, mmd
+from itra.errors import BadValue
 
 
 class ITRALoss(nn.Module):
@@ -16,8 +17,8 @@ class ITRALoss(nn.Module):
             MMD(H1^k, H2^k); False for plain ITRA (Eq. (3)): MMD(H1, H2), labels unused.
         bandwidth: "batch" (default: one median for the pooled batch), "class" (a median per class:
             the paper as we read it, see `paper()`), "multi" (kernels at several multiples of the
-            batch median, averaged: the DAN convention) or a fixed float sigma. Unconditional ITRA
-            has a single group, so "class" and "batch" coincide.
+            batch median, averaged: the DAN convention) or a fixed float sigma; the vocabulary of
+            `itra.mmd`. Unconditional ITRA has a single group, so "class" and "batch" coincide.
         num_classes: K; when None it is taken as 1 + the largest label seen in the two batches, which
             gives the same value (absent classes are left out of the mean either way).
         validate_args: check the inputs of every call (shapes, labels, finite values). The checks
@@ -34,7 +35,7 @@ class ITRALoss(nn.Module):
                  validate_args: bool = True, squared: bool = False):
         super().__init__()
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-            raise ValueError(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
+            raise BadValue(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
         self.validate_args = validate_args
         self.squared = squared
@@ -57,16 +58,15 @@ class ITRALoss(nn.Module):
         y2: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if h2 is None:
-            raise ValueError("Expected the features of both mini-batches: call as loss(h1, y1, h2, y2)")
+            raise BadValue("Expected the features of both mini-batches: call as loss(h1, y1, h2, y2)")
         if not self.conditional:
-            single = None if self.bandwidth in ("class", "batch") else self.bandwidth  # one group: one median
-            return mmd(h1, h2, single, self.validate_args, self.squared)
+            return mmd(h1, h2, self.bandwidth, self.validate_args, self.squared)
         if y1 is None or y2 is None:
-            raise ValueError("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
+            raise BadValue("Expected labels y1 and y2 for class-conditional ITRA (conditional=True)")
         if self.validate_args:  # the class count is read from the labels before `class_conditional_mmd` checks them
             for name, value in (("h1", h1), ("y1", y1), ("h2", h2), ("y2", y2)):
                 if not isinstance(value, torch.Tensor):
-                    raise ValueError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}: "
+                    raise BadValue(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}: "
                                      "convert it with torch.as_tensor")
         num_classes = self.num_classes
         if num_classes is None:

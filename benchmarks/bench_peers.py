@@ -1,0 +1,193 @@
+"""`itra`'s MMD side by side with the implementations people use: pytorch-adapt's `MMDLoss` and a plain
+`torch.cdist` formulation (written here), forward + backward in float32.
+
+    pip install -e '.[bench]'                 # pytorch-adapt (installed with --no-deps, see pyproject.toml)
+    python benchmarks/bench_peers.py          # full grid, one thread, writes benchmarks/bench_peers.json
+    python benchmarks/bench_peers.py --quick --out /tmp/peers.json         # a few sizes, 3 rounds
+    python benchmarks/bench_peers.py --baseline /path/to/old/src/itra/mmd.py   # also time an older mmd.py
+    python benchmarks/bench_peers.py --device cuda
+
+`mmd` rows: n = m samples of D features, biased MMD^2 with the median bandwidth ("single") or the
+mean of kernels at 1/4, 1/2, 1, 2, 4 times it ("multi"). `class_conditional_mmd` rows (the grid of
+`bench_mmd.py`): K classes, m samples per batch, against a Python loop of each peer over the classes
+present in both batches, each class with its own median ("class" bandwidth), and with one median of
+the pooled batch computed once ("batch"). Every round runs each contender once, in turn, on fresh leaf
+tensors; the ratio peer time / itra time is taken per round and its median over `--rounds` rounds
+(after one warm-up round) is reported: > 1 means `itra` is faster. Values are checked to agree.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from pytorch_adapt.layers import MMDLoss
+
+from itra.experiments.timing import machine_info
+from itra.mmd import MULTI_KERNEL_SCALES, class_conditional_mmd, mmd
+
+SCALES = {"single": (1.0,), "multi": MULTI_KERNEL_SCALES}
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cdist_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...], sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """The plain formulation: one `torch.cdist` of the pooled samples, sigma its median (or given)."""
+    pooled = torch.cat([x, y])
+    d = torch.cdist(pooled, pooled).pow(2)
+    sigma = d.detach().median() if sigma is None else sigma
+    k = sum(torch.exp(-d / (sigma * s)) for s in scales) / len(scales)
+    n = x.shape[0]
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+
+def adapt_mmd(scales: tuple[float, ...], sigma: float | None = None) -> Loss:
+    """pytorch-adapt's quadratic MMD; its kernel is exp(-d * kernel_scale / median), so 1/s for our s."""
+    kernel_scales = 1.0 if len(scales) == 1 else torch.tensor([1 / s for s in scales])
+    return MMDLoss(kernel_scales=kernel_scales, mmd_type="quadratic", bandwidth=sigma)
+
+
+def per_class_loop(loss: Callable[..., torch.Tensor], h1, y1, h2, y2, num_classes, min_size: int = 1) -> torch.Tensor:
+    """The mean of `loss` over the classes with at least `min_size` samples in both batches."""
+    values = [loss(h1[y1 == k], h2[y2 == k]) for k in range(num_classes)
+              if (y1 == k).sum() >= min_size and (y2 == k).sum() >= min_size]
+    return torch.stack(values).mean() if values else (h1.sum() + h2.sum()) * 0
+
+
+def load_mmd_module(path: Path):
+    spec = importlib.util.spec_from_file_location("baseline_mmd", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_call(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> tuple[float, float]:
+    leaves = [t.detach().requires_grad_(True) if t.is_floating_point() else t for t in inputs]
+    if leaves[0].device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    value = fn(*leaves)
+    value.backward()
+    if leaves[0].device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, value.item()
+
+
+def side_by_side(contenders: dict[str, Callable[..., torch.Tensor]], inputs, rounds: int) -> dict[str, object]:
+    times = {name: [] for name in contenders}
+    values = {}
+    for _ in range(rounds + 1):  # the first round warms up and is dropped
+        for name, fn in contenders.items():
+            seconds, values[name] = time_call(fn, *inputs)
+            times[name].append(seconds)
+    times = {name: t[1:] for name, t in times.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(t, times["itra"])) for name, t in times.items() if name != "itra"}
+    return {"ms": {name: 1e3 * statistics.median(t) for name, t in times.items()}, "ratio": ratios, "values": values}
+
+
+def mmd_rows(sizes, dims, rounds, device, baseline) -> list[dict[str, object]]:
+    rows = []
+    for kernels, n, dim in itertools.product(SCALES, sizes, dims):
+        g = torch.Generator().manual_seed(n + dim)
+        x, y = torch.randn(n, dim, generator=g).to(device), (torch.randn(n, dim, generator=g) + 0.3).to(device)
+        scales, mode = SCALES[kernels], "batch" if kernels == "single" else "multi"
+        contenders = {
+            "itra": lambda a, b: mmd(a, b, mode, validate_args=False, squared=True),
+            "pytorch-adapt": adapt_mmd(scales),
+            "cdist": lambda a, b: cdist_mmd(a, b, scales),
+        }
+        if baseline is not None:
+            old_mode = None if kernels == "single" else "multi"
+            contenders["itra-before"] = lambda a, b: baseline.mmd(a, b, old_mode, validate_args=False, squared=True)
+        result = side_by_side(contenders, (x, y), rounds)
+        rows.append({"kernels": kernels, "n": n, "dim": dim, **result})
+        print(f"mmd {kernels:>6} n={n:>4} D={dim:>4} | itra {result['ms']['itra']:7.2f} ms | "
+              + " ".join(f"{k} {v:5.2f}x" for k, v in result["ratio"].items()), flush=True)
+    return rows
+
+
+def class_rows(grid, rounds, device, baseline) -> list[dict[str, object]]:
+    rows = []
+    for (num_classes, m, dim), mode in itertools.product(grid, ("class", "batch")):
+        g = torch.Generator().manual_seed(0)
+        h1, h2 = torch.randn(m, dim, generator=g).to(device), torch.randn(m, dim, generator=g).to(device)
+        y1 = torch.randint(0, num_classes, (m,), generator=g).to(device)
+        y2 = torch.randint(0, num_classes, (m,), generator=g).to(device)
+
+        def batch_sigma(a, b):  # the pooled batch's median, once (as "batch" defines it), for the loops
+            pooled = torch.cat([a, b]).detach()
+            return torch.cdist(pooled, pooled).pow(2).median()
+
+        def cdist_loop(a, ya, b, yb):
+            sigma = batch_sigma(a, b) if mode == "batch" else None
+            return per_class_loop(lambda u, v: cdist_mmd(u, v, (1.0,), sigma), a, ya, b, yb, num_classes)
+
+        def adapt_loop(a, ya, b, yb):
+            loss = adapt_mmd((1.0,), batch_sigma(a, b).item() if mode == "batch" else None)
+            # Its unbiased quadratic estimate divides by n (n - 1): classes with one sample are skipped
+            # (fewer calls than the others make: in its favour).
+            return per_class_loop(loss, a, ya, b, yb, num_classes, min_size=2)
+
+        contenders = {
+            "itra": lambda a, ya, b, yb: class_conditional_mmd(a, ya, b, yb, num_classes, mode, False, True),
+            "pytorch-adapt loop": adapt_loop,
+            "cdist loop": cdist_loop,
+        }
+        if baseline is not None:
+            contenders["itra-before"] = lambda a, ya, b, yb: baseline.class_conditional_mmd(
+                a, ya, b, yb, num_classes, mode, False, True)
+        result = side_by_side(contenders, (h1, y1, h2, y2), rounds)
+        rows.append({"bandwidth": mode, "num_classes": num_classes, "m": m, "dim": dim, **result})
+        print(f"class {mode:>5} K={num_classes:>3} m={m:>4} D={dim:>4} | itra {result['ms']['itra']:7.2f} ms | "
+              + " ".join(f"{k} {v:5.2f}x" for k, v in result["ratio"].items()), flush=True)
+    return rows
+
+
+def markdown(result: dict[str, object]) -> str:
+    """The two tables of RESULTS.md: itra's time and peer / itra time ratios (> 1: itra faster)."""
+    def table(rows, keys, names):
+        peers = list(rows[0]["ratio"])
+        lines = ["| " + " | ".join([*names, "itra ms", *(f"{p} ×" for p in peers)]) + " |",
+                 "|" + "---|" * (len(names) + 1 + len(peers))]
+        for row in rows:
+            cells = [str(row[k]) for k in keys] + [f"{row['ms']['itra']:.2f}"] + [f"{row['ratio'][p]:.2f}" for p in peers]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+    return (table(result["mmd"], ("kernels", "n", "dim"), ("kernels", "n = m", "D")) + "\n\n"
+            + table(result["class_conditional_mmd"], ("bandwidth", "num_classes", "m", "dim"), ("bandwidth", "K", "m", "D")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--quick", action="store_true", help="a few sizes and 3 rounds: checks that it runs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, help="an older itra/mmd.py to time beside (before/after)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    baseline = load_mmd_module(args.baseline) if args.baseline else None
+    if args.quick:
+        sizes, dims, grid, rounds = (64,), (64,), [(10, 64, 128)], 3
+    else:
+        sizes, dims, rounds = (64, 128, 256), (64, 256, 512), args.rounds
+        grid = list(itertools.product((10, 100), (64, 256, 1024), (128, 512)))
+    result = {
+        "machine": machine_info(device), "rounds": rounds, "baseline": str(args.baseline) if args.baseline else None,
+        "mmd": mmd_rows(sizes, dims, rounds, device, baseline),
+        "class_conditional_mmd": class_rows(grid, rounds, device, baseline),
+    }
+    args.out.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
