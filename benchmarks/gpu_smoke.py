@@ -34,6 +34,7 @@ from itra.experiments.runs import build_model
 from itra.losses import ITRALoss
 from itra.methods import build_objective
 from itra.models.registry import build_image_model
+from itra.resolve import resolve
 from itra.rundir import read_metrics
 from itra.train import build_optimizer, fit, train_step
 
@@ -49,7 +50,9 @@ def rows(run_dir: Path) -> list[dict]:
 
 
 def resume_check(config: TrainConfig, root: Path) -> tuple[bool, str]:
-    """Whether an interrupted and resumed run has the metrics of an uninterrupted one."""
+    """Whether an interrupted and resumed run of `config` (resolved, as the CLI hands it on) has the metrics of an
+    uninterrupted one."""
+    config = resolve(config)
     splits = load_digits()
     fit(config, splits, build_model(config, splits), root / "a", progress=False)
     try:
