@@ -19,10 +19,27 @@ summaries of it give it) or `uniform` w_l = 1/L. With ITRA (`--match-at every`) 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
 from itra.errors import BadValue
 
-EXIT_MODES = ("last", "shared", "separate")
+
+@dataclass(frozen=True)
+class ExitMode:
+    """One `--exits` mode: which exits the CE trains, and with which heads."""
+
+    label: str  # as tables name it
+    every_exit: bool  # the CE trains every exit (False: the last alone, standard training)
+    own_heads: bool  # every exit a head of its own (False: the last layer's head reads every exit: D_l = D)
+
+
+EXIT_MODES: dict[str, ExitMode] = {
+    "last": ExitMode("standard", every_exit=False, own_heads=False),
+    "shared": ExitMode("aligned (shared head)", every_exit=True, own_heads=False),
+    "separate": ExitMode("separate heads", every_exit=True, own_heads=True),
+}
 EXIT_WEIGHTS = ("linear", "uniform")
 MATCH_AT = ("last", "every")
 

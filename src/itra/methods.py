@@ -151,9 +151,10 @@ class Objective(nn.Module):
         self.term = term
         self.pairing = pairing
         self.exits = exits
+        self.exit_mode = EXIT_MODES[exits]
         self.match_at = match_at
         # w_l of the exits the CE trains: (1,) = [1] for the last exit alone; not in the state dict (the config says it)
-        self.register_buffer("exit_weights", exit_weight_vector(1 if exits == "last" else len(model.exit_dims),
+        self.register_buffer("exit_weights", exit_weight_vector(len(model.exit_dims) if self.exit_mode.every_exit else 1,
                                                                 exit_weights), persistent=False)
         self.match_ranks = match_ranks
         self.previous = PreviousBatch()  # stays empty unless pairing == "previous"
@@ -177,7 +178,7 @@ class Objective(nn.Module):
         # Functions that call the module, not `extractor.compile()`: in torch 2.13 that compiles nothing for
         # a module whose forward is torch.nn's own (nn.Sequential), silently.
         self.compiled_extractor = torch.compile(lambda *inputs: model.extractor(*inputs))
-        if self.exits != "last":
+        if self.exit_mode.every_exit:
             self.compiled_exits = torch.compile(lambda *inputs: model.exits(*inputs))
 
     def extract(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -186,7 +187,7 @@ class Objective(nn.Module):
 
     def layers(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """The representations the CE trains: `[h]` with exits "last", else h_l (B, D_l) at every exit."""
-        if self.exits == "last":
+        if not self.exit_mode.every_exit:
             return [self.extract(*inputs)]
         return (self.compiled_exits or self.model.exits)(*inputs)
 
@@ -200,7 +201,7 @@ class Objective(nn.Module):
         (with the "split" pairing, `first` holds both: 2m samples)."""
         *inputs1, y1 = first
         layers1 = self.layers(*inputs1)  # [(B, D_l)], the last one h1 (B, D)
-        logits = self.model.exit_logits(layers1, separate=self.exits == "separate")  # [(B, K)]
+        logits = self.model.exit_logits(layers1, separate=self.exit_mode.own_heads)  # [(B, K)]
         terms = {"ce": weighted_sum([F.cross_entropy(z, y1, label_smoothing=self.label_smoothing) for z in logits],
                                     self.exit_weights)}
         if self.regularizer is None:
@@ -238,16 +239,17 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
     for name, value, allowed in (("exits", exits, EXIT_MODES), ("match_at", match_at, MATCH_AT)):
         if value not in allowed:
             raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
-    if match_at == "every" and (exits == "last" or not matches or pairing == "previous"):
+    mode = EXIT_MODES[exits]
+    if match_at == "every" and (not mode.every_exit or not matches or pairing == "previous"):
         raise BadValue("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
                          f"S2 and a pairing other than 'previous', but got exits {exits!r}, pairing {pairing!r}")
-    if exits == "last":
+    if not mode.every_exit:
         return
     widths = model.exit_dims  # NotImplementedError for a model without exits
-    if exits == "shared" and any(width != model.feature_dim for width in widths):
+    if not mode.own_heads and any(width != model.feature_dim for width in widths):
         raise BadValue(f"--exits shared reads every exit with the last layer's head, which takes width {model.feature_dim}, "
                          f"but this model's exits are {widths} wide: use --exits separate")
-    if exits == "separate" and len(model.exit_heads) != len(widths) - 1:
+    if mode.own_heads and len(model.exit_heads) != len(widths) - 1:
         raise BadValue(f"--exits separate needs a head per exit: call model.add_exit_heads() first "
                          f"(this model has {len(model.exit_heads)} for {len(widths)} exits)")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, MethodSpec, method_fields
+from itra.exits import EXIT_MODES
 from itra.mmd import parse_bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
@@ -62,7 +63,7 @@ def method_spec(name: str) -> MethodSpec:
 def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
     """The fields the run does not read, each with what makes it so, in field order."""
     off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
-    if config.exits == "last":
+    if not EXIT_MODES[config.exits].every_exit:
         off.update({name: "--exits last" for name in ("exit_weights", "match_at") if name not in off})
     if config.world_size == 1 and "match_ranks" not in off:
         off["match_ranks"] = "one process"
@@ -98,13 +99,14 @@ def check_pairing_rules(config: TrainConfig) -> None:
 def check_exits_of_model(config: TrainConfig) -> None:
     """`--exits shared|separate` on one of itra's own image models that has the exits they need (a timm, torchvision
     or text model is checked once built: `methods.check_exits`)."""
-    if config.exits == "last" or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
+    mode = EXIT_MODES[config.exits]
+    if not mode.every_exit or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
         return
     if config.model not in WITH_EXITS:
         raise BadValue(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use one that has "
                          f"({', '.join(WITH_EXITS)}, a text encoder, a timm model with forward_intermediates) or "
                          "--exits last")
-    if config.exits == "shared" and config.model not in EQUAL_WIDTH_EXITS:
+    if not mode.own_heads and config.model not in EQUAL_WIDTH_EXITS:
         raise BadValue(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
                          f"{config.model} differ in width: use --exits separate, or a model whose exits are as wide "
                          f"as its features ({', '.join(EQUAL_WIDTH_EXITS)}, the text encoders)")

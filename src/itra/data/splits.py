@@ -34,6 +34,12 @@ class Splits:
     train_transform: BatchTransform | None = None
     val: Dataset | None = None
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image, what an image model is built for (the first training sample's; every loader
+        gives images of one shape)."""
+        return tuple(self.train[0][0].shape)  # type: ignore[index]
+
 
 def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None, label_noise: float, seed: int,
                val_split: int = 0) -> Splits:

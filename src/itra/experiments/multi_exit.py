@@ -18,6 +18,7 @@ from typing import Any
 
 from itra import rundir
 from itra.config import TrainConfig
+from itra.exits import EXIT_MODES
 from itra.resolve import resolve
 from itra.distributed import setup
 from itra.experiments.layer_figures import plot_early_exit, plot_exit_accuracy
@@ -29,7 +30,6 @@ from itra.methods import METHODS
 from itra.errors import BadValue
 
 EARLY_EXIT_SHOWN = (0.8, 0.9, 0.99)  # confidence thresholds of the table (the figure has them all)
-EXIT_LABELS = {"last": "standard", "shared": "aligned (shared head)", "separate": "separate heads"}
 
 
 def layerwise_configs(preset: LayerwisePreset, seeds: int, smoke: bool, **overrides: Any) -> list[TrainConfig]:
@@ -52,7 +52,7 @@ def config_label(config: TrainConfig) -> str:
     """`CE, standard`, `ITRA-c λ=0.6, separate heads`, `ITRA-c λ=0.6, aligned (shared head), matched at every exit`."""
     spec = METHODS[config.method]
     method = spec.label if spec.strength is None else f"{spec.label} λ={getattr(config, spec.strength):g}"
-    return f"{method}, {EXIT_LABELS[config.exits]}" + (", matched at every exit" if config.match_at == "every" else "")
+    return f"{method}, {EXIT_MODES[config.exits].label}" + (", matched at every exit" if config.match_at == "every" else "")
 
 
 def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = False, progress: bool = True,

@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 from itra import rundir
 from itra.config import TrainConfig
 from itra.device import check_machine
+from itra.exits import EXIT_MODES
 from itra.resolve import resolve
 from itra.data import Splits
 from itra.data.registry import image_stem, is_text_dataset, load_dataset
@@ -66,12 +67,12 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
 
         model = load_text_classifier(config.model, splits.num_classes)
     elif library_of(config.model):
-        model = build_library_model(config.model, splits.num_classes, tuple(splits.train[0][0].shape),
+        model = build_library_model(config.model, splits.num_classes, splits.image_shape,
                                     config.pretrained)
     else:
-        model = build_image_model(config.model, splits.num_classes, splits.train[0][0].shape[0],
+        model = build_image_model(config.model, splits.num_classes, splits.image_shape[0],
                                   image_stem(config.dataset))
-    if config.exits == "separate":
+    if EXIT_MODES[config.exits].own_heads:
         model.add_exit_heads()
     return model
 
