@@ -9,6 +9,7 @@ Each check prints one row (name, result, detail) and goes into the JSON file:
 - precision: bf16 (and fp16 with its scaler, CUDA only) for itra-c and center, with a resume;
 - mmd-autocast: ITRA's MMD under autocast against float64;
 - host-syncs: two training steps under `HostReads` (and, on CUDA, `torch.cuda.set_sync_debug_mode("error")`);
+- ITRATrainer: four steps of a tiny BERT through Hugging Face's Trainer, in float32 (and bf16, fp16 on CUDA);
 - compile (CUDA only): eager against `--compile`, one epoch each;
 - bench (CUDA only): the GPU columns of bench_step.py and bench_mmd.py (their own JSON files under --out's folder).
 On the CPU the CUDA-only checks are printed as skipped, with the reason.
@@ -109,6 +110,35 @@ def compile_check(config: TrainConfig, root: Path) -> tuple[bool, str]:
     return gap < 3, f"test accuracy eager {summaries[0]['test_accuracy']:.2f}%, compiled {summaries[1]['test_accuracy']:.2f}%"
 
 
+def trainer_check(device: torch.device, precision: str, root: Path) -> tuple[bool, str]:
+    """`ITRATrainer` (Hugging Face `Trainer`) on `device` in `precision` (32, bf16, fp16): four steps of a tiny BERT
+    built from its config (no network) on random token sequences; its logged CE and match must be finite."""
+    import math
+
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    from itra.integrations.transformers import ITRATrainer
+
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 64, (64, 12), generator=generator)
+    labels = torch.randint(0, 3, (64,), generator=generator)
+    samples = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": label}
+               for ids, label in zip(input_ids, labels)]
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=3))
+    args = TrainingArguments(str(root), per_device_train_batch_size=8, max_steps=4, logging_steps=2, seed=0,
+                             save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
+                             bf16=precision == "bf16", fp16=precision == "fp16")
+    trainer = ITRATrainer(model=model, args=args, train_dataset=samples, lam=0.5, lam_warmup=0)
+    trainer.train()
+    logged = [row for row in trainer.state.log_history if "train_match" in row]
+    finite = bool(logged) and all(math.isfinite(row["train_ce"]) and math.isfinite(row["train_match"]) for row in logged)
+    last = logged[-1] if logged else {}
+    return finite, f"{len(logged)} logs, last train_ce {last.get('train_ce', float('nan')):.3f}, " \
+                   f"train_match {last.get('train_match', float('nan')):.4f}"
+
+
 def bench_check(out_dir: Path) -> tuple[bool, str]:
     here = Path(__file__).parent
     done = [subprocess.run([sys.executable, str(here / "bench_step.py"), "--device", "cuda", "--quick", "--out",
@@ -140,14 +170,16 @@ def main() -> int:
            for p in precisions for m in ("itra-c", "center")},
         "mmd-autocast": lambda root: mmd_autocast_check(device),
         "host-syncs": lambda root: sync_check(device),
+        **{f"ITRATrainer {p}": (lambda root, p=p: trainer_check(device, p, root))
+           for p in ("32", *(["bf16", "fp16"] if cuda else []))},
     }
     skipped = {"precision fp16": "CUDA only (loss scaling)", "compile eager vs --compile": "CUDA only here: the CPU's "
                "--compile is tested in tests/ and takes minutes", "bench GPU columns": "CUDA only",
-               "ITRATrainer fp32/bf16/fp16": "CUDA only (tests/integrations cover the CPU)"}
+               "ITRATrainer bf16/fp16": "CUDA only here (Trainer's mixed precision)"}
     if cuda:
         checks["compile eager vs --compile"] = lambda root: compile_check(dataclasses.replace(base, method="ce"), root)
         checks["bench GPU columns"] = lambda root: bench_check(args.out.parent)
-        skipped = {"ITRATrainer fp32/bf16/fp16": "not prepared yet: run tests/integrations/test_transformers.py on the GPU"}
+        skipped = {}
     results = []
     for name, check in checks.items():
         started = time.perf_counter()

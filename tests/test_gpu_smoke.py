@@ -17,6 +17,6 @@ def test_the_gpu_script_runs_its_cpu_checks(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     checks = {row["check"]: row for row in json.loads(out.read_text())["checks"]}
     assert all(row["result"] == "ok" for name, row in checks.items() if row["result"] != "skipped"), checks
-    assert {"resume cnn", "resume mobilenetv2 --deterministic", "host-syncs", "mmd-autocast"} <= set(checks)
+    assert {"resume cnn", "resume mobilenetv2 --deterministic", "host-syncs", "mmd-autocast", "ITRATrainer 32"} <= set(checks)
     assert all("CUDA only" in row["detail"] for row in checks.values() if row["result"] == "skipped")
     assert "host-syncs" in done.stdout  # the table
