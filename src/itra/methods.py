@@ -23,6 +23,7 @@ from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
 from itra.pairing import DEFAULT_PAIRING, PAIRINGS, PreviousBatch, check_pairing
 from itra.errors import BadValue
+from itra.tables import check_new
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -82,8 +83,7 @@ def register_method(name: str, spec: MethodSpec) -> None:
     """Add a method to `METHODS`: it can then be trained, swept and reported like the built-in ones."""
     from itra.config import TrainConfig
 
-    if name in METHODS:
-        raise BadValue(f"A method named {name!r} exists already")
+    check_new(METHODS, name, "A method")
     unknown = [field for field in (*spec.fields, spec.strength) if field is not None
                and field not in TrainConfig.__dataclass_fields__]
     if unknown:

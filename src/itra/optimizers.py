@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from itra.errors import BadValue
+from itra.tables import check_new, entry
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -44,8 +45,7 @@ OPTIMIZER_FIELDS = ("momentum",)  # the fields some optimizer reads
 
 def register_optimizer(name: str, spec: OptimizerSpec) -> None:
     """Add an `--optimizer` choice (its fields must be among `OPTIMIZER_FIELDS`, which resolve switches off)."""
-    if name in OPTIMIZERS:
-        raise BadValue(f"An optimizer named {name!r} exists already")
+    check_new(OPTIMIZERS, name, "An optimizer")
     unknown = [field for field in spec.fields if field not in OPTIMIZER_FIELDS]
     if unknown:
         raise BadValue(f"Optimizer {name!r} reads fields no optimizer has: {', '.join(unknown)}")
@@ -53,6 +53,4 @@ def register_optimizer(name: str, spec: OptimizerSpec) -> None:
 
 
 def check_optimizer(name: str) -> OptimizerSpec:
-    if name not in OPTIMIZERS:
-        raise BadValue(f"Expected `optimizer` in {', '.join(OPTIMIZERS)}, but got {name!r}")
-    return OPTIMIZERS[name]
+    return entry(OPTIMIZERS, "optimizer", name)

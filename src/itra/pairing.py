@@ -34,7 +34,7 @@ from typing import Callable, Optional, Protocol
 import torch
 
 from itra.distributed import gather_others, gather_others_with_grad
-from itra.errors import BadValue
+from itra.tables import check_new, entry
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (h1 (B, D), y1 (B,), h2 (B2, D), y2 (B2,))
 
@@ -113,15 +113,12 @@ ONE_PROCESS = tuple(name for name, spec in PAIRINGS.items() if spec.min_processe
 
 def register_pairing(name: str, spec: PairingSpec) -> None:
     """Add a `--pairing` mode: it can then be trained and swept like the built-in ones (see tests/test_pairing.py)."""
-    if name in PAIRINGS:
-        raise BadValue(f"A pairing named {name!r} exists already")
+    check_new(PAIRINGS, name, "A pairing")
     PAIRINGS[name] = spec
 
 
 def check_pairing(pairing: str) -> PairingSpec:
-    if pairing not in PAIRINGS:
-        raise BadValue(f"Expected `pairing` in {', '.join(PAIRINGS)}, but got {pairing!r}")
-    return PAIRINGS[pairing]
+    return entry(PAIRINGS, "pairing", pairing)
 
 
 def samples_per_step(pairing: str | None, batch_size: int) -> int:

@@ -21,19 +21,19 @@ from pathlib import Path
 
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
-from itra.methods import METHODS, MethodSpec, method_fields
+from itra.methods import METHODS, method_fields
 from itra.exits import EXIT_MODES
 from itra.mmd import parse_bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
+from itra.tables import entry
 from itra.errors import BadValue, MissingFile
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """`config` in effect (module docstring); a one-line `ValueError` for a rule it breaks. Idempotent."""
-    spec = method_spec(config.method)
-    resolved = dataclasses.replace(config, **{name: None for name in off_fields(config, spec)})
+    resolved = dataclasses.replace(config, **{name: None for name in off_fields(config)})
     if resolved.bandwidth is not None:
         resolved.bandwidth = parse_bandwidth(resolved.bandwidth)
     if resolved.second_batch_size == resolved.batch_size:
@@ -50,18 +50,13 @@ def resolve(config: TrainConfig) -> TrainConfig:
 def ignored(config: TrainConfig) -> dict[str, str]:
     """The fields set away from their default that the run does not read, each with why: `{"lam": "--method ce"}`."""
     defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-    return {name: why for name, why in off_fields(config, method_spec(config.method)).items()
+    return {name: why for name, why in off_fields(config).items()
             if getattr(config, name) not in (None, defaults[name])}
 
 
-def method_spec(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise BadValue(f"Expected `method` in {', '.join(METHODS)}, but got {name!r}")
-    return METHODS[name]
-
-
-def off_fields(config: TrainConfig, spec: MethodSpec) -> dict[str, str]:
-    """The fields the run does not read, each with what makes it so, in field order."""
+def off_fields(config: TrainConfig) -> dict[str, str]:
+    """The fields the run does not read, each with what makes it so, in field order; an unknown method is an error."""
+    spec = entry(METHODS, "method", config.method)
     off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
     if not EXIT_MODES[config.exits].every_exit:
         off.update({name: "--exits last" for name in ("exit_weights", "match_at") if name not in off})
