@@ -112,10 +112,9 @@ class Recorder(Callback):
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, state: TrainState, resume: bool) -> None:
-        """Write the config; with `resume`, restore the state of the last checkpoint and keep its epochs' rows."""
+        """Write the config into the run directory (made by `rundir.writing`, which holds it); with `resume`, restore
+        the state of the last checkpoint and keep its epochs' rows."""
         dist = state.dist
-        if dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir), rundir.read_metrics(self.run_dir)))
             try:
