@@ -107,13 +107,14 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
 
 class LoadedSplits:
     """`load_splits` once per data source: the dataset, its directory and, for a text dataset, the model and length
-    it is tokenised for (the runs of a sweep or a study share it)."""
+    it is tokenised for (the runs of a sweep or a study share it; image models of one dataset share its images)."""
 
     def __init__(self) -> None:
         self._by_source: dict[tuple[Any, ...], Splits] = {}
 
     def __call__(self, config: TrainConfig) -> Splits:
-        source = (config.dataset, config.data_dir, config.model, config.max_length)
+        tokenised = (config.model, config.max_length) if is_text_dataset(config.dataset) else ()
+        source = (config.dataset, config.data_dir, *tokenised)
         if source not in self._by_source:
             self._by_source[source] = load_splits(config)
         return self._by_source[source]
