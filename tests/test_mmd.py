@@ -401,11 +401,26 @@ def plain_mmd2(x, y, sigmas):
     return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
 
 
+LAYOUTS = {  # BLOCKED_DEVICES, BLOCKED_MIN_SAMPLES, LOOPED_MEDIAN_WIDTH: each way `class_conditional_mmd` computes
+    "pooled": ((), 0, 0),
+    "blocked, batched medians": (("cpu",), 0, 10**9),
+    "blocked, looped medians": (("cpu",), 0, 0),
+}
+
+
+def use_layout(monkeypatch, layout: str) -> None:
+    for name, value in zip(("BLOCKED_DEVICES", "BLOCKED_MIN_SAMPLES", "LOOPED_MEDIAN_WIDTH"), LAYOUTS[layout]):
+        monkeypatch.setattr(sys.modules["itra.mmd"], name, value)
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 0.9])
-def test_classes_of_one_pooled_kernel_match_a_loop_of_plain_autograd(dtype, tol, bandwidth):
-    """Masked class slots, the batch/class medians, the powers of one exp for "multi" and the hand-written
-    backward, all against a per-class loop of plain autograd at the same sigmas: values and gradients."""
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_classes_match_a_loop_of_plain_autograd(dtype, tol, bandwidth, layout, monkeypatch):
+    """Each layout (the CPU's class blocks, the pooled kernel with masked class slots), the batch/class
+    medians, the powers of one exp for "multi" and the hand-written backward, all against a per-class loop
+    of plain autograd at the same sigmas: values and gradients."""
+    use_layout(monkeypatch, layout)
     h1, y1, h2, y2 = make_batches(30, 26, 5, 4, seed=21, dtype=dtype)
     h1.requires_grad_(True), h2.requires_grad_(True)
     got = class_conditional_mmd(h1, y1, h2, y2, 4, bandwidth, squared=True)
@@ -468,7 +483,7 @@ def test_no_value_is_read_back_to_the_host(bandwidth, squared, monkeypatch):
     """Forward and backward of both losses with `validate_args=False` (the training loop's call), with a
     class absent from one batch: no host read, so no sync on CUDA (issue 26, item 3). "class" on the CPU
     takes the blocked layout, which reads sizes back; here it takes the pooled path that GPUs take."""
-    monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", ())
+    use_layout(monkeypatch, "pooled")
     h1, y1, h2, y2 = make_batches(20, 16, 4, 5, seed=3, dtype=torch.float32)
     y1[y1 == 4] = 3  # class 4 only in S2
     h1.requires_grad_(True), h2.requires_grad_(True)
@@ -483,15 +498,20 @@ def test_no_value_is_read_back_to_the_host(bandwidth, squared, monkeypatch):
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("squared", [False, True])
-def test_blocked_class_layout_equals_the_pooled_path(dtype, tol, squared, monkeypatch):
-    """Per-class medians: the CPU's blocked layout against the pooled path, values and gradients."""
+@pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 1.3])
+def test_blocked_layout_equals_the_pooled_path(dtype, tol, squared, bandwidth, monkeypatch):
+    """The CPU's blocked layout against the pooled path, values and gradients, with a class in only one
+    batch, a class of one sample per batch and uneven class sizes (padding in every block but one)."""
     h1, y1, h2, y2 = make_batches(40, 33, 6, 7, seed=13, dtype=dtype)
     y1[y1 == 6] = 5  # class 6 only in S2
+    y1[y1 == 4] = 3
+    y1[0], y2[0] = 4, 4  # class 4: one sample in each batch
     h1.requires_grad_(True), h2.requires_grad_(True)
     results = []
-    for devices in (("cpu",), ()):
-        monkeypatch.setattr(sys.modules["itra.mmd"], "BLOCKED_CLASS_DEVICES", devices)
-        value = class_conditional_mmd(h1, y1, h2, y2, 7, "class", squared=squared)
+    for layout in LAYOUTS:
+        use_layout(monkeypatch, layout)
+        value = class_conditional_mmd(h1, y1, h2, y2, 7, bandwidth, squared=squared)
         results.append((value, *torch.autograd.grad(value, (h1, h2))))
-    for blocked, pooled in zip(*results):
-        assert torch.allclose(blocked, pooled, atol=tol, rtol=0)
+    for pooled, *blocked in zip(*results):
+        for other in blocked:
+            assert torch.allclose(other, pooled, atol=tol, rtol=0)

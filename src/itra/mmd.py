@@ -10,6 +10,7 @@ is the biased estimate of Gretton et al. (2007) that the paper writes down (Prel
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from typing import Literal, Union
@@ -26,9 +27,15 @@ BANDWIDTH_MODES = ("batch", "class", "multi")
 # "multi": the DAN convention (Long et al. 2015): Gaussian kernels at these multiples of the batch
 # median, averaged, so that no single bandwidth decides which distances count.
 MULTI_KERNEL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # each twice the last: one exp, then squares
-# Where per-class medians ("class") take the blocked layout (`_blocked_class_mmd`): host reads are free
-# on the CPU, and there it is 5-30x faster than sorting the pooled matrix's pairs; elsewhere the pooled path.
-BLOCKED_CLASS_DEVICES = ("cpu",)
+# Where `class_conditional_mmd` takes the blocked layout (`_blocked_kernel_sums`): host reads are free on
+# the CPU, and there it is up to K times less work than the pooled (N, N) kernel (and 5-30x faster than
+# sorting the pooled matrix's pairs for per-class medians); elsewhere the pooled path, which reads nothing.
+# Below BLOCKED_MIN_SAMPLES the layout costs more than it saves (measured: 0.8-0.97x at N = 64-256).
+BLOCKED_DEVICES = ("cpu",)
+BLOCKED_MIN_SAMPLES = 256  # pooled samples from which the blocks pay for their layout; per-class medians always do
+# Per-class medians of blocks this wide take one selection per class instead of one batched selection
+# (`torch.kthvalue` over the padded stack, which tracks indices): measured twice as fast from there on.
+LOOPED_MEDIAN_WIDTH = 64
 
 
 def parse_bandwidth(value: str | float) -> Bandwidth:
@@ -173,41 +180,49 @@ def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
     return torch.where(kept, squared.clamp_min(eps).sqrt(), torch.zeros_like(squared))
 
 
-class _GroupedKernelSums(torch.autograd.Function):
-    """sum_{i,j in group g} w_i w_j k(z_i, z_j) for every group g: (G,) from z (N, D) and signed weights w (N,).
+def _kernel_and_slope(exponent: torch.Tensor, multi: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel at `exponent` = -d / sigma (overwritten) and its derivative in the exponent: exp itself
+    for one scale; for "multi", the mean of exp(exponent / s) over `MULTI_KERNEL_SCALES` and of its
+    derivatives, from one `exp` at the widest scale and its squares (the scales are powers of two)."""
+    if not multi:
+        kernel = exponent.exp_()
+        return kernel, kernel
+    power = exponent.div_(MULTI_KERNEL_SCALES[-1]).exp_()  # exp(-d / (4 sigma))
+    kernel, slope = power.clone(), power / MULTI_KERNEL_SCALES[-1]
+    for scale in reversed(MULTI_KERNEL_SCALES[:-1]):
+        power = power * power
+        kernel += power
+        slope.add_(power, alpha=1 / scale)
+    return kernel.div_(len(MULTI_KERNEL_SCALES)), slope.div_(len(MULTI_KERNEL_SCALES))
 
-    k is the Gaussian kernel exp(-d / sigma_i) of the squared distances d (N, N) that the caller has
-    computed from z (and reused for the median), or the mean of such kernels at `MULTI_KERNEL_SCALES`
-    times sigma_i. With weights 1/n on S1 and -1/m on S2 this is MMD^2 per group. Pairs of different
-    groups are left out. The gradient is written by hand: it needs one (N, N) @ (N, D) product and
-    no (N, N) temporary beyond the saved kernel, where autograd would keep and build several.
+
+class _KernelSums(torch.autograd.Function):
+    """sum_{i,j} w_i w_j k(z_i, z_j) of each block: (G,) from blocks z (G, P, D) and signed weights w
+    (G, P), or a scalar from one block z (P, D), w (P,). With weights 1/n on S1 and -1/m on S2 (0 on
+    padding) this is a block's MMD^2.
+
+    k is the Gaussian kernel exp(-d / sigma) of the squared distances d (..., P, P) that the caller has
+    computed from z without gradient (and reused for the median), or the mean of such kernels at
+    `MULTI_KERNEL_SCALES` times sigma. `inv_sigma` is 1/sigma: a scalar, (G, 1, 1) per block, or (P, 1)
+    per row (equal within a group, so the kernel stays symmetric). With `group` (P,) (one block only),
+    pairs of different groups are left out and the result is (num_groups,), one sum per group.
+
+    The gradient is written by hand: one (P, P) @ (P, D) product per block and no (P, P) temporary
+    beyond the saved kernel slope, where autograd would keep and build several.
     """
 
     @staticmethod
-    def forward(ctx, z, sq_dists, weights, group, num_groups, inv_sigma, multi):
-        # z (N, D); sq_dists (N, N), overwritten; weights (N,); group (N,) or None for one group;
-        # inv_sigma: 1/sigma, a scalar or (N, 1) per row (equal within a group, so the kernel is symmetric).
-        exponent = sq_dists.mul_(-inv_sigma)
-        if multi:  # scales 4, 2, 1, 1/2, 1/4: exp(-d / (4 sigma)) and its squares
-            power = exponent.div_(MULTI_KERNEL_SCALES[-1]).exp_()
-            kernel, slope = power.clone(), power / MULTI_KERNEL_SCALES[-1]
-            for scale in reversed(MULTI_KERNEL_SCALES[:-1]):
-                power = power * power
-                kernel += power
-                slope.add_(power, alpha=1 / scale)
-            kernel /= len(MULTI_KERNEL_SCALES)
-            slope /= len(MULTI_KERNEL_SCALES)
-        else:
-            kernel = slope = exponent.exp_()
+    def forward(ctx, z, sq_dists, weights, inv_sigma, multi, group, num_groups):
+        kernel, slope = _kernel_and_slope(sq_dists.mul_(-inv_sigma), multi)
         if group is not None:
             cross = group[:, None] != group[None, :]
             kernel.masked_fill_(cross, 0)
             if multi:
                 slope.masked_fill_(cross, 0)
-        per_sample = weights * (kernel @ weights)  # (N,)
+        per_sample = weights * (kernel @ weights.unsqueeze(-1)).squeeze(-1)  # (..., P)
         ctx.save_for_backward(z, slope, weights, group, inv_sigma)
         if group is None:
-            return per_sample.sum().unsqueeze(0)
+            return per_sample.sum(-1)
         return per_sample.new_zeros(num_groups).index_add_(0, group, per_sample)
 
     @staticmethod
@@ -215,91 +230,123 @@ class _GroupedKernelSums(torch.autograd.Function):
         # d/dz_i of sum_g grad_g sum_ij w_i w_j k_ij = -4 grad_g(i) w_i / sigma_i sum_j k'_ij w_j (z_i - z_j),
         # k' the kernel's slope in -d / sigma (k itself for one scale), k symmetric within a group.
         z, slope, weights, group, inv_sigma = ctx.saved_tensors
-        grad_per_sample = grad.expand(z.shape[0]) if group is None else grad[group]  # (N,)
-        weighted = slope @ (weights[:, None] * z)  # (N, D): one product (D, not D + 1, columns: BLAS-friendly)
-        coefficient = (-4 * grad_per_sample * weights)[:, None] * inv_sigma
-        grad_z = torch.addcmul(weighted.neg_(), (slope @ weights)[:, None], z).mul_(coefficient)
+        grad_per_sample = grad.unsqueeze(-1) if group is None else grad[group]  # broadcasts to (..., P)
+        weighted = slope @ (weights.unsqueeze(-1) * z)  # (..., P, D): one product (D columns: BLAS-friendly)
+        coefficient = (-4 * grad_per_sample * weights).unsqueeze(-1) * inv_sigma
+        grad_z = torch.addcmul(weighted.neg_(), slope @ weights.unsqueeze(-1), z).mul_(coefficient)
         return grad_z, None, None, None, None, None, None
 
 
-def _pooled_mmd(
-    h1: torch.Tensor, h2: torch.Tensor, y: torch.Tensor | None, counts: tuple[torch.Tensor, torch.Tensor],
+def _sq_distances(z: torch.Tensor) -> torch.Tensor:
+    """`|z_i|^2 + |z_j|^2 - 2 z_i.z_j` (P, P) or (G, P, P), clamped at 0, of centred and scaled samples
+    z (P, D) or blocks (G, P, D); no gradient (the kernel's is written by hand in `_KernelSums`)."""
+    with torch.no_grad():
+        sq_norms = z.square().sum(-1)  # (..., P)
+        product = torch.baddbmm if z.ndim == 3 else torch.addmm
+        sq = product(sq_norms.unsqueeze(-2), z, z.transpose(-1, -2), alpha=-2)
+        return sq.add_(sq_norms.unsqueeze(-1)).clamp_min_(0)
+
+
+@functools.lru_cache(maxsize=16)
+def _one_group_weights(n: int, m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n + m,): 1/n for S1's samples, -1/m for S2's (read-only, cached: `mmd`'s weights depend only on the sizes)."""
+    return torch.cat([torch.full((n,), 1 / n, dtype=dtype), torch.full((m,), -1 / m, dtype=dtype)]).to(device)
+
+
+def _mmd_per_group(
+    h1: torch.Tensor, h2: torch.Tensor, y: torch.Tensor | None, counts: tuple[torch.Tensor, torch.Tensor] | None,
     bandwidth: Bandwidth, squared: bool,
 ) -> torch.Tensor:
-    """MMD(H1^k, H2^k) for every group k: (G,) values (MMD^2 with `squared`), from one pooled (N, N)
-    distance matrix, N = n + m, that serves the median and the kernel; y (N,) the pooled labels, or
-    None for one group (no mask); counts: (G,) the size of each group in S1 and in S2. Groups absent from a batch get a finite value the caller leaves out.
+    """MMD(H1, H2) as a scalar for one group (y None), or MMD(H1^k, H2^k) for every class k: (K,), from
+    the pooled labels y (N,), N = n + m, and counts, the (K,) sizes of each class in S1 and in S2;
+    classes absent from a batch get a finite value the caller leaves out. MMD^2 with `squared`.
+
+    One pooled (N, N) distance matrix serves the pooled median ("batch", "multi") and, in one group or
+    on a GPU, the kernel, with the pairs of different classes masked: no shape depends on the labels,
+    so nothing is read back to the host. On the CPU (`BLOCKED_DEVICES`), where reads are free, classes
+    take the blocked layout instead (`_blocked_kernel_sums`).
 
     Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
     computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
     features are centred (`detached_centre`) and divided by a detached scale (their largest deviation
     from that centre), and a fixed sigma by its square: every kernel value stays as it is, the
     distances `|x|^2 + |y|^2 - 2 x.y` keep no cancellation error from a large offset, and they are
-    far from overflow and underflow (features of norm 1e19 or 1e-19 in float32). No shape depends on
-    the values, so nothing is read back to the host.
+    far from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
     """
-    n = h1.shape[0]
+    n, m = h1.shape[0], h2.shape[0]
     with torch.autocast(h1.device.type, enabled=False):
-        dtype = torch.promote_types(h1.dtype, torch.float32)
-        pooled = torch.cat([h1, h2]).to(dtype)  # (N, D)
+        pooled = torch.cat([h1, h2]).to(torch.promote_types(h1.dtype, torch.float32))  # (N, D)
         detached = pooled.detach()
         high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
         centre = (high + low) / 2  # `detached_centre`
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
         z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
-        in_first = torch.arange(pooled.shape[0], device=pooled.device) < n  # (N,)
-        if bandwidth == "class" and y is not None and pooled.device.type in BLOCKED_CLASS_DEVICES:
-            return _blocked_class_mmd(z, y, in_first, counts, squared)
-        with torch.no_grad():
-            sq_norms = z.pow(2).sum(1)  # (N,)
-            sq = torch.addmm(sq_norms[None, :], z, z.T, alpha=-2).add_(sq_norms[:, None]).clamp_min_(0)  # (N, N)
-        num_groups = counts[0].shape[0]
-        group_of = slice(None) if y is None else y  # each sample's group: its size in its own batch
-        sizes = torch.where(in_first, counts[0].to(pooled.device, dtype)[group_of], -counts[1].to(pooled.device, dtype)[group_of])
-        weights = 1 / sizes  # (N,): 1/n_k on S1, -1/m_k on S2
+        multi = bandwidth == "multi"
+        per_class = bandwidth == "class" and y is not None
+        blocked = y is not None and z.device.type in BLOCKED_DEVICES and (per_class or n + m >= BLOCKED_MIN_SAMPLES)
+        sq = None if blocked and (per_class or not isinstance(bandwidth, str)) else _sq_distances(z)
+        inv_sigma = None  # per class: from each class's pairs, below
         if not isinstance(bandwidth, str):
             inv_sigma = scale.detach() ** 2 / bandwidth
-        elif bandwidth == "class" and y is not None:
-            members = y[None, :] == torch.arange(num_groups, device=y.device)[:, None]  # (G, N)
-            inv_sigma = (1 / median_bandwidth(sq, members))[y][:, None]  # (N, 1)
-        else:  # "batch", "multi" (and "class" for one group)
+        elif not per_class:  # "batch", "multi", and "class" of one group
             inv_sigma = 1 / median_bandwidth(sq)
-        mmd_squared = _GroupedKernelSums.apply(z, sq, weights, y, num_groups, inv_sigma, bandwidth == "multi")
+        if y is None:
+            mmd_squared = _KernelSums.apply(z, sq, _one_group_weights(n, m, z.dtype, z.device), inv_sigma, multi, None, 0)
+        elif blocked:
+            mmd_squared = _blocked_kernel_sums(z, y, n, counts[0].shape[0], sq, inv_sigma, multi)
+        else:
+            in_first = torch.arange(n + m, device=z.device) < n
+            weights = 1 / torch.where(in_first, counts[0].to(z.dtype)[y], -counts[1].to(z.dtype)[y])  # 1/n_k, -1/m_k
+            if per_class:
+                members = y[None, :] == torch.arange(counts[0].shape[0], device=y.device)[:, None]  # (K, N)
+                inv_sigma = (1 / median_bandwidth(sq, members))[y][:, None]  # (N, 1)
+            mmd_squared = _KernelSums.apply(z, sq, weights, inv_sigma, multi, y, counts[0].shape[0])
         return mmd_squared.clamp_min(0) if squared else _safe_sqrt(mmd_squared)
 
 
-def _blocked_class_mmd(
-    z: torch.Tensor, y: torch.Tensor, in_first: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor], squared: bool,
+def _blocked_kernel_sums(
+    z: torch.Tensor, y: torch.Tensor, n: int, num_classes: int, sq: torch.Tensor | None,
+    inv_sigma: torch.Tensor | None, multi: bool,
 ) -> torch.Tensor:
-    """`_pooled_mmd` with per-class medians ("class") on the CPU: each class present in both batches in a
-    zero-padded block of a stack (G', P, D), P the largest pooled class, so that G' P^2 pairs are sorted
-    for the medians, not the N^2 / 2 of the pooled matrix (about K times fewer). Its shapes depend on the
-    labels, which costs host reads: free on the CPU, a sync each on a GPU, where the pooled path runs.
-    Returns (K,) values, 0 for classes not in both batches.
+    """MMD^2 of every class (K,), 0 for classes not in both batches, from z (N, D) whose first n rows
+    are S1's, with each class present in both in a block of a stack (G', P, D), P the largest pooled
+    class: about K times fewer kernel entries and products than the pooled (N, N) matrix. The blocks'
+    distances are gathered from the pooled `sq` where the median needed it, or computed per block;
+    `inv_sigma` None means a median per class. Padding repeats sample 0 with weight 0.
+
+    The layout is built on the host from the labels (a read: free on the CPU, a sync on a GPU, where
+    the pooled path runs instead).
     """
-    present = (counts[0] > 0) & (counts[1] > 0)  # (K,)
-    num_present = int(present.sum())
-    values = z.new_zeros(present.shape[0])
-    if num_present == 0:
+    members: dict[int, list[int]] = {}
+    for i, label in enumerate(y.tolist()):
+        members.setdefault(label, []).append(i)
+    shared = sorted(k for k, ms in members.items() if ms[0] < n <= ms[-1])  # classes in both batches
+    values = z.new_zeros(num_classes)
+    if not shared:
         return values + 0 * z.sum()
-    slot_of_group = torch.cumsum(present, 0) - 1  # class -> block (valid where present)
-    keep = present[y]
-    slot = slot_of_group[y[keep]]  # (N',)
-    order = torch.argsort(slot, stable=True)
-    slot, samples, second = slot[order], z[keep][order], ~in_first[keep][order]
-    sizes = torch.bincount(slot, minlength=num_present)  # (G',)
-    position = torch.arange(slot.shape[0]) - (torch.cumsum(sizes, 0) - sizes)[slot]
-    width = int(sizes.max())
-    stack = samples.new_zeros(num_present, width, samples.shape[1]).index_put((slot, position), samples)  # (G', P, D)
-    valid = torch.zeros(num_present, width, dtype=torch.bool).index_put((slot, position), torch.ones_like(second))
-    sizes_1, sizes_2 = counts[0].to(z.dtype)[present], counts[1].to(z.dtype)[present]  # (G',)
-    weights = torch.zeros(num_present, width, dtype=z.dtype).index_put(
-        (slot, position), torch.where(second, -1 / sizes_2[slot], 1 / sizes_1[slot]))  # (G', P), 0 on padding
-    sq = squared_distances(stack, stack)  # (G', P, P)
-    kernel = torch.exp(-sq / median_bandwidth(sq, valid)[:, None, None])
-    mmd_squared = (weights.unsqueeze(1) @ kernel @ weights.unsqueeze(2)).flatten()  # (G',)
-    values = values.index_put((present.nonzero().flatten(),), mmd_squared)
-    return values.clamp_min(0) if squared else _safe_sqrt(values)
+    width = max(len(members[k]) for k in shared)
+    index, weights, sizes = [], [], []
+    for k in shared:
+        ms = members[k]
+        in_first = bisect.bisect_left(ms, n)  # class k's samples in S1
+        index.append(ms + [0] * (width - len(ms)))
+        weights.append([1 / in_first] * in_first + [-1 / (len(ms) - in_first)] * (len(ms) - in_first)
+                       + [0.0] * (width - len(ms)))
+        sizes.append(len(ms))
+    index = torch.tensor(index)  # (G', P)
+    block_weights = torch.tensor(weights, dtype=z.dtype)  # (G', P): 1/n_k, -1/m_k, 0 on padding
+    blocks = z[index]  # (G', P, D)
+    if sq is not None:
+        sq = sq[index.unsqueeze(2), index.unsqueeze(1)]  # (G', P, P)
+    else:
+        sq = _sq_distances(blocks.detach())
+    if inv_sigma is None:  # each class's median, over its pairs i < j
+        if width < LOOPED_MEDIAN_WIDTH:  # one batched selection
+            sigma = median_bandwidth(sq, block_weights != 0)
+        else:  # one selection per class (its samples lead its block): half the time of the batched one there
+            sigma = torch.stack([median_bandwidth(sq[g, :size, :size]) for g, size in enumerate(sizes)])
+        inv_sigma = (1 / sigma)[:, None, None]
+    return values.index_put((torch.tensor(shared),), _KernelSums.apply(blocks, sq, block_weights, inv_sigma, multi, None, 0))
 
 
 def _finite_positive_or_one(scale: torch.Tensor) -> torch.Tensor:
@@ -327,8 +374,7 @@ def mmd(
     if validate_args:
         check_pair(x, y, ("x", "y"))
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
-    counts = (torch.tensor([float(x.shape[0])]), torch.tensor([float(y.shape[0])]))
-    return _pooled_mmd(x, y, None, counts, bandwidth, squared)[0]
+    return _mmd_per_group(x, y, None, None, bandwidth, squared)
 
 
 def class_conditional_mmd(
@@ -371,5 +417,5 @@ def class_conditional_mmd(
     counts = tuple(torch.zeros(num_classes, device=y.device).index_add_(0, y, torch.ones(y.shape, device=y.device))
                    for y in (y1, y2))  # (K,) class sizes in S1 and in S2
     present = (counts[0] > 0) & (counts[1] > 0)  # (K,)
-    values = _pooled_mmd(h1, h2, torch.cat([y1, y2]), counts, bandwidth, squared)  # (K,)
+    values = _mmd_per_group(h1, h2, torch.cat([y1, y2]), counts, bandwidth, squared)  # (K,)
     return torch.where(present, values, torch.zeros_like(values)).sum() / present.sum().clamp_min(1)
