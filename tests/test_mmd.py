@@ -515,3 +515,31 @@ def test_blocked_layout_equals_the_pooled_path(dtype, tol, squared, bandwidth, m
     for pooled, *blocked in zip(*results):
         for other in blocked:
             assert torch.allclose(other, pooled, atol=tol, rtol=0)
+
+
+# ---------------------------------------------------------------- the CPU's selections, against the plain ones
+@pytest.mark.parametrize("kind", ["uniform", "skewed", "ties", "sorted", "reversed", "nan", "one value"])
+@pytest.mark.parametrize("size", [2**16, 100_003, 2**16 * 5 + 1])
+def test_band_median_is_torch_median_exactly(kind, size):
+    """`_lower_median`'s band selection (sample, band, count) against `torch.median`, bit for bit,
+    including the inputs where the band misses (sorted and reversed: a strided sample is biased, or not)."""
+    from itra.mmd import BAND_MEDIAN_SIZE, _lower_median
+    assert size >= BAND_MEDIAN_SIZE
+    g = torch.Generator().manual_seed(size)
+    values = torch.rand(size, generator=g)
+    values = {"uniform": values, "skewed": values ** 6, "ties": (values * 7).floor(), "sorted": values.sort().values,
+              "reversed": values.sort(descending=True).values, "nan": values.index_fill(0, torch.tensor([size // 3]), math.nan),
+              "one value": torch.full((size,), 2.5)}[kind]
+    got, expected = _lower_median(values), values.median()
+    assert got.isnan().item() if kind == "nan" else got.item() == expected.item()
+
+
+@pytest.mark.parametrize("n,rows_per_block", [(2, 1), (9, 4), (40, 7), (64, 64), (65, 16)])
+def test_pair_distances_are_the_triangle_of_the_full_matrix(n, rows_per_block):
+    from itra.mmd import _pair_distances, _sq_distances
+    z = torch.randn(n, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    rows, cols = torch.triu_indices(n, n, 1)
+    got = _pair_distances(z, rows_per_block)
+    expected = _sq_distances(z)[rows, cols]
+    assert got.shape == expected.shape
+    assert torch.allclose(got.sort().values, expected.sort().values, rtol=1e-12, atol=1e-12)

@@ -36,6 +36,8 @@ BLOCKED_MIN_SAMPLES = 256  # pooled samples from which the blocks pay for their 
 # Per-class medians of blocks this wide take one selection per class instead of one batched selection
 # (`torch.kthvalue` over the padded stack, which tracks indices): measured twice as fast from there on.
 LOOPED_MEDIAN_WIDTH = 64
+# Medians of this many pairs or more take the band selection of `_lower_median` on the CPU.
+BAND_MEDIAN_SIZE, BAND_SAMPLE = 2**16, 4096
 
 
 def parse_bandwidth(value: str | float) -> Bandwidth:
@@ -112,13 +114,43 @@ def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) 
         rows, cols, flat = _upper_pairs(n, sq_dists.device)  # (M,) each: the pairs i < j
         pairs = sq_dists.take(flat) if sq_dists.ndim == 2 else sq_dists.flatten(1)[:, flat]  # (M,) or (G, M)
         if valid is None:
-            return _positive_or_fallback(pairs.median(), pairs.mean())
+            return _median_of_pairs(pairs)
         if sq_dists.ndim == 3:
             return _stacked_lower_median(pairs, valid[:, rows] & valid[:, cols])
         num_groups = valid.shape[0]  # one matrix: a pair belongs to its samples' group when they share one
         label = torch.where(valid.any(0), valid.to(torch.uint8).argmax(0), num_groups)  # (N,)
         group = torch.where(label[rows] == label[cols], label[rows], num_groups)  # (M,)
         return _grouped_lower_median(pairs, group, num_groups)
+
+
+def _median_of_pairs(pairs: torch.Tensor) -> torch.Tensor:
+    """`median_bandwidth` of one group from its pairs' squared distances (M,): the lower median, with
+    `_positive_or_fallback`."""
+    return _positive_or_fallback(_lower_median(pairs), pairs.mean())
+
+
+def _lower_median(values: torch.Tensor) -> torch.Tensor:
+    """`values.median()` of a 1-D tensor (the lower median; NaN if any value is NaN), exactly.
+
+    On the CPU, from `BAND_MEDIAN_SIZE` values, it is selected within a band instead: the band around
+    the median of an evenly strided sample of `BAND_SAMPLE` values, wide enough (4 standard deviations
+    of the sample median's rank) to hold the median almost always. Counting the values below the band
+    proves that it does; if not, the full selection runs. About half the time of `torch.median` there
+    (two passes of comparisons and one selection among a few per cent of the values, against a copy
+    and a selection among all).
+    """
+    size = values.numel()
+    if values.device.type != "cpu" or size < BAND_MEDIAN_SIZE:
+        return values.median()
+    rank = (size - 1) // 2  # the lower median's, from 0
+    sample = values[:: size // BAND_SAMPLE].sort().values  # (S,), S >= BAND_SAMPLE
+    centre, margin = rank * sample.numel() // size, 2 * math.isqrt(sample.numel())
+    low, high = sample[max(centre - margin, 0)], sample[min(centre + margin, sample.numel() - 1)]
+    below = int((values < low).sum())
+    band = values[(values >= low) & (values <= high)]
+    if below <= rank < below + band.numel() and below + band.numel() + int((values > high).sum()) == size:  # no NaN
+        return band.kthvalue(rank - below + 1).values
+    return values.median()
 
 
 def _stacked_lower_median(pairs: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -247,6 +279,21 @@ def _sq_distances(z: torch.Tensor) -> torch.Tensor:
         return sq.add_(sq_norms.unsqueeze(-1)).clamp_min_(0)
 
 
+def _pair_distances(z: torch.Tensor, rows_per_block: int = 256) -> torch.Tensor:
+    """The squared distances (M,) of the pairs i < j of z (N, D), M = N (N - 1) / 2, without gradient and
+    without the (N, N) matrix: each block of rows against the columns from its first row on, so about
+    half the products of the full matrix (the median needs the pairs, not the matrix)."""
+    with torch.no_grad():
+        sq_norms = z.square().sum(-1)  # (N,)
+        pieces = []
+        for start in range(0, z.shape[0], rows_per_block):
+            rows = z[start:start + rows_per_block]  # (b, D)
+            block = torch.addmm(sq_norms[None, start:], rows, z[start:].T, alpha=-2)
+            block = block.add_(sq_norms[start:start + rows_per_block, None]).clamp_min_(0)  # (b, N - start)
+            pieces += [block[:, :rows.shape[0]].take(_upper_pairs(rows.shape[0], z.device)[2]), block[:, rows.shape[0]:].flatten()]
+        return torch.cat(pieces)
+
+
 @functools.lru_cache(maxsize=16)
 def _one_group_weights(n: int, m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(n + m,): 1/n for S1's samples, -1/m for S2's (read-only, cached: `mmd`'s weights depend only on the sizes)."""
@@ -284,16 +331,16 @@ def _mmd_per_group(
         multi = bandwidth == "multi"
         per_class = bandwidth == "class" and y is not None
         blocked = y is not None and z.device.type in BLOCKED_DEVICES and (per_class or n + m >= BLOCKED_MIN_SAMPLES)
-        sq = None if blocked and (per_class or not isinstance(bandwidth, str)) else _sq_distances(z)
+        sq = None if blocked else _sq_distances(z)  # the blocks have their own
         inv_sigma = None  # per class: from each class's pairs, below
         if not isinstance(bandwidth, str):
             inv_sigma = scale.detach() ** 2 / bandwidth
         elif not per_class:  # "batch", "multi", and "class" of one group
-            inv_sigma = 1 / median_bandwidth(sq)
+            inv_sigma = 1 / (median_bandwidth(sq) if sq is not None else _median_of_pairs(_pair_distances(z)))
         if y is None:
             mmd_squared = _KernelSums.apply(z, sq, _one_group_weights(n, m, z.dtype, z.device), inv_sigma, multi, None, 0)
         elif blocked:
-            mmd_squared = _blocked_kernel_sums(z, y, n, counts[0].shape[0], sq, inv_sigma, multi)
+            mmd_squared = _blocked_kernel_sums(z, y, n, counts[0].shape[0], inv_sigma, multi)
         else:
             in_first = torch.arange(n + m, device=z.device) < n
             weights = 1 / torch.where(in_first, counts[0].to(z.dtype)[y], -counts[1].to(z.dtype)[y])  # 1/n_k, -1/m_k
@@ -305,14 +352,12 @@ def _mmd_per_group(
 
 
 def _blocked_kernel_sums(
-    z: torch.Tensor, y: torch.Tensor, n: int, num_classes: int, sq: torch.Tensor | None,
-    inv_sigma: torch.Tensor | None, multi: bool,
+    z: torch.Tensor, y: torch.Tensor, n: int, num_classes: int, inv_sigma: torch.Tensor | None, multi: bool,
 ) -> torch.Tensor:
     """MMD^2 of every class (K,), 0 for classes not in both batches, from z (N, D) whose first n rows
     are S1's, with each class present in both in a block of a stack (G', P, D), P the largest pooled
-    class: about K times fewer kernel entries and products than the pooled (N, N) matrix. The blocks'
-    distances are gathered from the pooled `sq` where the median needed it, or computed per block;
-    `inv_sigma` None means a median per class. Padding repeats sample 0 with weight 0.
+    class: about K times fewer kernel entries and products than the pooled (N, N) matrix. `inv_sigma`
+    None means a median per class. Padding repeats sample 0 with weight 0.
 
     The layout is built on the host from the labels (a read: free on the CPU, a sync on a GPU, where
     the pooled path runs instead).
@@ -336,10 +381,7 @@ def _blocked_kernel_sums(
     index = torch.tensor(index)  # (G', P)
     block_weights = torch.tensor(weights, dtype=z.dtype)  # (G', P): 1/n_k, -1/m_k, 0 on padding
     blocks = z[index]  # (G', P, D)
-    if sq is not None:
-        sq = sq[index.unsqueeze(2), index.unsqueeze(1)]  # (G', P, P)
-    else:
-        sq = _sq_distances(blocks.detach())
+    sq = _sq_distances(blocks.detach())  # (G', P, P)
     if inv_sigma is None:  # each class's median, over its pairs i < j
         if width < LOOPED_MEDIAN_WIDTH:  # one batched selection
             sigma = median_bandwidth(sq, block_weights != 0)
