@@ -543,3 +543,15 @@ def test_pair_distances_are_the_triangle_of_the_full_matrix(n, rows_per_block):
     expected = _sq_distances(z)[rows, cols]
     assert got.shape == expected.shape
     assert torch.allclose(got.sort().values, expected.sort().values, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_samples_apart_by_subnormals_are_identical_samples(squared):
+    """Features that differ by less than the smallest normal float64 (1/scale would overflow) give the
+    MMD of identical samples, 0, with a finite gradient, not NaN or inf."""
+    x = torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.full((2, 2), 2.2251e-315, dtype=torch.float64, requires_grad=True)
+    value = mmd(x, y, squared=squared)
+    value.backward()
+    assert value.item() == 0
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()

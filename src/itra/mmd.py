@@ -10,7 +10,6 @@ is the biased estimate of Gretton et al. (2007) that the paper writes down (Prel
 """
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 from typing import Literal, Union
@@ -265,7 +264,7 @@ class _KernelSums(torch.autograd.Function):
         grad_per_sample = grad.unsqueeze(-1) if group is None else grad[group]  # broadcasts to (..., P)
         weighted = slope @ (weights.unsqueeze(-1) * z)  # (..., P, D): one product (D columns: BLAS-friendly)
         coefficient = (-4 * grad_per_sample * weights).unsqueeze(-1) * inv_sigma
-        grad_z = torch.addcmul(weighted.neg_(), slope @ weights.unsqueeze(-1), z).mul_(coefficient)
+        grad_z = weighted.neg_().addcmul_(slope @ weights.unsqueeze(-1), z).mul_(coefficient)  # in place: no new (P, D)
         return grad_z, None, None, None, None, None, None
 
 
@@ -340,7 +339,7 @@ def _mmd_per_group(
         if y is None:
             mmd_squared = _KernelSums.apply(z, sq, _one_group_weights(n, m, z.dtype, z.device), inv_sigma, multi, None, 0)
         elif blocked:
-            mmd_squared = _blocked_kernel_sums(z, y, n, counts[0].shape[0], inv_sigma, multi)
+            mmd_squared = _blocked_kernel_sums(z, y, n, counts, inv_sigma, multi)
         else:
             in_first = torch.arange(n + m, device=z.device) < n
             weights = 1 / torch.where(in_first, counts[0].to(z.dtype)[y], -counts[1].to(z.dtype)[y])  # 1/n_k, -1/m_k
@@ -352,49 +351,48 @@ def _mmd_per_group(
 
 
 def _blocked_kernel_sums(
-    z: torch.Tensor, y: torch.Tensor, n: int, num_classes: int, inv_sigma: torch.Tensor | None, multi: bool,
+    z: torch.Tensor, y: torch.Tensor, n: int, counts: tuple[torch.Tensor, torch.Tensor],
+    inv_sigma: torch.Tensor | None, multi: bool,
 ) -> torch.Tensor:
     """MMD^2 of every class (K,), 0 for classes not in both batches, from z (N, D) whose first n rows
-    are S1's, with each class present in both in a block of a stack (G', P, D), P the largest pooled
-    class: about K times fewer kernel entries and products than the pooled (N, N) matrix. `inv_sigma`
-    None means a median per class. Padding repeats sample 0 with weight 0.
+    are S1's, its labels y (N,) and the (K,) class sizes in S1 and in S2. Each class present in both
+    batches is a block of a stack (G', P, D), P the largest pooled class: about K times fewer kernel
+    entries and products than the pooled (N, N) matrix. `inv_sigma` None means a median per class.
+    Padding repeats sample 0 with weight 0.
 
     The layout is built on the host from the labels (a read: free on the CPU, a sync on a GPU, where
     the pooled path runs instead).
     """
-    members: dict[int, list[int]] = {}
-    for i, label in enumerate(y.tolist()):
-        members.setdefault(label, []).append(i)
-    shared = sorted(k for k, ms in members.items() if ms[0] < n <= ms[-1])  # classes in both batches
-    values = z.new_zeros(num_classes)
-    if not shared:
+    sizes = (counts[0] + counts[1]).long()  # (K,) pooled class sizes
+    shared = ((counts[0] > 0) & (counts[1] > 0)).nonzero().squeeze(1)  # (G',) classes in both batches
+    values = z.new_zeros(sizes.shape[0])
+    if shared.numel() == 0:
         return values + 0 * z.sum()
-    width = max(len(members[k]) for k in shared)
-    index, weights, sizes = [], [], []
-    for k in shared:
-        ms = members[k]
-        in_first = bisect.bisect_left(ms, n)  # class k's samples in S1
-        index.append(ms + [0] * (width - len(ms)))
-        weights.append([1 / in_first] * in_first + [-1 / (len(ms) - in_first)] * (len(ms) - in_first)
-                       + [0.0] * (width - len(ms)))
-        sizes.append(len(ms))
-    index = torch.tensor(index)  # (G', P)
-    block_weights = torch.tensor(weights, dtype=z.dtype)  # (G', P): 1/n_k, -1/m_k, 0 on padding
-    blocks = z[index]  # (G', P, D)
+    by_class = torch.argsort(y, stable=True)  # (N,) each class's samples together, S1's first
+    offsets = torch.arange(int(sizes[shared].max()))  # (P,)
+    real = offsets < sizes[shared, None]  # (G', P)
+    slot = (torch.cumsum(sizes, 0) - sizes)[shared, None] + offsets  # (G', P) where each block's samples are in by_class
+    index = torch.where(real, by_class[slot.clamp_max(y.shape[0] - 1)], 0)  # (G', P) samples; padding: sample 0
+    label = y[index]
+    signed_sizes = torch.where(index < n, counts[0][label], -counts[1][label]).to(z.dtype)
+    block_weights = torch.where(real, 1 / signed_sizes, 0)  # (G', P): 1/n_k on S1, -1/m_k on S2, 0 on padding
+    blocks = z.index_select(0, index.flatten()).view(*index.shape, z.shape[1])  # (G', P, D)
     sq = _sq_distances(blocks.detach())  # (G', P, P)
     if inv_sigma is None:  # each class's median, over its pairs i < j
-        if width < LOOPED_MEDIAN_WIDTH:  # one batched selection
-            sigma = median_bandwidth(sq, block_weights != 0)
+        if index.shape[1] < LOOPED_MEDIAN_WIDTH:  # one batched selection
+            sigma = median_bandwidth(sq, real)
         else:  # one selection per class (its samples lead its block): half the time of the batched one there
-            sigma = torch.stack([median_bandwidth(sq[g, :size, :size]) for g, size in enumerate(sizes)])
+            sigma = torch.stack([median_bandwidth(sq[g, :size, :size]) for g, size in enumerate(sizes[shared].tolist())])
         inv_sigma = (1 / sigma)[:, None, None]
-    return values.index_put((torch.tensor(shared),), _KernelSums.apply(blocks, sq, block_weights, inv_sigma, multi, None, 0))
+    return values.index_put((shared,), _KernelSums.apply(blocks, sq, block_weights, inv_sigma, multi, None, 0))
 
 
 def _finite_positive_or_one(scale: torch.Tensor) -> torch.Tensor:
-    """1 where the feature scale is 0 (identical samples: nothing to scale) or not finite (NaN
-    features: the NaN is passed on by the features themselves)."""
-    return torch.where((scale > 0) & scale.isfinite(), scale, torch.ones_like(scale))
+    """1 where the feature scale is 0 or subnormal (samples identical up to the dtype's smallest normal
+    number: nothing to scale, and 1/scale would overflow; their distances then round to 0, so the MMD
+    is that of identical samples, 0) or not finite (NaN features: the NaN is passed on by the features
+    themselves)."""
+    return torch.where((scale >= torch.finfo(scale.dtype).tiny) & scale.isfinite(), scale, torch.ones_like(scale))
 
 
 def mmd(
