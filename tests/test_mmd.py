@@ -402,9 +402,9 @@ def plain_mmd2(x, y, sigmas):
 
 
 LAYOUTS = {  # BLOCKED_DEVICES, BLOCKED_MIN_SAMPLES, LOOPED_MEDIAN_WIDTH: each way `class_conditional_mmd` computes
-    "pooled": ((), 0, 0),
-    "blocked, batched medians": (("cpu",), 0, 10**9),
-    "blocked, looped medians": (("cpu",), 0, 0),
+    "pooled": ((), {"median": 0, "fixed": 0}, 0),
+    "blocked, batched medians": (("cpu",), {"median": 0, "fixed": 0}, 10**9),
+    "blocked, looped medians": (("cpu",), {"median": 0, "fixed": 0}, 0),
 }
 
 

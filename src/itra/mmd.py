@@ -29,9 +29,12 @@ MULTI_KERNEL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # each twice the last: one exp
 # Where `class_conditional_mmd` takes the blocked layout (`_blocked_kernel_sums`): host reads are free on
 # the CPU, and there it is up to K times less work than the pooled (N, N) kernel (and 5-30x faster than
 # sorting the pooled matrix's pairs for per-class medians); elsewhere the pooled path, which reads nothing.
-# Below BLOCKED_MIN_SAMPLES the layout costs more than it saves (measured: 0.8-0.97x at N = 64-256).
 BLOCKED_DEVICES = ("cpu",)
-BLOCKED_MIN_SAMPLES = 256  # pooled samples from which the blocks pay for their layout; per-class medians always do
+# The pooled samples N from which the blocks pay for their layout, measured at K = 10 and 100 (pooled time /
+# blocked time): with a pooled median ("batch", "multi"), whose pairs are needed anyway, from N = 512
+# (1.2-1.7x there, 0.9-1.1x at N = 256); with a fixed sigma from N = 128 (1.0-1.2x there, 1.8x at 256).
+# Per-class medians ("class") always take the blocks.
+BLOCKED_MIN_SAMPLES = {"median": 512, "fixed": 128}
 # Per-class medians of blocks this wide take one selection per class instead of one batched selection
 # (`torch.kthvalue` over the padded stack, which tracks indices): measured twice as fast from there on.
 LOOPED_MEDIAN_WIDTH = 64
@@ -329,7 +332,8 @@ def _mmd_per_group(
         z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
         multi = bandwidth == "multi"
         per_class = bandwidth == "class" and y is not None
-        blocked = y is not None and z.device.type in BLOCKED_DEVICES and (per_class or n + m >= BLOCKED_MIN_SAMPLES)
+        blocked = y is not None and z.device.type in BLOCKED_DEVICES and (
+            per_class or n + m >= BLOCKED_MIN_SAMPLES["median" if isinstance(bandwidth, str) else "fixed"])
         sq = None if blocked else _sq_distances(z)  # the blocks have their own
         inv_sigma = None  # per class: from each class's pairs, below
         if not isinstance(bandwidth, str):
