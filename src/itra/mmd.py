@@ -253,8 +253,10 @@ class _KernelSums(torch.autograd.Function):
             kernel.masked_fill_(cross, 0)
             if multi:
                 slope.masked_fill_(cross, 0)
-        per_sample = weights * (kernel @ weights.unsqueeze(-1)).squeeze(-1)  # (..., P)
-        ctx.save_for_backward(z, slope, weights, group, inv_sigma)
+        kernel_weights = kernel @ weights.unsqueeze(-1)  # (..., P, 1)
+        per_sample = weights * kernel_weights.squeeze(-1)  # (..., P)
+        slope_weights = None if multi else kernel_weights  # one scale: the slope is the kernel
+        ctx.save_for_backward(z, slope, weights, group, inv_sigma, slope_weights)
         if group is None:
             return per_sample.sum(-1)
         return per_sample.new_zeros(num_groups).index_add_(0, group, per_sample)
@@ -263,11 +265,16 @@ class _KernelSums(torch.autograd.Function):
     def backward(ctx, grad):
         # d/dz_i of sum_g grad_g sum_ij w_i w_j k_ij = -4 grad_g(i) w_i / sigma_i sum_j k'_ij w_j (z_i - z_j),
         # k' the kernel's slope in -d / sigma (k itself for one scale), k symmetric within a group.
-        z, slope, weights, group, inv_sigma = ctx.saved_tensors
+        z, slope, weights, group, inv_sigma, slope_weights = ctx.saved_tensors
+        if slope_weights is None:
+            slope_weights = slope @ weights.unsqueeze(-1)  # (..., P, 1)
         grad_per_sample = grad.unsqueeze(-1) if group is None else grad[group]  # broadcasts to (..., P)
-        weighted = slope @ (weights.unsqueeze(-1) * z)  # (..., P, D): one product (D columns: BLAS-friendly)
+        if z.shape[-1] > z.shape[-2]:  # sum_j k'_ij w_j z_j: weigh the smaller operand
+            weighted = (slope * weights.unsqueeze(-2)) @ z  # (..., P, D)
+        else:
+            weighted = slope @ (weights.unsqueeze(-1) * z)
         coefficient = (-4 * grad_per_sample * weights).unsqueeze(-1) * inv_sigma
-        grad_z = weighted.neg_().addcmul_(slope @ weights.unsqueeze(-1), z).mul_(coefficient)  # in place: no new (P, D)
+        grad_z = weighted.neg_().addcmul_(slope_weights, z).mul_(coefficient)  # in place: no new (P, D)
         return grad_z, None, None, None, None, None, None
 
 
