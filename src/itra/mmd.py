@@ -282,9 +282,14 @@ def _sq_distances(z: torch.Tensor) -> torch.Tensor:
     """`|z_i|^2 + |z_j|^2 - 2 z_i.z_j` (P, P) or (G, P, P), clamped at 0, of centred and scaled samples
     z (P, D) or blocks (G, P, D); no gradient (the kernel's is written by hand in `_KernelSums`)."""
     with torch.no_grad():
-        sq_norms = z.square().sum(-1)  # (..., P)
-        product = torch.baddbmm if z.ndim == 3 else torch.addmm
-        sq = product(sq_norms.unsqueeze(-2), z, z.transpose(-1, -2), alpha=-2)
+        if z.shape[-1] > z.shape[-2]:  # D > P: the norms from the Gram matrix's diagonal, one pass of P^2, not P D
+            sq = z @ z.transpose(-1, -2)  # (..., P, P)
+            sq_norms = sq.diagonal(dim1=-2, dim2=-1).clone()
+            sq.mul_(-2).add_(sq_norms.unsqueeze(-2))
+        else:
+            sq_norms = z.square().sum(-1)  # (..., P)
+            product = torch.baddbmm if z.ndim == 3 else torch.addmm
+            sq = product(sq_norms.unsqueeze(-2), z, z.transpose(-1, -2), alpha=-2)
         return sq.add_(sq_norms.unsqueeze(-1)).clamp_min_(0)
 
 
@@ -454,8 +459,10 @@ def class_conditional_mmd(
     Eq. (5) divides by K; here classes absent from either batch are left out of the mean (their MMD
     is undefined), so the mean runs over the classes present in both. When no class is shared the
     result is a zero that is still attached to the graph, so `backward()` works.
-    All classes come from one pooled (N, N) kernel with the pairs of different classes masked out,
-    K slots whatever the labels: no Python loop over classes, and no value read back to the host.
+    No Python loop over classes computes a kernel. On a GPU all classes come from one pooled (N, N)
+    kernel with the pairs of different classes masked out, K slots whatever the labels, and no value is
+    read back to the host; on the CPU, where reads are free, large batches and per-class medians take
+    a stack of per-class blocks instead (`BLOCKED_DEVICES`), up to K times less work.
     """
     if validate_args:
         check_pair(h1, h2, ("h1", "h2"))
