@@ -199,7 +199,7 @@ def _grouped_lower_median(values: torch.Tensor, group: torch.Tensor, num_groups:
 
 
 def _positive_or_fallback(median: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    return torch.where(median > 0, median, torch.where(mean > 0, mean, torch.ones_like(mean)))
+    return torch.where(median > 0, median, torch.where(mean > 0, mean, 1.0))
 
 
 def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
@@ -348,7 +348,7 @@ def _mmd_per_group(
         high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
         centre = (high + low) / 2  # `detached_centre`
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
-        z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
+        z = (pooled - centre) / scale
         multi = bandwidth == "multi"
         per_class = bandwidth == "class" and y is not None
         blocked = y is not None and z.device.type in BLOCKED_DEVICES and (
@@ -415,7 +415,8 @@ def _finite_positive_or_one(scale: torch.Tensor) -> torch.Tensor:
     number: nothing to scale, and 1/scale would overflow; their distances then round to 0, so the MMD
     is that of identical samples, 0) or not finite (NaN features: the NaN is passed on by the features
     themselves)."""
-    return torch.where((scale >= torch.finfo(scale.dtype).tiny) & scale.isfinite(), scale, torch.ones_like(scale))
+    limits = torch.finfo(scale.dtype)
+    return torch.where((scale >= limits.tiny) & (scale <= limits.max), scale, 1.0)
 
 
 def mmd(
