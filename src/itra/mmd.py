@@ -348,7 +348,7 @@ def _mmd_per_group(
         high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
         centre = (high + low) / 2  # `detached_centre`
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
-        z = (pooled - centre) / scale
+        z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
         multi = bandwidth == "multi"
         per_class = bandwidth == "class" and y is not None
         blocked = y is not None and z.device.type in BLOCKED_DEVICES and (
