@@ -7,6 +7,7 @@ which one process on the global batch does not (README, "Training on many GPUs")
 real CNN, batch norm included, and an augmentation, so per-rank random states and buffers are exercised.
 """
 import dataclasses
+import fcntl
 import json
 import os
 import socket
@@ -146,9 +147,19 @@ def _worker(rank: int, port: int, out: str) -> None:
                   callbacks=[FailsOnRank1()])
     assert summary["status"] == "failed" and summary["reason"] == "rank 1 gave up at step 3", summary
 
+    from itra.errors import BadValue
+
+    try:  # the test holds this run directory's lock: rank 0 is refused, and so must be every other rank
+        fit(equivalence_config("ce"), digits(), mlp(), out / "locked", progress=False)
+        refusal = None
+    except BadValue as error:
+        refusal = str(error)
+    refusals = dist.gather_to_main(refusal)
+
     every = dist.gather_to_main(written)
     if dist.is_main:
         (out / "other_ranks_wrote.json").write_text(json.dumps(every[1:]))
+        (out / "locked_refusals.json").write_text(json.dumps(refusals))
     shutdown()
 
 
@@ -156,7 +167,13 @@ def _worker(rank: int, port: int, out: str) -> None:
 def ddp_runs(tmp_path_factory):
     """The run directories of one spawned 2-process job (gloo, a free port on localhost)."""
     out = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, start_method="spawn")
+    (out / "locked").mkdir()
+    handle = os.open(out / "locked", os.O_RDONLY)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # as another itra process training into it would
+    try:
+        mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, start_method="spawn")
+    finally:
+        os.close(handle)
     return out
 
 
@@ -329,3 +346,11 @@ def test_the_ranks_pairing_needs_other_processes():
 def test_shards_split_a_range_in_rank_order():
     shards = [Dist(rank, 3).shard(10) for rank in range(3)]
     assert [len(shard) for shard in shards] == [4, 3, 3] and torch.equal(torch.cat(shards), torch.arange(10))
+
+
+def test_a_run_directory_another_process_holds_is_refused_on_every_rank(ddp_runs):
+    """Under torchrun only rank 0 holds the run directory; its refusal is every rank's, in one line, where the
+    other ranks used to wait for rank 0 in their next collective for ever."""
+    refusals = json.loads((ddp_runs / "locked_refusals.json").read_text())
+    assert len(refusals) == WORLD
+    assert all(r and "is being trained by another itra process" in r and "\n" not in r for r in refusals)

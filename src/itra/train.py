@@ -228,7 +228,9 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
              *([Progress()] if progress else [])]
     recorder = Recorder(run_dir, *checkpoint_parts(state, hooks))
-    with rundir.writing(run_dir, resume) if dist.is_main else contextlib.nullcontext():  # one writer per run directory
+    held = contextlib.ExitStack()  # the run directory, held by its one writer, rank 0; a refusal there is raised on
+    dist.on_main(lambda: held.enter_context(rundir.writing(run_dir, resume)))  # every rank, not left to hang the rest
+    with held:
         recorder.start(state, resume)
         if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
             print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
