@@ -329,10 +329,11 @@ def _mmd_per_group(
     the pooled labels y (N,), N = n + m, and counts, the (K,) sizes of each class in S1 and in S2;
     classes absent from a batch get a finite value the caller leaves out. MMD^2 with `squared`.
 
-    One pooled (N, N) distance matrix serves the pooled median ("batch", "multi") and, in one group or
-    on a GPU, the kernel, with the pairs of different classes masked: no shape depends on the labels,
-    so nothing is read back to the host. On the CPU (`BLOCKED_DEVICES`), where reads are free, classes
-    take the blocked layout instead (`_blocked_kernel_sums`).
+    One pooled (N, N) distance matrix serves the pooled median ("batch", "multi") and the kernel, with
+    the pairs of different classes masked: no shape depends on the labels, so nothing is read back to
+    the host. This runs for one group, on GPUs, and for small batches. On the CPU (`BLOCKED_DEVICES`),
+    where reads are free, classes take the blocked layout instead (`_blocked_kernel_sums`): always with
+    per-class medians, and from `BLOCKED_MIN_SAMPLES` pooled samples otherwise.
 
     Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
     computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
