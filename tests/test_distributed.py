@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from tests.helpers import resolved
 pytest.importorskip("sklearn")  # the digits dataset
 
 WORLD, M, TRAIN = 2, 16, 192  # per-rank batch M; TRAIN is a multiple of WORLD * M: one process has no partial batch
+JOB_SECONDS = 600  # the spawned job takes about 20 s; past this a rank is stuck
 CASES = {"ce": {"method": "ce"}, "center": {"method": "center", "lam": 0.5},
          "itra-c-local": {"method": "itra-c", "lam": 1.0},
          "itra-c-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global"},
@@ -171,7 +173,13 @@ def ddp_runs(tmp_path_factory):
     handle = os.open(out / "locked", os.O_RDONLY)
     fcntl.flock(handle, fcntl.LOCK_EX)  # as another itra process training into it would
     try:
-        mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, start_method="spawn")
+        job = mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, start_method="spawn", join=False)
+        deadline = time.monotonic() + JOB_SECONDS
+        while not job.join(timeout=5):  # a rank's exception is raised here
+            if time.monotonic() > deadline:  # a rank waiting for another for ever fails the tests, not hangs them
+                for process in job.processes:
+                    process.kill()
+                pytest.fail(f"the spawned {WORLD}-process job did not end in {JOB_SECONDS} s: a rank waits for another")
     finally:
         os.close(handle)
     return out
