@@ -133,6 +133,26 @@ def test_what_a_model_cannot_do_is_one_clear_error():
         Objective(tiny_vit(), ITRALoss(), exits="last", match_at="every")
 
 
+@pytest.mark.parametrize("registered", [False, True])
+def test_match_at_every_is_refused_for_a_pairing_whose_entry_says_it_cannot(registered):
+    """The objective reads the pairing's table entry (`every_exit`), as `resolve` does: "previous", and a pairing
+    registered with `every_exit=False`, are refused with --match-at every; "independent" is not."""
+    from itra.pairing import PAIRINGS, PairingSpec, register_pairing
+
+    name = "previous"
+    if registered:
+        name = "itself"
+        register_pairing(name, PairingSpec(lambda passes, layers1, y1, second: [], second_batch="S1 itself",
+                                           every_exit=False))
+    try:
+        with pytest.raises(ValueError, match="a pairing that can match at every exit"):
+            Objective(tiny_vit(), ITRALoss(), exits="shared", match_at="every", pairing=name)
+        Objective(tiny_vit(), ITRALoss(), exits="shared", match_at="every", pairing="independent")
+    finally:
+        if registered:
+            PAIRINGS.pop(name)
+
+
 def test_aligned_training_makes_the_last_head_work_after_the_first_layer(tmp_path):
     """Standard training leaves the first exit unreadable by the last layer's head; aligned training (a shared
     head on every exit) makes it classify there, on real handwritten digits."""

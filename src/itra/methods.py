@@ -240,9 +240,11 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
         if value not in allowed:
             raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
     mode = EXIT_MODES[exits]
-    if match_at == "every" and (not mode.every_exit or not matches or pairing == "previous"):
+    if match_at == "every" and (not mode.every_exit or not matches or not PAIRINGS[pairing].every_exit):
+        every = ", ".join(name for name, spec in PAIRINGS.items() if spec.every_exit)
         raise BadValue("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
-                         f"S2 and a pairing other than 'previous', but got exits {exits!r}, pairing {pairing!r}")
+                         f"S2 and a pairing that can match at every exit ({every}), but got exits {exits!r}, "
+                         f"pairing {pairing!r}")
     if not mode.every_exit:
         return
     widths = model.exit_dims  # NotImplementedError for a model without exits
