@@ -131,7 +131,8 @@ class TrainConfig:
                   ("lam_warmup", lambda v: v >= 0, ">= 0 steps"),
                   ("max_length", lambda v: v >= 2, ">= 2 (a text needs its special tokens)"),
                   ("lr", lambda v: v > 0, "> 0"), ("momentum", lambda v: v >= 0, ">= 0"),
-                  ("weight_decay", lambda v: v >= 0, ">= 0"))
+                  ("weight_decay", lambda v: v >= 0, ">= 0"),
+                  ("workers", lambda v: v >= 0, ">= 0 (0: load batches in the training process)"))
         for name, within, expected in ranges:
             value = getattr(self, name)
             if value is not None and not within(value):

@@ -72,13 +72,11 @@ def check_compile(device: torch.device) -> None:
 
 def check_machine(config: "TrainConfig") -> None:
     """What `config` asks of this machine, before any data is loaded: its device, the precision's arithmetic,
-    --compile's compilers, a worker count >= 0."""
+    --compile's compilers."""
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     if config.compile:
         check_compile(device)
-    if config.workers < 0:
-        raise BadValue(f"Expected `workers` >= 0 (0: load batches in the training process), but got {config.workers}")
 
 
 @contextlib.contextmanager
