@@ -107,8 +107,8 @@ class Recorder(Callback):
     directory; the other ranks receive what it read and send it their own parts."""
 
     run_dir: Path
-    shared: dict[str, Stateful] = field(default_factory=dict)
-    own: dict[str, Stateful] = field(default_factory=dict)
+    shared: dict[str, Stateful]
+    own: dict[str, Stateful]
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, state: TrainState, resume: bool) -> None:
