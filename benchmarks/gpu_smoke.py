@@ -143,7 +143,7 @@ def bench_check(out_dir: Path) -> tuple[bool, str]:
     here = Path(__file__).parent
     done = [subprocess.run([sys.executable, str(here / "bench_step.py"), "--device", "cuda", "--quick", "--out",
                             str(out_dir / "bench_step_gpu.json")]).returncode == 0,
-            subprocess.run([sys.executable, str(here / "bench_mmd.py"), "--out",
+            subprocess.run([sys.executable, str(here / "bench_mmd.py"), "--device", "cuda", "--quick", "--out",
                             str(out_dir / "bench_mmd_gpu.json")]).returncode == 0]
     return all(done), f"bench_step {'ran' if done[0] else 'FAILED'}, bench_mmd {'ran' if done[1] else 'FAILED'}"
 
