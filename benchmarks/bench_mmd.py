@@ -16,6 +16,7 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -23,26 +24,30 @@ from itra.experiments.timing import machine_info
 from itra.mmd import class_conditional_mmd, mmd
 
 
+def per_class_loop(loss: Callable[..., torch.Tensor], h1, y1, h2, y2, num_classes, min_size: int = 1) -> torch.Tensor:
+    """The mean of `loss` over the classes with at least `min_size` samples in both batches."""
+    values = [loss(h1[y1 == k], h2[y2 == k]) for k in range(num_classes)
+              if (y1 == k).sum() >= min_size and (y2 == k).sum() >= min_size]
+    return torch.stack(values).mean() if values else (h1.sum() + h2.sum()) * 0
+
+
 def loop_class_conditional_mmd(h1, y1, h2, y2, num_classes):
     """The obvious implementation: one `mmd` call per class present in both batches."""
-    values = [mmd(h1[y1 == k], h2[y2 == k], validate_args=False)
-              for k in range(num_classes) if (y1 == k).any() and (y2 == k).any()]
-    return torch.stack(values).mean()
+    return per_class_loop(lambda a, b: mmd(a, b, validate_args=False), h1, y1, h2, y2, num_classes)
 
 
 def vectorised_class_conditional_mmd(h1, y1, h2, y2, num_classes):
     return class_conditional_mmd(h1, y1, h2, y2, num_classes, "class", validate_args=False)
 
 
-def time_once(fn, h1, y1, h2, y2, num_classes) -> tuple[float, float]:
-    h1 = h1.detach().requires_grad_(True)
-    h2 = h2.detach().requires_grad_(True)
-    if h1.device.type == "cuda":
+def time_call(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> tuple[float, float]:
+    leaves = [t.detach().requires_grad_(True) if t.is_floating_point() else t for t in inputs]
+    if leaves[0].device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    value = fn(h1, y1, h2, y2, num_classes)
+    value = fn(*leaves)
     value.backward()
-    if h1.device.type == "cuda":
+    if leaves[0].device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, value.item()
 
@@ -71,7 +76,7 @@ def main() -> None:
         fns = {"vectorised": vectorised_class_conditional_mmd, "loop": loop_class_conditional_mmd}
         for _ in range(repeats + 1):  # the first round warms up and is dropped
             for name, fn in fns.items():
-                seconds, values[name] = time_once(fn, h1, y1, h2, y2, num_classes)
+                seconds, values[name] = time_call(lambda a, ya, b, yb: fn(a, ya, b, yb, num_classes), h1, y1, h2, y2)
                 times[name].append(seconds)
         median = {name: sorted(t[1:])[len(t[1:]) // 2] for name, t in times.items()}
         row = {

@@ -23,13 +23,13 @@ import importlib.util
 import itertools
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 from pytorch_adapt.layers import MMDLoss
 
+from bench_mmd import per_class_loop, time_call
 from itra.experiments.timing import machine_info
 from itra.mmd import MULTI_KERNEL_SCALES, class_conditional_mmd, mmd
 
@@ -53,30 +53,11 @@ def adapt_mmd(scales: tuple[float, ...], sigma: float | None = None) -> Loss:
     return MMDLoss(kernel_scales=kernel_scales, mmd_type="quadratic", bandwidth=sigma)
 
 
-def per_class_loop(loss: Callable[..., torch.Tensor], h1, y1, h2, y2, num_classes, min_size: int = 1) -> torch.Tensor:
-    """The mean of `loss` over the classes with at least `min_size` samples in both batches."""
-    values = [loss(h1[y1 == k], h2[y2 == k]) for k in range(num_classes)
-              if (y1 == k).sum() >= min_size and (y2 == k).sum() >= min_size]
-    return torch.stack(values).mean() if values else (h1.sum() + h2.sum()) * 0
-
-
 def load_mmd_module(path: Path):
     spec = importlib.util.spec_from_file_location("baseline_mmd", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def time_call(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> tuple[float, float]:
-    leaves = [t.detach().requires_grad_(True) if t.is_floating_point() else t for t in inputs]
-    if leaves[0].device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    value = fn(*leaves)
-    value.backward()
-    if leaves[0].device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, value.item()
 
 
 def side_by_side(contenders: dict[str, Callable[..., torch.Tensor]], inputs, rounds: int) -> dict[str, object]:
