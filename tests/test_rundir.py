@@ -20,6 +20,22 @@ def test_config_round_trip_and_old_runs_are_rejected(tmp_path):
         rundir.read_config(tmp_path)
 
 
+def test_a_text_run_whose_encoder_directory_has_moved_still_reads(tmp_path):
+    """The run's config reads back (for `itra report`) without the encoder it trained from; training it again
+    is what needs the directory (`runs.check_model_files`)."""
+    from itra.experiments.runs import check_model_files
+
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    config = resolved(dataset="wordnet", model=str(encoder), method="ce")
+    check_model_files(config)
+    rundir.write_config(tmp_path, config)
+    encoder.rmdir()
+    assert rundir.read_config(tmp_path) == config
+    with pytest.raises(FileNotFoundError, match=f"--model {encoder}: no such directory"):
+        check_model_files(config)
+
+
 def test_no_file_holds_nan_or_infinity(tmp_path):
     rundir.write_summary(tmp_path, {"test_cross_entropy": float("nan"), "rows": [1.0, float("inf")]})
     rundir.append_metrics(tmp_path, {"epoch": 1, "compactness": [[50, float("nan")]]})

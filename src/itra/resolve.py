@@ -17,7 +17,6 @@ that the run does not read, for the one-line note the CLI prints.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from itra.config import TrainConfig
 from itra.data.registry import is_text_dataset
@@ -28,7 +27,7 @@ from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
 from itra.tables import entry
-from itra.errors import BadValue, MissingFile
+from itra.errors import BadValue
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -40,10 +39,6 @@ def resolve(config: TrainConfig) -> TrainConfig:
         resolved.second_batch_size = None
     check_pairing_rules(resolved)
     check_exits_of_model(resolved)
-    if is_text_dataset(resolved.dataset) and resolved.model.startswith(("/", ".", "~")) \
-            and not Path(resolved.model).expanduser().is_dir():  # a path, not a Hub name: it must be there
-        raise MissingFile(f"--model {resolved.model}: no such directory; give the directory of a Hugging Face "
-                                "encoder (with its config.json), its Hub name (bert-base-uncased, ...) or minilm")
     return resolved
 
 

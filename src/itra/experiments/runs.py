@@ -20,7 +20,7 @@ from itra.models import Classifier
 from itra.models.libraries import build_library_model, check_library_model, library_of, pretrained_file
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import fit
-from itra.errors import BadValue
+from itra.errors import BadValue, MissingFile
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -77,9 +77,15 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     return model
 
 
-def check_model_library(config: TrainConfig) -> None:
-    """A timm or torchvision `--model` imports and exists, and with `--pretrained` its weights are on disk, before any
-    data is loaded."""
+def check_model_files(config: TrainConfig) -> None:
+    """What `--model` needs on this machine, before any data is loaded: a text model given as a path is a
+    directory; a timm or torchvision model imports and exists, and with `--pretrained` its weights are on disk.
+    Training checks it; reading a run back (`rundir.read_config`, `itra report`) does not, so a run whose encoder
+    has moved still reads."""
+    if is_text_dataset(config.dataset) and config.model.startswith(("/", ".", "~")) \
+            and not Path(config.model).expanduser().is_dir():  # a path, not a Hub name: it must be there
+        raise MissingFile(f"--model {config.model}: no such directory; give the directory of a Hugging Face "
+                          "encoder (with its config.json), its Hub name (bert-base-uncased, ...) or minilm")
     if config.pretrained and not library_of(config.model):
         raise BadValue(f"--pretrained is for --model timm:<name> or torchvision:<name>, not {config.model} (itra's own "
                          "image models train from scratch; a text model always starts from its pretrained weights)")
@@ -92,12 +98,12 @@ def check_model_library(config: TrainConfig) -> None:
 def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train `config` into `out/config.name`, or reuse it: an ended run (finished or failed) is read
     back, an interrupted one resumed from its checkpoint. A directory that holds another config is an
-    error, never overwritten. The config is resolved (`itra.resolve`), and the machine (device, compiler) and a timm
-    or torchvision model's library are checked, before any data is loaded.
+    error, never overwritten. The config is resolved (`itra.resolve`), and the machine (device, compiler) and
+    the model's files (`check_model_files`) are checked, before any data is loaded.
     Under torchrun every rank calls it; rank 0 reads the directory and tells the others what it found."""
     config = resolve(config)
     check_machine(config)
-    check_model_library(config)
+    check_model_files(config)
     run_dir = Path(out) / config.name
     summary, started = setup().on_main(_find, run_dir, config)
     if summary is not None:
@@ -151,7 +157,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     dist = setup()
     config = dist.on_main(rundir.read_config, run_dir)
     check_machine(config)
-    check_model_library(config)
+    check_model_files(config)
     summary, started = dist.on_main(_find, run_dir, config)
     if summary is not None:
         return run_dir, summary
