@@ -52,6 +52,24 @@ def test_a_state_that_does_not_fit_its_part_names_the_part():
     assert error.value.part == "model"
 
 
+def test_an_optimizer_or_callback_state_that_does_not_fit_names_its_part():
+    """An optimizer's load_state_dict raises ValueError for other parameter groups, a part that reads a key
+    raises KeyError: both are a mismatch of that part, not a traceback."""
+    saved_optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).state_dict()
+    two_groups = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)]},
+                                  {"params": [torch.zeros(1, requires_grad=True)]}], lr=0.1)
+    with pytest.raises(PartMismatch, match="the optimizer state does not fit") as error:
+        checkpoint.restore({"version": 2, "optimizer": saved_optimizer, "ranks": [{}]}, {"optimizer": two_groups}, {}, 0)
+    assert error.value.part == "optimizer"
+
+    class Counter:
+        def load_state_dict(self, state):
+            self.count = state["count"]
+
+    with pytest.raises(PartMismatch, match="the callbacks state does not fit"):
+        checkpoint.restore({"version": 2, "callbacks": {"other": 1}, "ranks": [{}]}, {"callbacks": Counter()}, {}, 0)
+
+
 def test_a_newer_checkpoint_is_refused_in_one_line():
     with pytest.raises(ValueError, match="checkpoint version 3 is newer than this itra's 2"):
         checkpoint.upgrade({"version": 3})

@@ -103,13 +103,14 @@ class PartMismatch(ValueError):
 
 def restore(saved: dict[str, Any], shared: Mapping[str, Stateful], own: Mapping[str, Stateful], rank: int) -> None:
     """Load every shared part, and this rank's own parts, from `saved` (of any version); raises `PartMismatch`
-    for a state that does not fit its part."""
+    for a state that does not fit its part: what `load_state_dict` raises for one (a module: RuntimeError; an
+    optimizer of other parameter groups: ValueError; a state without a key its part reads: KeyError)."""
     saved = upgrade(saved)
     for parts, states in ((shared, saved), (own, saved["ranks"][rank])):
         for name, part in parts.items():
             try:
                 part.load_state_dict(states.get(name, {}))
-            except RuntimeError as error:
+            except (RuntimeError, ValueError, KeyError) as error:
                 raise PartMismatch(name, str(error).splitlines()[0].rstrip(":")) from None
 
 
