@@ -132,7 +132,7 @@ class Objective(nn.Module):
     """
 
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
-                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = "independent",
+                 label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = DEFAULT_PAIRING,
                  exits: str = "last", exit_weights: str = "linear", match_at: str = "last",
                  match_ranks: str = "local") -> None:
         super().__init__()
@@ -261,6 +261,7 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     (None) is the objective's neutral value (no λ, no smoothing, one exit, the default pairing)."""
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
-    return Objective(model, regularizer, config.lam or 0.0, config.smoothing or 0.0, spec.term or "regularizer",
-                     config.pairing or DEFAULT_PAIRING, config.exits, config.exit_weights or "linear",
-                     config.match_at or "last", config.match_ranks or "local")
+    in_effect = {"lam": config.lam, "label_smoothing": config.smoothing, "term": spec.term, "pairing": config.pairing,
+                 "exit_weights": config.exit_weights, "match_at": config.match_at, "match_ranks": config.match_ranks}
+    return Objective(model, regularizer, exits=config.exits,
+                     **{name: value for name, value in in_effect.items() if value is not None})
