@@ -12,6 +12,7 @@ each is reported with their ratio. `bench_peers.py` compares against other libra
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import time
@@ -50,6 +51,14 @@ def time_call(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> tuple[f
     if leaves[0].device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, value.item()
+
+
+def load_mmd_module(path: Path):
+    """An older `itra/mmd.py` (e.g. `git show REV:src/itra/mmd.py > old.py`) as a module, to time beside this one."""
+    spec = importlib.util.spec_from_file_location("baseline_mmd", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
