@@ -361,27 +361,29 @@ def _mmd_per_group(
         elif not per_class:  # "batch", "multi", and "class" of one group
             inv_sigma = 1 / (median_bandwidth(sq) if sq is not None else _median_of_pairs(_pair_distances(z)))
         if y is None:
-            mmd_squared = _KernelSums.apply(z, sq, _one_group_weights(n, m, z.dtype, z.device), inv_sigma, multi, None, 0)
-        elif blocked:
-            mmd_squared = _blocked_kernel_sums(z, y, n, counts, inv_sigma, multi)
+            weights = _one_group_weights(n, m, z.dtype, z.device)  # (N,): 1/n on S1, -1/m on S2
         else:
             in_first = torch.arange(n + m, device=z.device) < n
             weights = 1 / torch.where(in_first, counts[0].to(z.dtype)[y], -counts[1].to(z.dtype)[y])  # 1/n_k, -1/m_k
+        if blocked:
+            mmd_squared = _blocked_kernel_sums(z, y, weights, counts, inv_sigma, multi)
+        else:
             if per_class:
                 members = y[None, :] == torch.arange(counts[0].shape[0], device=y.device)[:, None]  # (K, N)
                 inv_sigma = (1 / median_bandwidth(sq, members))[y][:, None]  # (N, 1)
-            mmd_squared = _KernelSums.apply(z, sq, weights, inv_sigma, multi, y, counts[0].shape[0])
+            num_groups = 0 if y is None else counts[0].shape[0]
+            mmd_squared = _KernelSums.apply(z, sq, weights, inv_sigma, multi, y, num_groups)
         return mmd_squared.clamp_min(0) if squared else _safe_sqrt(mmd_squared)
 
 
 def _blocked_kernel_sums(
-    z: torch.Tensor, y: torch.Tensor, n: int, counts: tuple[torch.Tensor, torch.Tensor],
+    z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor],
     inv_sigma: torch.Tensor | None, multi: bool,
 ) -> torch.Tensor:
-    """MMD^2 of every class (K,), 0 for classes not in both batches, from z (N, D) whose first n rows
-    are S1's, its labels y (N,) and the (K,) class sizes in S1 and in S2. Each class present in both
-    batches is a block of a stack (G', P, D), P the largest pooled class: about K times fewer kernel
-    entries and products than the pooled (N, N) matrix. `inv_sigma` None means a median per class.
+    """MMD^2 of every class (K,), 0 for classes not in both batches, from z (N, D) (S1's rows first), its
+    labels y (N,), each sample's signed weight (N,) (1/n_k on S1, -1/m_k on S2) and the (K,) class sizes
+    in S1 and in S2. Each class present in both batches is a block of a stack (G', P, D), P the largest
+    pooled class: about K times fewer kernel entries and products than the pooled (N, N) matrix. `inv_sigma` None means a median per class.
     Padding repeats sample 0 with weight 0.
 
     The layout is built on the host from the labels (a read: free on the CPU, a sync on a GPU, where
@@ -397,9 +399,7 @@ def _blocked_kernel_sums(
     real = offsets < sizes[shared, None]  # (G', P)
     slot = (torch.cumsum(sizes, 0) - sizes)[shared, None] + offsets  # (G', P) where each block's samples are in by_class
     index = torch.where(real, by_class[slot.clamp_max(y.shape[0] - 1)], 0)  # (G', P) samples; padding: sample 0
-    label = y[index]
-    signed_sizes = torch.where(index < n, counts[0][label], -counts[1][label]).to(z.dtype)
-    block_weights = torch.where(real, 1 / signed_sizes, 0)  # (G', P): 1/n_k on S1, -1/m_k on S2, 0 on padding
+    block_weights = torch.where(real, weights[index], 0)  # (G', P): 1/n_k on S1, -1/m_k on S2, 0 on padding
     blocks = z.index_select(0, index.flatten()).view(*index.shape, z.shape[1])  # (G', P, D)
     sq = _sq_distances(blocks.detach())  # (G', P, P)
     if inv_sigma is None:  # each class's median, over its pairs i < j
