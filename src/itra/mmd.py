@@ -394,9 +394,10 @@ def _blocked_kernel_sums(
     values = z.new_zeros(sizes.shape[0])
     if shared.numel() == 0:
         return values + 0 * z.sum()
+    block_sizes = sizes[shared]  # (G',)
     by_class = torch.argsort(y, stable=True)  # (N,) each class's samples together, S1's first
-    offsets = torch.arange(int(sizes[shared].max()))  # (P,)
-    real = offsets < sizes[shared, None]  # (G', P)
+    offsets = torch.arange(int(block_sizes.max()))  # (P,)
+    real = offsets < block_sizes[:, None]  # (G', P)
     slot = (torch.cumsum(sizes, 0) - sizes)[shared, None] + offsets  # (G', P) where each block's samples are in by_class
     index = torch.where(real, by_class[slot.clamp_max(y.shape[0] - 1)], 0)  # (G', P) samples; padding: sample 0
     block_weights = torch.where(real, weights[index], 0)  # (G', P): 1/n_k on S1, -1/m_k on S2, 0 on padding
@@ -406,7 +407,7 @@ def _blocked_kernel_sums(
         if index.shape[1] < LOOPED_MEDIAN_WIDTH:  # one batched selection
             sigma = median_bandwidth(sq, real)
         else:  # one selection per class (its samples lead its block): half the time of the batched one there
-            sigma = torch.stack([median_bandwidth(sq[g, :size, :size]) for g, size in enumerate(sizes[shared].tolist())])
+            sigma = torch.stack([median_bandwidth(sq[g, :size, :size]) for g, size in enumerate(block_sizes.tolist())])
         inv_sigma = (1 / sigma)[:, None, None]
     return values.index_put((shared,), _KernelSums.apply(blocks, sq, block_weights, inv_sigma, multi, None, 0))
 
