@@ -133,10 +133,15 @@ def test_compile_compiles_the_extractor_and_leaves_the_run_as_it_is(tmp_path, sp
     assert run_dir.name == small("itra-c", epochs=1, train_subset=256).name  # a location field: the same run
 
 
-def test_runs_without_a_validation_split_are_bit_identical_to_before_it(tmp_path):
-    """Pinned: these metrics were written by itra at 0a4a087, before --val-split, with one thread; ITRA-c's
-    re-pinned after the faster MMD (issue 24), which moved them by rounding only (relative <= 8e-8), and
-    again after its second round (the Gram diagonal for small last batches: <= 1.6e-8)."""
+def test_runs_without_a_validation_split_are_the_runs_of_before_it(tmp_path):
+    """These metrics were written by itra at 0a4a087, before --val-split, with one thread on one machine (ITRA-c's
+    re-pinned after the faster MMD, issue 24, which moved them by rounding only: relative <= 8e-8). They are that
+    machine's kernels' floats: on an AMD EPYC (AVX2) the CE run's test CE is 0.9750152410744473 and under
+    ATEN_CPU_CAPABILITY=default 0.9750152670810648, relative differences of 4.3e-8 and 1.7e-8. So the losses are held
+    to rel 1e-6 (over 20x that spread; a change of what is trained moves them by 1e-3 or more) and the accuracy to one
+    test sample of 200 (0.5 points: a prediction on the edge may turn on rounding). Bit-equality is asserted between
+    two runs on one machine (test_cli.py::test_the_same_command_in_two_processes_gives_the_same_run), never against
+    these literals."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -145,8 +150,10 @@ def test_runs_without_a_validation_split_are_bit_identical_to_before_it(tmp_path
             config = resolved(dataset="digits", method=method, epochs=2, batch_size=64, train_subset=600,
                                  test_subset=200, device="cpu", seed=1, lam_warmup=5, label_noise=0.1)
             _, summary = run(config, tmp_path, progress=False)
-            assert (summary["test_accuracy"], summary["test_cross_entropy"], summary["test_ece"],
-                    summary["train_ce"]) == expected
+            accuracy, *losses = expected
+            assert summary["test_accuracy"] == pytest.approx(accuracy, abs=0.5)
+            assert [summary["test_cross_entropy"], summary["test_ece"], summary["train_ce"]] == \
+                pytest.approx(losses, rel=1e-6)
             assert "early_stopping" not in summary and "temperature" not in summary
     finally:
         torch.set_num_threads(threads)
