@@ -38,15 +38,17 @@ def test_a_text_run_whose_encoder_directory_has_moved_still_reads(tmp_path):
 
 def test_no_file_holds_nan_or_infinity(tmp_path):
     rundir.write_summary(tmp_path, {"test_cross_entropy": float("nan"), "rows": [1.0, float("inf")]})
-    rundir.append_metrics(tmp_path, {"epoch": 1, "compactness": [[50, float("nan")]]})
+    row = {"epoch": 1, "test_accuracy": 50.0, "test_cross_entropy": float("inf"), "test_ece": 0.1}
+    rundir.append_metrics(tmp_path, {**row, "compactness": [[50, float("nan")]]})
     summary = json.loads((tmp_path / "summary.json").read_text())  # the standard parser rejects NaN only if asked:
     assert "NaN" not in (tmp_path / "summary.json").read_text() and summary == {"test_cross_entropy": None, "rows": [1.0, None]}
-    assert rundir.read_metrics(tmp_path) == [{"epoch": 1, "compactness": [[50, None]]}]
+    assert rundir.read_metrics(tmp_path) == [{**row, "test_cross_entropy": None, "compactness": [[50, None]]}]
 
 
 def test_a_torn_last_line_is_dropped_with_a_note(tmp_path, capsys):
     for epoch in (1, 2):
-        rundir.append_metrics(tmp_path, {"epoch": epoch, "test_accuracy": 50.0})
+        rundir.append_metrics(tmp_path, {"epoch": epoch, "test_accuracy": 50.0, "test_cross_entropy": 1.0,
+                                         "test_ece": 0.1})
     with open(tmp_path / "metrics.jsonl", "a") as log:
         log.write('{"epoch": 3, "test_accu')  # killed while writing
     assert [row["epoch"] for row in rundir.read_metrics(tmp_path)] == [1, 2]
@@ -60,8 +62,12 @@ def test_a_damaged_line_before_the_last_is_an_error_naming_the_file(tmp_path):
 
 
 def test_a_truncated_checkpoint_is_one_clear_error(tmp_path):
-    rundir.save_checkpoint(tmp_path, {"epoch": 1, "weights": torch.randn(1000)})
-    assert rundir.load_checkpoint(tmp_path)["epoch"] == 1
+    from itra import checkpoint
+
+    rundir.write_config(tmp_path, resolved(dataset="digits"))
+    rundir.save_checkpoint(tmp_path, checkpoint.assemble({"epoch": 0, "elapsed_s": 0.0},
+                                                         {"model": torch.nn.Linear(100, 10)}, [{}]))
+    assert rundir.load_checkpoint(tmp_path)["epoch"] == 0
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ValueError) as error:
@@ -73,7 +79,9 @@ def test_a_truncated_checkpoint_is_one_clear_error(tmp_path):
 
 def test_summaries_say_whether_the_run_failed(tmp_path):
     assert rundir.read_summary(tmp_path) is None
-    rundir.write_summary(tmp_path, {"status": "failed", "reason": "diverged"})
+    config = resolved(dataset="digits")
+    rundir.write_config(tmp_path, config)
+    rundir.write_summary(tmp_path, {"name": config.name, "status": "failed", "reason": "diverged", "epoch": 0})
     assert rundir.is_failed(rundir.read_summary(tmp_path))
     (tmp_path / "summary.json").write_text('{"status": ')
     with pytest.raises(ValueError, match="summary.json: not valid JSON"):

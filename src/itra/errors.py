@@ -25,3 +25,13 @@ class MissingPackage(UserError, ModuleNotFoundError):
 
 class NoNetwork(UserError, ConnectionError):
     """A download that needs the network this machine does not have."""
+
+
+class CannotWrite(UserError, OSError):
+    """A file of a run that cannot be written (a full disk, a read-only folder); the message names it."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of `error`'s message, or its type's name when it has none (`EOFError()`):
+    what a one-line message quotes of an exception raised by another library."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
