@@ -184,11 +184,20 @@ def read_config(run_dir: Path) -> TrainConfig:
 
 
 def _parse_config(path: Path, values: dict[str, Any]) -> TrainConfig:
-    """`values` (of `config.json`, or of a checkpoint's or summary's identity) as a resolved config."""
+    """`values` (of `config.json`, or of a checkpoint's or summary's identity) as a resolved config. A field that is
+    null although the run reads it (a run's files hold the config in effect, `itra.resolve`) is refused: it would
+    read as no value where the run used one."""
     try:
-        return resolve(TrainConfig.from_dict(values))
+        config = resolve(TrainConfig.from_dict(values))
+        unset = {field.name: field.default for field in dataclasses.fields(config) if getattr(config, field.name) is None}
+        read = [name for name, value in dataclasses.asdict(resolve(dataclasses.replace(config, **unset))).items()
+                if value != getattr(config, name)]
     except (ValueError, TypeError) as error:
         raise _damaged(path, first_line(error)) from None
+    if read:
+        raise _damaged(path, f"{', '.join(read)} {'is' if len(read) == 1 else 'are'} null, but the run reads "
+                             f"{'it' if len(read) == 1 else 'them'}")
+    return config
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
