@@ -5,7 +5,8 @@ An instance ends in one of two ways, and the grid says which (`expected`): refus
 on stderr naming the damaged file; or a documented behaviour (`DOCUMENTED`): e.g. a torn last line of metrics.jsonl is
 dropped, a run without summary.json has not ended and resumes from its checkpoint, a checkpoint of itra before 0.3
 (no identity) is accepted where its epoch and weights fit. "another" copies the same file of another run (another
-model, subset and batch size) into the run; "another-legacy" does so with a checkpoint as itra before 0.3 wrote it.
+model, method, subset and batch size) into the run; "another-legacy" does so with a checkpoint as itra before 0.3
+wrote it.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from itra.cli import main
 pytest.importorskip("sklearn")  # the digits dataset
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = rundir.CONFIG, rundir.METRICS, rundir.CHECKPOINT, rundir.SUMMARY
-# The "digits" preset's CE run in its smoke size (so that `reproduce --table-only` reads it), and a ViT run (a model
-# with exits, which `itra similarity` measures); each is the other's "another run".
+# The "digits" preset's CE run in its smoke size (so that `reproduce --table-only` reads it), and a ViT run of label
+# smoothing (a model with exits, which `itra similarity` measures); each is the other's "another run".
 CNN = ["--dataset", "digits", "--model", "cnn", "--method", "ce", "--epochs", "1", "--batch-size", "64",
        "--train-subset", "1000", "--test-subset", "300", "--device", "cpu", "--quiet"]
-VIT = ["--dataset", "digits", "--model", "vit", "--method", "ce", "--epochs", "1", "--batch-size", "32",
+VIT = ["--dataset", "digits", "--model", "vit", "--method", "lsr", "--epochs", "1", "--batch-size", "32",
        "--train-subset", "64", "--test-subset", "32", "--device", "cpu", "--quiet"]
 STUDY = "reproduce-digits-cnn-smoke"  # the preset's table.json: its step times are reused, not measured per instance
 
@@ -102,7 +103,8 @@ def damage(path: Path, kind: str, other: Path) -> None:
     elif path.name == CHECKPOINT:
         saved = torch.load(path if kind != "another-legacy" else other, weights_only=True)
         changed = {"not-a-dict": [1, 2, 3], "missing-keys": {k: v for k, v in saved.items() if k != "model"},
-                   "wrong-types": {**saved, "epoch": "1"}, "legacy": {k: v for k, v in saved.items() if k != "identity"},
+                   "wrong-types": {**saved, "epoch": "1"},
+                   "legacy": {k: v for k, v in saved.items() if k != "identity"},
                    "another-legacy": {k: v for k, v in saved.items() if k != "identity"}}[kind]
         torch.save(changed, path)
     elif path.name == METRICS and kind in ("torn-last-line", "extra-row"):
@@ -174,15 +176,15 @@ def test_a_file_where_the_run_directory_goes_is_one_line_before_data_loads(tmp_p
     import itra.experiments.runs as runs
 
     monkeypatch.setattr(runs, "load_splits", lambda config: pytest.fail("data loaded before the run directory"))
-    (tmp_path / "digits-vit-ce-bs32-e1-n64-test32-seed0").write_text("")
+    (tmp_path / "digits-vit-lsr-eps0.1-bs32-e1-n64-test32-seed0").write_text("")
     assert main(command_line(command, VIT, tmp_path, tmp_path, tmp_path)) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert f"{tmp_path / 'digits-vit-ce-bs32-e1-n64-test32-seed0'} is a file, not a run directory" in line
+    assert f"{tmp_path / 'digits-vit-lsr-eps0.1-bs32-e1-n64-test32-seed0'} is a file, not a run directory" in line
 
 
 @pytest.mark.parametrize("failing", ["open", "fsync"])
 def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch, failing):
-    """ENOSPC as `write` or `fsync` meets it: the first file written (config.json) names itself, nothing else is left."""
+    """ENOSPC as `open` or `fsync` meets it: the first file written (config.json) names itself; no .tmp is left."""
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -189,7 +189,8 @@ def _parse_config(path: Path, values: dict[str, Any]) -> TrainConfig:
     read as no value where the run used one."""
     try:
         config = resolve(TrainConfig.from_dict(values))
-        unset = {field.name: field.default for field in dataclasses.fields(config) if getattr(config, field.name) is None}
+        fields = dataclasses.fields(config)
+        unset = {field.name: field.default for field in fields if getattr(config, field.name) is None}
         read = [name for name, value in dataclasses.asdict(resolve(dataclasses.replace(config, **unset))).items()
                 if value != getattr(config, name)]
     except (ValueError, TypeError) as error:

@@ -154,7 +154,8 @@ def find_run(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None,
     if (run_dir / rundir.CONFIG).exists():
         stored = rundir.read_config(run_dir)
         if not stored.same_run(config):  # e.g. a run of an earlier default, whose name now says more
-            raise BadValue(f"{run_dir / rundir.CONFIG} holds a run with another config ({', '.join(stored.differences(config))}); "
+            raise BadValue(f"{run_dir / rundir.CONFIG} holds a run with another config "
+                             f"({', '.join(stored.differences(config))}); "
                              f"its name today is {stored.name}: rename it to that, or choose another --out")
     return rundir.read_summary(run_dir, config), rundir.has_checkpoint(run_dir)
 
