@@ -171,15 +171,16 @@ def test_the_grid_covers_every_file_damage_and_command():
 
 
 # ---------------------------------------------------------------- writes that fail, and a run directory that is a file
-@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("command", ["train", "sweep", "reproduce"])
 def test_a_file_where_the_run_directory_goes_is_one_line_before_data_loads(tmp_path, capsys, monkeypatch, command):
     import itra.experiments.runs as runs
 
     monkeypatch.setattr(runs, "load_splits", lambda config: pytest.fail("data loaded before the run directory"))
-    (tmp_path / "digits-vit-lsr-eps0.1-bs32-e1-n64-test32-seed0").write_text("")
-    assert main(command_line(command, VIT, tmp_path, tmp_path, tmp_path)) == 2
+    name = "digits-cnn-ce-bs64-e1-n1000-test300-seed0"  # the preset's CE run of `CNN`
+    (tmp_path / name).write_text("")
+    assert main(command_line(command, CNN, tmp_path, tmp_path, tmp_path)) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert f"{tmp_path / 'digits-vit-lsr-eps0.1-bs32-e1-n64-test32-seed0'} is a file, not a run directory" in line
+    assert f"{tmp_path / name} is a file, not a run directory" in line
 
 
 @pytest.mark.parametrize("failing", ["open", "fsync"])

@@ -133,8 +133,7 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
     (config, run directory, summary) as each ends. `splits` gives each config its data (a `LoadedSplits`, shared with
     the caller that reads the data again afterwards); by default each data source is loaded once."""
     splits = LoadedSplits() if splits is None else splits
-    for config in configs:  # before any data is loaded
-        check_run_dir(Path(out) / resolve(config).name)
+    check_run_dirs(configs, out)
     for index, config in enumerate(configs, start=1):
         if progress:
             print(f"[{index}/{len(configs)}] {config.name}", flush=True)
@@ -146,6 +145,12 @@ def check_run_dir(run_dir: Path) -> None:
     """A run's directory is a folder, or not there yet: a file in its place is one line."""
     if run_dir.exists() and not run_dir.is_dir():
         raise BadValue(f"{run_dir} is a file, not a run directory: move it away, or choose another --out")
+
+
+def check_run_dirs(configs: Sequence[TrainConfig], out: Path) -> None:
+    """`check_run_dir` for every config's directory in `out`: before any data of a sweep or study is loaded."""
+    for config in configs:
+        check_run_dir(Path(out) / resolve(config).name)
 
 
 def find_run(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:
