@@ -395,7 +395,7 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
     (vit / "summary.json").unlink()  # as an interrupted run
     assert main(["train", "--resume", str(vit)]) == 2
     assert f"{vit / 'checkpoint.pt'} is of another run than {vit.name}" in one_error_line(capsys)
-    legacy = rundir.load_checkpoint(cnn)  # as itra before 0.3 wrote it: no identity, checked by the model it loads into
+    legacy = rundir.load_checkpoint(cnn)  # as itra up to 0.3.0 wrote it: no identity, checked by its model
     del legacy["identity"]
     rundir.save_checkpoint(vit, legacy)
     assert main(["train", "--resume", str(vit)]) == 2

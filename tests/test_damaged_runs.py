@@ -3,9 +3,9 @@ that file, each instance run in-process (`itra.cli.main`) on a copy of a tiny ru
 
 An instance ends in one of two ways, and the grid says which (`expected`): refused, with exit status 2 and one line
 on stderr naming the damaged file; or a documented behaviour (`DOCUMENTED`): e.g. a torn last line of metrics.jsonl is
-dropped, a run without summary.json has not ended and resumes from its checkpoint, a checkpoint of itra before 0.3
+dropped, a run without summary.json has not ended and resumes from its checkpoint, a checkpoint of itra up to 0.3.0
 (no identity) is accepted where its epoch and weights fit. "another" copies the same file of another run (another
-model, method, subset and batch size) into the run; "another-legacy" does so with a checkpoint as itra before 0.3
+model, method, subset and batch size) into the run; "another-legacy" does so with a checkpoint as itra up to 0.3.0
 wrote it.
 """
 from __future__ import annotations

@@ -193,7 +193,7 @@ def test_a_checkpoint_or_summary_of_another_run_or_out_of_step_is_refused(tmp_pa
     rundir.write_summary(tmp_path, {**summary, "identity": rundir.identity(resolved(dataset="digits"), rows)})
     with pytest.raises(ValueError, match="summary.json is of another run"):
         rundir.read_summary(tmp_path)
-    legacy = {key: value for key, value in summary.items() if key != "identity"}  # itra before 0.3: name and epoch
+    legacy = {key: value for key, value in summary.items() if key != "identity"}  # itra up to 0.3.0: name and epoch
     rundir.write_summary(tmp_path, legacy)
     assert rundir.read_summary(tmp_path) == legacy
     rundir.write_summary(tmp_path, {**legacy, "name": "another-run"})
@@ -209,7 +209,8 @@ def test_a_checkpoint_or_summary_of_another_run_or_out_of_step_is_refused(tmp_pa
     ("[1, 2, 3]", "a list ([1, 2, 3]), not a row of metrics"), ('"x"', "a str ('x'), not a row of metrics"),
     ("null", "a NoneType (None), not a row of metrics"), ('{"epoch": 2}', "epoch 2 where epoch 1 was expected"),
     ('{"epoch": true}', "epoch True where epoch 1 was expected"), ('{"epoch": 1}', "no test_accuracy"),
-    ('{"epoch": 1, "test_accuracy": "abc", "test_cross_entropy": 1, "test_ece": 0}', "test_accuracy is 'abc', not a number"),
+    ('{"epoch": 1, "test_accuracy": "abc", "test_cross_entropy": 1, "test_ece": 0}',
+     "test_accuracy is 'abc', not a number"),
 ])
 def test_a_metrics_row_of_the_wrong_shape_names_its_line(tmp_path, line, problem):
     (tmp_path / "metrics.jsonl").write_text(line + "\n")
@@ -220,4 +221,5 @@ def test_a_metrics_row_of_the_wrong_shape_names_its_line(tmp_path, line, problem
 def test_first_line_of_an_exception_without_a_message_is_its_type():
     from itra.errors import first_line
 
-    assert first_line(EOFError()) == "EOFError" and first_line(RuntimeError("\n  \nsize mismatch\nmore")) == "size mismatch"
+    assert first_line(EOFError()) == "EOFError"
+    assert first_line(RuntimeError("\n  \nsize mismatch\nmore")) == "size mismatch"

@@ -8,7 +8,7 @@ A part is anything with `state_dict()` and `load_state_dict(state)`; `train.fit`
 (a stateful callback, a new regulariser) never edits this module or the loop. Shared parts are the same on
 every rank (rank 0's is kept); a rank's own parts are its random streams (`RandomStreams`) and `previous`'s
 kept batch. "identity" says whose the checkpoint is (`rundir.identity`: the run's config and the metrics rows it
-follows; absent before itra 0.3), which `rundir.load_checkpoint` checks. Checkpoints of itra before version 2
+follows; absent in itra up to 0.3.0), which `rundir.load_checkpoint` checks. Checkpoints of itra before version 2
 (every rank's random states as top-level keys) are read by `upgrade`; `checked` refuses anything else.
 """
 from __future__ import annotations

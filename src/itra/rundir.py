@@ -9,7 +9,7 @@ fails (a full disk) is one line naming the file, and leaves no temporary file.
 A run's files know whose they are: the checkpoint and the summary carry their `identity` (the run's config and the
 metrics rows they follow), and every reader here checks each file before handing it on, so that every command
 inherits the checks: a file that is damaged, of the wrong shape, of another run or out of step with `metrics.jsonl`
-is one line (`BadValue`) naming it and what to do. Files of itra before 0.3 carry no identity: their summary is
+is one line (`BadValue`) naming it and what to do. Files of itra up to 0.3.0 carry no identity: their summary is
 checked by its run's name and epoch, their checkpoint by its epoch, against `metrics.jsonl`.
 """
 from __future__ import annotations
@@ -271,7 +271,7 @@ def _digest(rows: Sequence[dict[str, Any]]) -> str:
 def _check_identity(path: Path, found: Any, config: TrainConfig, rows: list[dict[str, Any]], epochs: int,
                     exact: bool) -> None:
     """That the file at `path` (a checkpoint or a summary after `epochs` epochs, whose identity is `found`: None in a
-    file of itra before 0.3) is of `config`'s run and follows the first `epochs` rows of `metrics.jsonl`, all of them
+    file of itra up to 0.3.0) is of `config`'s run and follows the first `epochs` rows of `metrics.jsonl`, all of them
     when `exact` (a summary; a kill between a metrics line and its checkpoint leaves one row more)."""
     metrics = path.parent / METRICS
     if epochs > len(rows):
@@ -310,7 +310,7 @@ def load_checkpoint(run_dir: Path, config: TrainConfig | None = None,
                     device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint of the run of `config` (default: the run directory's `config.json`) in `run_dir`, in this
     version's layout (`checkpoint.checked`; tensors only: `weights_only=True`), checked to be of that run and in
-    step with `metrics.jsonl` (`identity`); a checkpoint of itra before 0.3, which carries no identity, is checked
+    step with `metrics.jsonl` (`identity`); a checkpoint of itra up to 0.3.0, which carries no identity, is checked
     by its epoch alone (its rows must be there), and its weights by the model they load into (`restore`). A file
     that is damaged, not a checkpoint, of another run or out of step is one line naming it."""
     path = Path(run_dir) / CHECKPOINT
@@ -365,7 +365,7 @@ def read_summary(run_dir: Path, config: TrainConfig | None = None) -> dict[str, 
     """The summary of an ended run (`"status"`: "finished", "failed" or "collapsed"), None while it has not ended;
     checked to be a summary (its name, status and epoch; a finished run's test metrics, a failed run's reason), of the
     run of `config` (default: the run directory's `config.json`) and of every row of `metrics.jsonl` (`identity`; a
-    summary of itra before 0.3: its name and epoch)."""
+    summary of itra up to 0.3.0: its name and epoch)."""
     path = Path(run_dir) / SUMMARY
     if not path.exists():
         return None
