@@ -1,4 +1,5 @@
-"""The one exception type of a user's mistake: bad input, missing data, a missing optional package, no network.
+"""The one exception type of a user's mistake: bad input, missing data, a missing optional package, no network, a
+full disk.
 
 Raised at the boundary (where the input is first read) with a one-line message that names the value or file and
 what to do; `itra`'s CLI prints it as `itra <command>: error: <message>` and exits with 2. Any other exception is a

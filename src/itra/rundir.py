@@ -374,7 +374,7 @@ def read_summary(run_dir: Path, config: TrainConfig | None = None) -> dict[str, 
     if problem:
         raise _damaged(path, problem)
     config = read_config(run_dir) if config is None else config
-    if "identity" not in summary and summary["name"] != config.name:
+    if summary.get("identity") is None and summary["name"] != config.name:
         raise BadValue(f"{path} is of another run ({summary['name']}) than {config.name}, the run of "
                          f"{path.parent / CONFIG} or of the command: one of them was copied from elsewhere or edited; "
                          f"{_remedy(path)}")
