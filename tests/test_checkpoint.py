@@ -11,7 +11,7 @@ from itra.checkpoint import NoState, OnDevice, PartMismatch, RandomStreams
 from itra.experiments.runs import resume, run
 from itra.pairing import PreviousBatch
 
-from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, small
+from tests.helpers import fit_first_epoch_then_interrupt, needs_fmnist, resolved, small
 
 
 def draws(augment: torch.Generator) -> list:
@@ -38,7 +38,9 @@ def test_the_parts_state_survives_torch_save_with_weights_only(tmp_path):
     shared = {"regularizer": NoState()}
     own = {"random": RandomStreams(torch.Generator(), torch.device("cpu")),
            "previous_batch": OnDevice(previous, torch.device("cpu"))}
-    rundir.save_checkpoint(tmp_path, checkpoint.assemble({"epoch": 1}, shared, [checkpoint.rank_state(own)]))
+    rundir.write_config(tmp_path, resolved(dataset="digits"))  # what the checkpoint is checked against
+    rundir.save_checkpoint(tmp_path, checkpoint.assemble({"epoch": 0, "elapsed_s": 0.0, "model": {}}, shared,
+                                                         [checkpoint.rank_state(own)]))
     saved = rundir.load_checkpoint(tmp_path)  # weights_only=True
     restored = PreviousBatch()
     checkpoint.restore(saved, shared, {"previous_batch": OnDevice(restored, torch.device("cpu"))}, rank=0)

@@ -394,6 +394,11 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
     (vit / "checkpoint.pt").write_bytes((cnn / "checkpoint.pt").read_bytes())
     (vit / "summary.json").unlink()  # as an interrupted run
     assert main(["train", "--resume", str(vit)]) == 2
+    assert f"{vit / 'checkpoint.pt'} is of another run than {vit.name}" in one_error_line(capsys)
+    legacy = rundir.load_checkpoint(cnn)  # as itra up to 0.3.0 wrote it: no identity, checked by its model
+    del legacy["identity"]
+    rundir.save_checkpoint(vit, legacy)
+    assert main(["train", "--resume", str(vit)]) == 2
     assert "checkpoint.pt holds weights of another model than vit" in one_error_line(capsys)
 
 

@@ -36,7 +36,7 @@ CASES = {"ce": {"method": "ce"}, "center": {"method": "center", "lam": 0.5},
          "itra-c-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global"},
          "itra-c-split-global": {"method": "itra-c", "lam": 1.0, "match_ranks": "global", "pairing": "split"},
          "itra-c-ranks": {"method": "itra-c", "lam": 1.0, "pairing": "ranks"}}
-WRITERS = ("write_json", "append_metrics", "rewrite_metrics", "save_checkpoint")
+WRITERS = ("write_atomic", "write_json", "append_metrics", "rewrite_metrics", "save_checkpoint")
 
 
 def equivalence_config(case: str, **changes) -> TrainConfig:

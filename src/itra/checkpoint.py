@@ -1,14 +1,15 @@
 """The checkpoint, assembled from the `state_dict` of the parts that own state, and read back into them.
 
-    {"version": 2, "epoch", "elapsed_s",
+    {"version": 2, "epoch", "elapsed_s", "identity",
      <one entry per shared part: "model", "regularizer", "optimizer", "schedule", "scaler", "callbacks">,
      "ranks": [{<one entry per part of each rank: "random", "previous_batch">}, ...]}   # rank 0 first
 
 A part is anything with `state_dict()` and `load_state_dict(state)`; `train.fit` names them, and adding one
 (a stateful callback, a new regulariser) never edits this module or the loop. Shared parts are the same on
 every rank (rank 0's is kept); a rank's own parts are its random streams (`RandomStreams`) and `previous`'s
-kept batch. Checkpoints of itra before version 2 (every rank's random states as top-level keys) are read by
-`upgrade`.
+kept batch. "identity" says whose the checkpoint is (`rundir.identity`: the run's config and the metrics rows it
+follows; absent in itra up to 0.3.0), which `rundir.load_checkpoint` checks. Checkpoints of itra before version 2
+(every rank's random states as top-level keys) are read by `upgrade`; `checked` refuses anything else.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
-from itra.errors import BadValue
+from itra.errors import BadValue, first_line
 
 VERSION = 2
 
@@ -111,7 +112,7 @@ def restore(saved: dict[str, Any], shared: Mapping[str, Stateful], own: Mapping[
             try:
                 part.load_state_dict(states.get(name, {}))
             except (RuntimeError, ValueError, KeyError) as error:
-                raise PartMismatch(name, str(error).splitlines()[0].rstrip(":")) from None
+                raise PartMismatch(name, first_line(error).rstrip(":")) from None
 
 
 def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
@@ -127,3 +128,37 @@ def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     shared = {name: value for name, value in saved.items()
               if name not in ("rng", "augment_rng", "cuda_rng", "previous_batch", "other_ranks")}
     return {**shared, "version": VERSION, "callbacks": {}, "ranks": ranks}
+
+
+def checked(saved: Any) -> dict[str, Any]:
+    """`saved` (what `torch.load` read) in this version's layout (`upgrade`), after checking that it is a checkpoint:
+    a dict with an integer "epoch" >= 0, "elapsed_s", the "model"'s tensors and a state for each rank. Raises
+    ValueError saying what is wrong (`BadValue` for a checkpoint of a newer itra).
+
+    >>> checked({"version": 2, "epoch": 1, "elapsed_s": 0.5, "model": {}, "ranks": [{}]})["epoch"]
+    1
+    >>> checked([1, 2])
+    Traceback (most recent call last):
+    ValueError: it holds a list, not a checkpoint
+    """
+    if not isinstance(saved, dict):
+        raise ValueError(f"it holds a {type(saved).__name__}, not a checkpoint")
+    if "version" in saved:
+        _require(saved, "version", int)
+    else:  # the layout before version 2
+        _require(saved, "rng", torch.Tensor)
+        _require(saved, "augment_rng", torch.Tensor)
+    saved = upgrade(saved)
+    for key, kind in (("epoch", int), ("elapsed_s", (int, float)), ("model", dict), ("ranks", list)):
+        _require(saved, key, kind)
+    if saved["epoch"] < 0 or not saved["ranks"] or not all(isinstance(rank, dict) for rank in saved["ranks"]):
+        raise ValueError(f"its epoch ({saved['epoch']}) or its ranks' states are not those of a checkpoint")
+    if not all(isinstance(value, torch.Tensor) for value in saved["model"].values()):
+        raise ValueError("its 'model' holds something other than tensors")
+    return saved
+
+
+def _require(saved: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> None:
+    value = saved.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"its {key!r} is {'missing' if value is None else f'a {type(value).__name__}'}")

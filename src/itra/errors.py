@@ -1,4 +1,5 @@
-"""The one exception type of a user's mistake: bad input, missing data, a missing optional package, no network.
+"""The one exception type of a user's mistake: bad input, missing data, a missing optional package, no network, a
+full disk.
 
 Raised at the boundary (where the input is first read) with a one-line message that names the value or file and
 what to do; `itra`'s CLI prints it as `itra <command>: error: <message>` and exits with 2. Any other exception is a
@@ -25,3 +26,13 @@ class MissingPackage(UserError, ModuleNotFoundError):
 
 class NoNetwork(UserError, ConnectionError):
     """A download that needs the network this machine does not have."""
+
+
+class CannotWrite(UserError, OSError):
+    """A file of a run that cannot be written (a full disk, a read-only folder); the message names it."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of `error`'s message, or its type's name when it has none (`EOFError()`):
+    what a one-line message quotes of an exception raised by another library."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)

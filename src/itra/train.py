@@ -32,7 +32,7 @@ from itra import rundir
 from itra import checkpoint
 from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, CompactnessProbe, DivergenceGuard,
                             LambdaWarmup, Progress, RunFailed, TensorBoard)
-from itra.checkpoint import NoState, OnDevice, PartMismatch, RandomStreams, Stateful
+from itra.checkpoint import NoState, OnDevice, RandomStreams, Stateful
 from itra.config import TrainConfig
 from itra.device import check_compile, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
@@ -115,23 +115,13 @@ class Recorder(Callback):
         """Write the config into the run directory (made by `rundir.writing`, which holds it); with `resume`, restore
         the state of the last checkpoint and keep its epochs' rows."""
         dist = state.dist
-        if resume:
-            saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir), rundir.read_metrics(self.run_dir)))
-            try:
-                checkpoint.restore(saved, self.shared, self.own, dist.rank)
-            except PartMismatch as error:  # a checkpoint of another model (copied in, or of an older itra)
-                what = (f"weights of another model than {state.config.model}" if error.part == "model"
-                        else f"a {error.part} state that does not fit this run")
-                raise BadValue(f"{self.run_dir / rundir.CHECKPOINT} holds {what} ({error.reason}): remove the run "
-                                 "directory to train it afresh") from None
+        if resume:  # the checkpoint is checked to be this run's and in step with its rows (`rundir.load_checkpoint`)
+            saved, rows = dist.on_main(lambda: (rundir.load_checkpoint(self.run_dir, state.config),
+                                                rundir.read_metrics(self.run_dir)))
+            rundir.restore(self.run_dir, saved, state.config, self.shared, self.own, dist.rank)
             state.epoch, state.elapsed_s = saved["epoch"], saved["elapsed_s"]
             state.step = state.epoch * state.steps_per_epoch
-            self.history = [row for row in rows if row["epoch"] <= state.epoch]
-            lost = sorted(set(range(1, state.epoch + 1)) - {row["epoch"] for row in self.history})
-            if lost:  # resuming would keep a history without them: every table and figure reads it
-                raise BadValue(f"{self.run_dir / rundir.METRICS} lacks the rows of epochs {', '.join(map(str, lost))} "
-                                 f"that its checkpoint has trained: restore the file, or remove {self.run_dir} to "
-                                 "train the run afresh")
+            self.history = rows[:state.epoch]  # a row after the checkpoint's epoch is trained again
         if dist.is_main:
             rundir.write_config(self.run_dir, state.config)
             rundir.rewrite_metrics(self.run_dir, self.history)
@@ -142,8 +132,9 @@ class Recorder(Callback):
         if ranks is None:
             return
         rundir.append_metrics(self.run_dir, row)
-        rundir.save_checkpoint(self.run_dir, checkpoint.assemble(
-            {"epoch": row["epoch"], "elapsed_s": state.elapsed_s}, self.shared, ranks))
+        progress = {"epoch": row["epoch"], "elapsed_s": state.elapsed_s,
+                    "identity": rundir.identity(state.config, self.history)}
+        rundir.save_checkpoint(self.run_dir, checkpoint.assemble(progress, self.shared, ranks))
 
     def end(self, state: TrainState, failure: RunFailed | None = None) -> dict[str, Any]:
         """Write (on rank 0) and return the summary: the last epoch's row, or the failure and the last good row."""
@@ -151,7 +142,7 @@ class Recorder(Callback):
         status = {"status": "finished"} if failure is None else {"status": failure.status, "reason": str(failure)}
         summary = {"name": state.config.name, **status, **last, **early_stopping(self.history),
                    "train_size": state.train_size, "test_size": state.test_size, "device": str(state.device),
-                   "world_size": state.dist.world_size}
+                   "world_size": state.dist.world_size, "identity": rundir.identity(state.config, self.history)}
         if state.dist.is_main:
             rundir.write_summary(self.run_dir, summary)
         return summary

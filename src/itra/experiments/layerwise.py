@@ -38,7 +38,7 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     config = rundir.read_config(run_dir)
     if not rundir.has_checkpoint(run_dir):
         raise MissingFile(f"{run_dir} has no checkpoint.pt yet: train it first (itra train --resume {run_dir})")
-    checkpoint = rundir.load_checkpoint(run_dir)
+    checkpoint = rundir.load_checkpoint(run_dir, config)  # checked before any data is loaded
     splits = splits or load_splits(config)
     test = run_splits(splits, None, test_subset or config.test_subset, 0.0, config.seed).test
     target = torch.device(resolve_device(config.device if device == "auto" else device))
@@ -47,7 +47,7 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
         model.exit_dims
     except NotImplementedError as error:
         raise BadValue(f"{run_dir}: {error}; itra similarity measures the layers of a model with exits") from None
-    model.load_state_dict(checkpoint["model"])
+    rundir.restore(run_dir, checkpoint, config, {"model": model}, {})
     measured = {"run": config.name, "method": method_label(config), "epoch": checkpoint["epoch"],
                 "test_size": len(test), **layerwise(model.to(target), test, target)}  # type: ignore[arg-type]
     folder = Path(out) / config.name

@@ -94,7 +94,7 @@ def run_features(run_dir: Path, splits: Splits, test: TensorDataset) -> torch.Te
                                 f"(itra train --resume {run_dir}) or keep its modes json")
     config = rundir.read_config(run_dir)
     model = build_model(config, splits)
-    model.load_state_dict(rundir.load_checkpoint(run_dir)["model"])
+    rundir.load_model(run_dir, config, model)
     model.eval()
     return torch.cat([model.extractor(x) for x, _ in ordered_batches(test, 1000)])
 

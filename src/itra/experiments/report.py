@@ -103,7 +103,7 @@ def predictions(runs: list[Run], splits: Splits, points: int) -> list[figures.Pr
     found = []
     for run in runs:
         model = build_model(run.config, splits)
-        model.load_state_dict(rundir.load_checkpoint(run.directory)["model"])
+        rundir.load_model(run.directory, run.config, model)
         found.append(predict(Objective(model).to(device), test, device))
     return found
 

@@ -14,13 +14,12 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from itra import rundir
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
-from itra.experiments.runs import LoadedSplits, build_model, run_all
+from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
@@ -75,10 +74,11 @@ def reproduce(
         raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
+    check_run_dirs([config for _, config in configs], out)
     loaded = LoadedSplits()
     splits = loaded(configs[0][1])
     if table_only:
-        ended = [(config, out / config.name, rundir.read_summary(out / config.name)) for _, config in configs]
+        ended = [(config, out / config.name, find_run(out / config.name, config)[0]) for _, config in configs]
     else:
         ended = list(run_all([config for _, config in configs], out, progress, loaded))
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}

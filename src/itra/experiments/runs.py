@@ -105,7 +105,8 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     check_machine(config)
     check_model_files(config)
     run_dir = Path(out) / config.name
-    summary, started = setup().on_main(_find, run_dir, config)
+    check_run_dir(run_dir)
+    summary, started = setup().on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
     return run_dir, _fit(config, splits, run_dir, resume=started, progress=progress)
@@ -132,6 +133,7 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
     (config, run directory, summary) as each ends. `splits` gives each config its data (a `LoadedSplits`, shared with
     the caller that reads the data again afterwards); by default each data source is loaded once."""
     splits = LoadedSplits() if splits is None else splits
+    check_run_dirs(configs, out)
     for index, config in enumerate(configs, start=1):
         if progress:
             print(f"[{index}/{len(configs)}] {config.name}", flush=True)
@@ -139,15 +141,28 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
         yield config, run_dir, summary
 
 
-def _find(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:
-    """What `run_dir` holds: the summary of an ended run (or None), and whether it has a checkpoint to resume
-    from; a directory that holds another config than `config` is an error."""
+def check_run_dir(run_dir: Path) -> None:
+    """A run's directory is a folder, or not there yet: a file in its place is one line."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadValue(f"{run_dir} is a file, not a run directory: move it away, or choose another --out")
+
+
+def check_run_dirs(configs: Sequence[TrainConfig], out: Path) -> None:
+    """`check_run_dir` for every config's directory in `out`: before any data of a sweep or study is loaded."""
+    for config in configs:
+        check_run_dir(Path(out) / resolve(config).name)
+
+
+def find_run(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:
+    """What `run_dir` holds: the summary of an ended run (or None; checked to be of this run, `rundir.read_summary`),
+    and whether it has a checkpoint to resume from; a directory that holds another config than `config` is an error."""
     if (run_dir / rundir.CONFIG).exists():
         stored = rundir.read_config(run_dir)
         if not stored.same_run(config):  # e.g. a run of an earlier default, whose name now says more
-            raise BadValue(f"{run_dir} holds a run with another config ({', '.join(stored.differences(config))}); "
+            raise BadValue(f"{run_dir / rundir.CONFIG} holds a run with another config "
+                             f"({', '.join(stored.differences(config))}); "
                              f"its name today is {stored.name}: rename it to that, or choose another --out")
-    return rundir.read_summary(run_dir), rundir.has_checkpoint(run_dir)
+    return rundir.read_summary(run_dir, config), rundir.has_checkpoint(run_dir)
 
 
 def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -158,7 +173,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     config = dist.on_main(rundir.read_config, run_dir)
     check_machine(config)
     check_model_files(config)
-    summary, started = dist.on_main(_find, run_dir, config)
+    summary, started = dist.on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
     return run_dir, _fit(config, None, run_dir, resume=started, progress=progress)
