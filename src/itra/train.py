@@ -39,7 +39,7 @@ from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
-from itra.methods import METHODS, Objective, build_objective
+from itra.methods import METHODS, Objective, build_objective, remedies
 from itra.models import Classifier
 from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
@@ -244,7 +244,7 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
         except RunFailed as failure:
             return recorder.end(state, failure)
         except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
-            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; try a lower --lr or --lam"
+            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; {remedies(config, 'diverged')}"
             return recorder.end(state, RunFailed(reason))
         finally:
             for hook in hooks:
