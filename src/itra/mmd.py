@@ -16,7 +16,7 @@ from typing import Literal, Union
 
 import torch
 
-from itra.checks import check_bandwidth, check_labels, check_pair
+from itra.checks import check_bandwidth, check_count, check_labels, check_pair
 from itra.errors import BadValue
 
 # One vocabulary for `mmd` and `class_conditional_mmd`: "batch" (the median of the pooled batch),
@@ -476,8 +476,7 @@ def class_conditional_mmd(
     """
     if validate_args:
         check_pair(h1, h2, ("h1", "h2"))
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise BadValue(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+        check_count("num_classes", num_classes)
         check_labels("y1", y1, h1, num_classes)
         check_labels("y2", y2, h2, num_classes)
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
