@@ -305,3 +305,32 @@ def test_the_right_head_name_splits_a_misleading_model():
     split = split_classifier(model, head_name="out", example_input=x)
     torch.testing.assert_close(split(x), expected)
     assert split.feature_dim == 6
+
+
+# ---------------------------------------------------------------- no network: one line, without the Hub's retries
+
+
+def test_a_hub_model_or_dataset_without_the_network_is_one_line_without_retries(monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    from itra.data import hub
+    from itra.errors import NoNetwork
+    from itra.models import text
+
+    monkeypatch.setattr(text, "hub_reachable", lambda: False)
+    with pytest.raises(NoNetwork, match="--model no-such-org/no-such-encoder is not in the Hugging Face cache") as error:
+        text.load_tokenizer("no-such-org/no-such-encoder")
+    assert "\n" not in str(error.value)
+
+    hub.hub_reachable.cache_clear()
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    before, seen = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE), []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: seen.append(
+        (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)) or {"train": 1, "test": 2})
+    try:
+        assert hub.load_hub_dataset_dict("toy", "org/toy", None) == {"train": 1, "test": 2}
+    finally:
+        hub.hub_reachable.cache_clear()
+    assert seen == [(True, True)]  # the clients' offline mode: their caches, no retries
+    assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == before  # restored after
