@@ -36,6 +36,11 @@ class PairedLoader:
     `collate_fn`, goes through a `DataLoader` with the same order, `collate_fn` (a batch is then what
     it returns), `num_workers` and `pin_memory`.
 
+    Raises:
+        BadValue: a dataset without a length; `seed` not an int in [0, 2**64) (what torch and numpy both take:
+            `checks.check_seed`); a batch size, `num_workers`, `rank` or `world_size` not a count in range, or a
+            batch larger than the dataset.
+
     Example:
         loader = PairedLoader(train_set, batch_size=128, seed=0)
         for epoch in range(epochs):
