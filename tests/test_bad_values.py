@@ -324,6 +324,8 @@ def test_a_hub_model_or_dataset_without_the_network_is_one_line_without_retries(
 
     hub.hub_reachable.cache_clear()
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)  # a proxy is trusted to reach the Hub
     before, seen = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE), []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: seen.append(
         (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)) or {"train": 1, "test": 2})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -44,6 +45,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if constants.HF_HUB_OFFLINE:
         return False
     endpoint = urlparse(constants.ENDPOINT)
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                             "all_proxy")):
+        return True  # through a proxy a direct connection may be refused while the Hub is reachable: the clients try
     try:
         socket.create_connection((endpoint.hostname, endpoint.port or (80 if endpoint.scheme == "http" else 443)),
                                  timeout=timeout).close()
