@@ -98,3 +98,18 @@ def test_reduce_sums_the_shards():
 def test_bad_inputs_are_one_clear_error(logits, labels, message):
     with pytest.raises(ValueError, match=message):
         fit_temperature(logits, labels)
+
+
+@pytest.mark.parametrize("logits", [torch.zeros(4, 3), torch.full((4, 3), 7.5), torch.arange(4.0)[:, None].expand(4, 3),
+                                    torch.randn(4, 1)])
+def test_logits_that_carry_no_information_fit_the_temperature_one(logits):
+    """The NLL is log K whatever T: any T fits, and T = 1 leaves the model as it is (not a bound of the range)."""
+    assert fit_temperature(logits, torch.tensor([0, 0, 0, 0])) == 1.0
+
+
+@pytest.mark.parametrize("labels, message", [(torch.tensor([0, 3]), r"Expected `labels` in \[0, 3\), but got the label 3"),
+                                             (torch.tensor([0.0, 1.0]), "integer tensor"),
+                                             (np.array([0, 1]), "integer tensor")])
+def test_labels_out_of_range_or_of_another_type_name_themselves(labels, message):
+    with pytest.raises(ValueError, match=message):
+        fit_temperature(torch.randn(2, 3), labels)

@@ -408,11 +408,11 @@ def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note
     assert main(["train", *base, "--method", "ce", "--lam", "5", "--pairing", "split", "--max-length", "64",
                  "--match-ranks", "global", "--match-at", "every"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
-    assert notes == ["itra train: note: --lam 5.0 is not read with --method ce; ignored",
-                     "itra train: note: --pairing split is not read with --method ce; ignored",
-                     "itra train: note: --match-at every is not read with --method ce; ignored",
-                     "itra train: note: --match-ranks global is not read with --method ce; ignored",
-                     "itra train: note: --max-length 64 is not read with the image dataset digits; ignored"]
+    assert notes == ["note: --lam 5.0 is not read with --method ce; ignored",
+                     "note: --pairing split is not read with --method ce; ignored",
+                     "note: --match-at every is not read with --method ce; ignored",
+                     "note: --match-ranks global is not read with --method ce; ignored",
+                     "note: --max-length 64 is not read with the image dataset digits; ignored"]
     (run_dir,) = tmp_path.iterdir()
     assert run_dir.name == "digits-cnn-ce-bs32-e1-n128-seed0"
     config = json.loads((run_dir / "config.json").read_text())
@@ -423,7 +423,7 @@ def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note
     # a sweep notes a flag only when no run of its grid reads it
     assert main(["sweep", *base, "--seeds", "1", "--method", "ce,itra-c", "--lam", "0.3", "--max-length", "64"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "ignored" in line]
-    assert notes == ["itra sweep: note: --max-length 64 is not read with the image dataset digits; ignored"]
+    assert notes == ["note: --max-length 64 is not read with the image dataset digits; ignored"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["digits-cnn-ce-bs32-e1-n128-seed0",
                                                                 "digits-cnn-itra-c-lam0.3-bs32-e1-n128-seed0"]
 

@@ -26,3 +26,20 @@ def test_half_precision_and_bad_shapes():
     assert feature_spread(features).dtype == torch.float32
     with pytest.raises(ValueError, match=r"\(B, D\) with B >= 2"):
         is_collapsed(torch.randn(1, 4))
+
+
+def test_a_failed_run_is_told_only_the_flags_its_method_reads():
+    from itra.methods import METHODS, REMEDIES, remedies
+    from tests.helpers import resolved
+
+    for method, spec in METHODS.items():
+        config = resolved(method=method)
+        for failure, tips in REMEDIES.items():
+            said = remedies(config, failure)
+            assert said.startswith("try ") and "--lr" in said  # every run reads the learning rate
+            for field, tip in tips:
+                assert (tip in said) == (field in (*spec.fields, "lr")), (method, failure, tip)
+    assert remedies(resolved(method="ce"), "collapsed") == "try a lower --lr"
+    assert remedies(resolved(method="itra-c"), "collapsed") == \
+        "try a lower --lam, a longer --lam-warmup, --match mmd2 or a lower --lr"
+    assert "--match mmd2" not in remedies(resolved(method="itra-c", match="mmd2"), "collapsed")

@@ -555,3 +555,25 @@ def test_samples_apart_by_subnormals_are_identical_samples(squared):
     value.backward()
     assert value.item() == 0
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+
+
+@pytest.mark.parametrize("bandwidth", [1e-30, 1e-3, 1e30])
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n, m", [(8, 6), (150, 150)])  # the pooled path, and the blocked one on the CPU
+def test_a_bandwidth_far_from_the_features_scale_matches_the_float64_reference(bandwidth, scale, dtype, n, m):
+    """exp(-d / sigma) underflows to 0 off the diagonal (and stays 1 on it): no 0 * inf, no NaN. MMD^2 is compared,
+    to a few of the dtype's epsilon: it is a difference of kernel means of size 1 (far below that, the square root
+    of rounding noise is no value to compare)."""
+    h1, y1, h2, y2 = make_batches(n, m, 4, 3, seed=1, dtype=dtype)
+    h1, h2 = h1 * scale, h2 * scale
+    tolerance = 50 * torch.finfo(dtype).eps
+    expected = ref_mmd(h1.double().tolist(), h2.double().tolist(), bandwidth, squared=True)
+    assert mmd(h1, h2, bandwidth, squared=True).item() == pytest.approx(expected, abs=tolerance)
+    assert torch.isfinite(mmd(h1, h2, bandwidth))
+    expected = ref_class_conditional(h1, y1, h2, y2, 3, bandwidth, squared=True)
+    h1.requires_grad_(True)
+    value = class_conditional_mmd(h1, y1, h2, y2, 3, bandwidth, squared=True)
+    assert value.item() == pytest.approx(expected, abs=tolerance)
+    class_conditional_mmd(h1, y1, h2, y2, 3, bandwidth).backward()
+    assert torch.isfinite(h1.grad).all()

@@ -15,6 +15,7 @@ import math
 from typing import Callable
 
 import torch
+from itra.checks import check_labels
 from itra.errors import BadValue
 
 # T is searched in [1/100, 100]: beyond it a model's confidence is all or nothing. Where the NLL still falls at a
@@ -45,16 +46,39 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
 
     Newton steps in u = log T where they stay inside the bracket of the sign change of dNLL/du, bisection
     otherwise: it converges whatever the start, and the same input gives the same T, bit for bit.
+
+    Logits that carry no information (every sample's K logits equal: the NLL is log K whatever T) fit any T: the
+    fitted T is then 1, the model as it is.
+
+    Raises:
+        BadValue: `logits` not a floating-point (N, K) tensor with K >= 1, or not finite; `labels` not an integer
+            (N,) tensor in [0, K); no sample on any shard.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])  # 2 of 3 right: T = 2 / log 2
+        >>> round(fit_temperature(logits, torch.tensor([0, 1, 1])), 3)
+        2.885
+        >>> fit_temperature(torch.zeros(3, 2), torch.tensor([0, 1, 1]))
+        1.0
     """
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise BadValue(f"Expected logits (N, K) and labels (N,), but got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 1 or not logits.is_floating_point():
+        shown = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise BadValue(f"Expected logits (N, K), a floating-point torch.Tensor with K >= 1, but got {shown}")
     if not torch.isfinite(logits).all():
         raise BadValue("Expected finite logits to fit a temperature on, but some are NaN or infinite")
+    if len(logits):  # a shard of a distributed set may be empty
+        check_labels("labels", labels, logits, logits.shape[1])
+    elif not isinstance(labels, torch.Tensor) or labels.shape != (0,):
+        raise BadValue(f"Expected `labels` (0,) for no logits, but got {getattr(labels, 'shape', type(labels).__name__)}")
+    spread = (logits.amax(dim=1) - logits.amin(dim=1)).double().sum()  # 0: no sample's logits tell classes apart
+    count, spread = reduce(torch.stack([spread.new_tensor(float(len(logits))), spread])).tolist()
+    if count == 0:
+        raise BadValue("Expected at least one sample to fit a temperature on, but got none")
+    if spread == 0:
+        return 1.0
 
     def derivatives(u: float) -> tuple[float, float]:
-        count, slope, curvature = reduce(nll_sums(logits, labels, math.exp(u))).tolist()
-        if count == 0:
-            raise BadValue("Expected at least one sample to fit a temperature on, but got none")
+        _, slope, curvature = reduce(nll_sums(logits, labels, math.exp(u))).tolist()
         return slope, curvature
 
     low, high = (math.log(bound) for bound in TEMPERATURE_RANGE)

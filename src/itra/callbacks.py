@@ -24,7 +24,7 @@ from tqdm import tqdm
 from itra.collapse import COLLAPSE_THRESHOLD, feature_spread
 from itra.data.batches import Batch
 from itra.evaluate import probe_compactness
-from itra.methods import METHODS
+from itra.methods import METHODS, remedies
 from itra.state import TrainState
 from itra.errors import MissingPackage
 
@@ -93,12 +93,14 @@ class DivergenceGuard(Callback):
         for step, terms in enumerate(steps, state.step - len(steps) + 1):
             if not all(math.isfinite(value) for value in terms.values()):
                 shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
-                raise RunFailed(f"diverged at step {step} (epoch {state.epoch + 1}): {shown}; try a lower --lr or --lam")
+                raise RunFailed(f"diverged at step {step} (epoch {state.epoch + 1}): {shown}; "
+                                f"{remedies(state.config, 'diverged')}")
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
         if bad:
-            raise RunFailed(f"diverged in epoch {state.epoch + 1}: {', '.join(bad)} not finite; try a lower --lr or --lam")
+            raise RunFailed(f"diverged in epoch {state.epoch + 1}: {', '.join(bad)} not finite; "
+                            f"{remedies(state.config, 'diverged')}")
 
 
 class CompactnessProbe(Callback):
@@ -203,7 +205,7 @@ class CollapseGuard(Callback):
             raise RunFailed(
                 f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
                 f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
-                "try a lower --lam, a longer --lam-warmup, or --match mmd2", status="collapsed")
+                f"{remedies(config, 'collapsed')}", status="collapsed")
 
     def state_dict(self) -> dict[str, Any]:
         return {"strikes": self.strikes}  # a collapse that began before a resume counts on after it

@@ -10,6 +10,32 @@ import math
 import torch
 from itra.errors import BadValue
 
+# A seed is given to torch (`torch.manual_seed`, `torch.Generator.manual_seed`: [-2**63, 2**64)) and to numpy
+# (`np.random.SeedSequence`: [0, inf)): it must be in both.
+SEED_RANGE = (0, 2**64)
+# A count (epochs, batch size, subset size, steps) becomes a torch int64 (an index, a step counter): it must fit one.
+COUNT_LIMIT = 2**63
+
+
+def check_count(name: str, value: object, minimum: int = 1, hint: str = "") -> None:
+    """An integer (not a bool) in [`minimum`, 2**63): what a size, a number of steps or epochs can be; `hint` says
+    what to do instead (e.g. " (leave it unset for the whole set)")."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(f"Expected `{name}` to be an integer, but got {value!r}")
+    if value < minimum:
+        bound = "larger than 0" if minimum == 1 else f">= {minimum}"
+        raise BadValue(f"Expected `{name}` to be an integer {bound}, but got {value}{hint}")
+    if value >= COUNT_LIMIT:
+        raise BadValue(f"Expected `{name}` to be an integer below 2**63 (a torch int64), but got {value}")
+
+
+def check_seed(name: str, value: object) -> None:
+    """An integer (not a bool) in `SEED_RANGE`, which both torch and numpy accept."""
+    low, high = SEED_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise BadValue(f"Expected `{name}` to be an integer in [0, 2**64) (what torch and numpy take as a seed), "
+                       f"but got {value!r}")
+
 
 def check_features(name: str, h: torch.Tensor) -> None:
     """A non-empty, finite, floating-point (N, D) tensor."""

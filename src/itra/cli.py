@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from itra import __version__
+from itra.checks import COUNT_LIMIT
 from itra.config import LAUNCH_FIELDS, TrainConfig
 from itra.distributed import launched_world_size, shutdown
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
@@ -35,6 +36,7 @@ from itra.experiments.runs import RunInterrupted
 from itra.experiments.table import failures
 from itra.rundir import is_failed
 from itra.errors import BadValue, UserError
+from itra.notes import note
 
 
 def _flag_type(annotation: object) -> type:
@@ -51,6 +53,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, but got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, but got {value}")
+    if value >= COUNT_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected an integer below 2**63, but got {value}")
     return value
 
 
@@ -97,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = add_parser("train", help="train one model with one method", description="Train one run.")
     add_config_flags(train)
     train.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR (other flags are ignored)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR with its own config (no config flag may be given with it)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sweep = add_parser("sweep", help="a grid of runs (comma-separated values)",
@@ -144,6 +148,7 @@ def _train(args: argparse.Namespace) -> int:
     from itra.experiments.runs import resume, run
 
     if args.resume is not None:
+        check_resume_flags(args)
         run_dir, summary = resume(args.resume, progress=not args.quiet)
     else:
         config = TrainConfig(**_flag_values(args), world_size=launched_world_size())
@@ -155,6 +160,15 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{run_dir}: test accuracy {summary['test_accuracy']:.2f}%, test CE {summary['test_cross_entropy']:.4f}, "
           f"ECE {summary['test_ece']:.4f} after {summary['epoch']} epochs")
     return 0
+
+
+def check_resume_flags(args: argparse.Namespace) -> None:
+    """`--resume` trains the run's own config (its config.json): a config flag given with it is refused, not ignored."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    given = [name for name, value in _flag_values(args).items() if value != defaults[name]]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise BadValue(f"--resume reads the run's own config ({args.resume}/config.json); leave {flags} out")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -239,7 +253,8 @@ def _note_ignored(command: str, configs: list[TrainConfig]) -> None:
     for name, why in unread[0].items():
         if all(name in each for each in unread):
             flag = "--" + name.replace("_", "-")
-            _main_prints(f"itra {command}: note: {flag} {getattr(configs[0], name)} is not read with {why}; ignored")
+            if _rank() == 0:
+                note(f"{flag} {getattr(configs[0], name)} is not read with {why}; ignored")
 
 
 def _rank() -> int:

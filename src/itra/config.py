@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
+from itra.checks import check_count, check_seed
 from itra.errors import BadValue
 
 MATCHES = ("mmd", "mmd2")
@@ -31,6 +32,12 @@ LAUNCH_FIELDS = ("world_size",)
 # compiling changes the rounding (fused kernels), not the method.
 LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile", "deterministic", "workers")
 ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
+# The integer fields: each an int in [minimum, 2**63) (`checks.check_count`), with what to do when it is too small.
+COUNTS = (("epochs", 1, ""), ("batch_size", 1, ""), ("second_batch_size", 1, ""), ("world_size", 1, ""),
+          ("train_subset", 1, " (leave it unset for the whole set)"), ("test_subset", 1, " (leave it unset for the whole set)"),
+          ("val_split", 0, " (0: no validation set)"), ("lam_warmup", 0, " (0: no ramp)"),
+          ("max_length", 2, " (a text needs its special tokens)"), ("compactness_every", 0, " (0: never)"),
+          ("workers", 0, " (0: load batches in the training process)"))
 
 
 def option(default: Any, help: str, tag: str | None = None, strength: bool = False) -> Any:
@@ -120,19 +127,16 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise BadValue(f"Expected `{field.name}` to be a finite number, but got {value}")
-        for name in ("epochs", "batch_size", "second_batch_size", "world_size", "train_subset", "test_subset"):
+        for name, minimum, hint in COUNTS:
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BadValue(f"Expected `{name}` to be an integer larger than 0, but got {value}"
-                                 + (" (leave it unset for the whole set)" if name.endswith("subset") else ""))
-        ranges = (("val_split", lambda v: v >= 0, ">= 0 samples (0: no validation set)"), ("lam", lambda v: v >= 0, ">= 0"),
-                  ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"),
-                  ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"), ("compactness_every", lambda v: v >= 0, ">= 0"),
-                  ("lam_warmup", lambda v: v >= 0, ">= 0 steps"),
-                  ("max_length", lambda v: v >= 2, ">= 2 (a text needs its special tokens)"),
-                  ("lr", lambda v: v > 0, "> 0"), ("momentum", lambda v: v >= 0, ">= 0"),
-                  ("weight_decay", lambda v: v >= 0, ">= 0"),
-                  ("workers", lambda v: v >= 0, ">= 0 (0: load batches in the training process)"))
+            if value is not None:
+                check_count(name, value, minimum, hint)
+        check_seed("seed", self.seed)
+        ranges = (("lam", lambda v: v >= 0, ">= 0"), ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+                  ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"), ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                  ("lr", lambda v: v > 0, "> 0"),
+                  # momentum 1 never forgets a gradient: the velocity grows without bound
+                  ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: v >= 0, ">= 0"))
         for name, within, expected in ranges:
             value = getattr(self, name)
             if value is not None and not within(value):

@@ -79,6 +79,24 @@ def method_fields() -> set[str]:
     return {name for spec in METHODS.values() for name in spec.fields}
 
 
+# What to try when a run fails, by how it failed: (the config field a tip changes, the tip). A run is told only the tips
+# whose field it reads (its method's fields, `MethodSpec.fields`, and `lr`, which every run reads): a CE run never
+# hears of --lam. `--match mmd2` is no tip to a run that matches with it already.
+REMEDIES = {
+    "collapsed": (("lam", "a lower --lam"), ("lam_warmup", "a longer --lam-warmup"), ("match", "--match mmd2"),
+                  ("lr", "a lower --lr")),
+    "diverged": (("lr", "a lower --lr"), ("lam", "a lower --lam")),
+}
+
+
+def remedies(config: "TrainConfig", failure: str) -> str:
+    """`try a lower --lr or --lam`: the `REMEDIES` of `failure` ("collapsed", "diverged") that `config`'s method reads."""
+    reads = {*METHODS[config.method].fields, "lr"}
+    tips = [tip for field, tip in REMEDIES[failure]
+            if field in reads and not (field == "match" and config.match == "mmd2")]
+    return "try " + (", ".join(tips[:-1]) + " or " if len(tips) > 1 else "") + tips[-1]
+
+
 def register_method(name: str, spec: MethodSpec) -> None:
     """Add a method to `METHODS`: it can then be trained, swept and reported like the built-in ones."""
     from itra.config import TrainConfig

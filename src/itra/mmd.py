@@ -16,7 +16,7 @@ from typing import Literal, Union
 
 import torch
 
-from itra.checks import check_bandwidth, check_labels, check_pair
+from itra.checks import check_bandwidth, check_count, check_labels, check_pair
 from itra.errors import BadValue
 
 # One vocabulary for `mmd` and `class_conditional_mmd`: "batch" (the median of the pooled batch),
@@ -297,7 +297,11 @@ def _sq_distances(z: torch.Tensor) -> torch.Tensor:
             sq_norms = z.square().sum(-1)  # (..., P)
             product = torch.baddbmm if z.ndim == 3 else torch.addmm
             sq = product(sq_norms.unsqueeze(-2), z, z.transpose(-1, -2), alpha=-2)
-        return sq.add_(sq_norms.unsqueeze(-1)).clamp_min_(0)
+        sq = sq.add_(sq_norms.unsqueeze(-1)).clamp_min_(0)
+        # A sample's distance to itself is 0 up to rounding (the product and the norms sum in different orders); at a
+        # small sigma that rounding times 1/sigma would take exp(0) = 1 to 0: it is set to exactly 0.
+        sq.diagonal(dim1=-2, dim2=-1).fill_(0)
+        return sq
 
 
 def _pair_distances(z: torch.Tensor, rows_per_block: int = 256) -> torch.Tensor:
@@ -356,8 +360,8 @@ def _mmd_per_group(
             per_class or n + m >= BLOCKED_MIN_SAMPLES["median" if isinstance(bandwidth, str) else "fixed"])
         sq = None if blocked else _sq_distances(z)  # the blocks have their own
         inv_sigma = None  # per class: from each class's pairs, below
-        if not isinstance(bandwidth, str):
-            inv_sigma = scale.detach() ** 2 / bandwidth
+        if not isinstance(bandwidth, str):  # at most the dtype's largest: inf would make the 0 distances 0 * inf = NaN
+            inv_sigma = (scale.detach() ** 2 / bandwidth).clamp_max(torch.finfo(z.dtype).max)
         elif not per_class:  # "batch", "multi", and "class" of one group
             inv_sigma = 1 / (median_bandwidth(sq) if sq is not None else _median_of_pairs(_pair_distances(z)))
         if y is None:
@@ -476,8 +480,7 @@ def class_conditional_mmd(
     """
     if validate_args:
         check_pair(h1, h2, ("h1", "h2"))
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise BadValue(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
+        check_count("num_classes", num_classes)
         check_labels("y1", y1, h1, num_classes)
         check_labels("y2", y2, h2, num_classes)
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)

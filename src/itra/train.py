@@ -19,14 +19,13 @@ from __future__ import annotations
 import contextlib
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from itra import rundir
 from itra import checkpoint
@@ -40,13 +39,14 @@ from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
-from itra.methods import METHODS, Objective, build_objective
+from itra.methods import METHODS, Objective, build_objective, remedies
 from itra.models import Classifier
 from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
 from itra.pairing import PAIRINGS, samples_per_step
 from itra.state import Precision, TrainState
 from itra.errors import BadValue
+from itra.notes import note
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
                second: Batch | None, precision: Precision = Precision()) -> dict[str, torch.Tensor]:
@@ -223,16 +223,19 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
     dist.on_main(lambda: held.enter_context(rundir.writing(run_dir, resume)))  # every rank, not left to hang the rest
     with held:
         recorder.start(state, resume)
-        if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
-            print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
-                  f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
+        if dist.is_main and warmup > total_steps and config.lam:  # a warning: printed with --quiet too
+            note(f"--lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
+                 f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}")
+        if dist.is_main and config.workers and isinstance(data.train, TensorDataset):
+            note(f"--workers {config.workers}: {splits.name} is held in memory and sliced a batch at a time; no "
+                 "worker process is started")
         try:
             while state.epoch < config.epochs:
                 run_epoch(state, loader, data, hooks, recorder)
         except RunFailed as failure:
             return recorder.end(state, failure)
         except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
-            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; try a lower --lr or --lam"
+            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; {remedies(config, 'diverged')}"
             return recorder.end(state, RunFailed(reason))
         finally:
             for hook in hooks:
@@ -241,16 +244,24 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
 
 
 def check_second_batch(config: TrainConfig, train_size: int) -> None:
-    """A method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
-    (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1."""
+    """One step's samples (`--batch-size`, twice with `--pairing split`, on every process) must fit in the training set;
+    and a method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
+    (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1. Both are
+    said in the flags the user typed, not in the samples they make."""
     spec = METHODS[config.method]
+    per_sample = samples_per_step(config.pairing, 1) * config.world_size  # a step takes batch_size x this
+    makes = [f"--pairing {config.pairing}"] * (per_sample // config.world_size > 1) + \
+        [f"{config.world_size} processes"] * (config.world_size > 1)
+    how = f" ({per_sample} x {config.batch_size} samples a step with {' and '.join(makes)})" if makes else ""
+    if config.batch_size * per_sample > train_size:
+        raise BadValue(f"--batch-size {config.batch_size}{how} is larger than the training set of {train_size} samples: "
+                       f"use at most {train_size // per_sample}")
     if not spec.needs_second_batch or not PAIRINGS[config.pairing].whole_set:
         return
-    batch = config.batch_size * config.world_size
-    if batch >= train_size:
-        raise BadValue(f"--batch-size {batch} covers the whole training set of {train_size} samples, so S2 holds the "
-                         f"same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the training "
-                         "set (or --method ce)")
+    if config.batch_size * config.world_size >= train_size:
+        raise BadValue(f"--batch-size {config.batch_size}{how} covers the whole training set of {train_size} samples, "
+                       f"so S2 holds the same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the "
+                       "training set (or --method ce)")
 
 
 def check_world_size(config: TrainConfig, dist: Dist) -> None:

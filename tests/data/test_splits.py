@@ -77,3 +77,11 @@ def test_dataset_labels_reads_tensor_datasets_and_labels_attributes():
     assert torch.equal(dataset_labels(Lazy()), torch.tensor([1, 0, 1]))
     assert dataset_labels(torch.utils.data.Subset(Lazy(), [0])) is None
     assert torch.equal(dataset_labels(toy_splits().train), toy_splits().train.tensors[1])
+
+
+@pytest.mark.parametrize("val_split", [1, 5, 7])
+def test_a_validation_split_of_under_two_samples_per_class_is_refused(val_split):
+    with pytest.raises(ValueError, match=f"--val-split {val_split} is too small for the 4 classes of toy: use at "
+                                         "least 8 \\(2 per class\\)"):
+        run_splits(toy_splits(), None, None, 0.0, 0, val_split=val_split)
+    assert len(run_splits(toy_splits(), None, None, 0.0, 0, val_split=8).val) == 8

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from itra.data.batches import epoch_generator, shuffled_batches
+from itra.checks import check_count, check_seed
 from itra.errors import BadValue
 
 
@@ -35,6 +36,11 @@ class PairedLoader:
     `collate_fn`, goes through a `DataLoader` with the same order, `collate_fn` (a batch is then what
     it returns), `num_workers` and `pin_memory`.
 
+    Raises:
+        BadValue: a dataset without a length; `seed` not an int in [0, 2**64) (what torch and numpy both take:
+            `checks.check_seed`); a batch size, `num_workers`, `rank` or `world_size` not a count in range, or a
+            batch larger than the dataset.
+
     Example:
         loader = PairedLoader(train_set, batch_size=128, seed=0)
         for epoch in range(epochs):
@@ -61,11 +67,14 @@ class PairedLoader:
                              f"got {type(dataset).__name__}")
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
-        if not 0 <= rank < world_size:
+        check_seed("seed", seed)
+        check_count("num_workers", num_workers, minimum=0)
+        check_count("world_size", world_size)
+        check_count("rank", rank, minimum=0)
+        if rank >= world_size:
             raise BadValue(f"Expected `rank` in [0, world_size={world_size}), but got {rank!r}")
         for name, value in (("batch_size", batch_size), ("second_batch_size", second_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise BadValue(f"Expected `{name}` to be an integer larger than 0, but got {value!r}")
+            check_count(name, value)
             if value * world_size > size:
                 what, shown = (f"`{name}` x world_size", f"{value} x {world_size}") if world_size > 1 else (f"`{name}`", value)
                 raise BadValue(f"Expected {what} <= the dataset size {size}, but got {shown}")

@@ -41,6 +41,12 @@ class Splits:
         return tuple(self.train[0][0].shape)  # type: ignore[index]
 
 
+# The validation set is stratified by class and fits a temperature and picks the early-stopping epoch: with under
+# 2 samples per class some classes are absent or seen once, and it fits noise (--val-split 5 of Fashion-MNIST's 10
+# classes: validation accuracy 100 %, T at its 0.01 bound, test CE 3.74 after scaling against 1.62 before).
+MIN_VAL_PER_CLASS = 2
+
+
 def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None, label_noise: float, seed: int,
                val_split: int = 0) -> Splits:
     """The data one run trains, validates and tests on. With `val_split` N > 0, N training samples are held out
@@ -50,6 +56,10 @@ def run_splits(splits: Splits, train_subset: int | None, test_subset: int | None
     flipped, chosen by `seed`. Validation and test labels are never changed."""
     train, val = splits.train, None
     if val_split:
+        if val_split < MIN_VAL_PER_CLASS * splits.num_classes:
+            raise BadValue(f"--val-split {val_split} is too small for the {splits.num_classes} classes of {splits.name}: "
+                           f"use at least {MIN_VAL_PER_CLASS * splits.num_classes} ({MIN_VAL_PER_CLASS} per class), or 0 "
+                           "for no validation set")
         if val_split >= len(train):  # type: ignore[arg-type]
             raise BadValue(f"--val-split {val_split} holds out the whole training set of {splits.name} "
                              f"({len(train)} samples): choose a smaller one")  # type: ignore[arg-type]

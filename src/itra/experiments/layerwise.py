@@ -26,6 +26,7 @@ from itra.experiments.layer_figures import plot_layers
 from itra.experiments.runs import build_model, load_splits
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.methods import method_label
+from itra.checks import check_count
 from itra.errors import BadValue, MissingFile
 
 
@@ -34,6 +35,8 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     """The layer-wise view of the run in `run_dir`, written to `out/<run name>/`; returns what was written.
     `test_subset` measures on a fixed random subset of this size of the test set (default: the run's own test set);
     `splits`: the run's dataset, already loaded (`runs.load_splits`), when several runs of one dataset are measured."""
+    if test_subset is not None:
+        check_count("test_subset", test_subset, hint=" (leave it unset for the run's own test set)")
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if not rundir.has_checkpoint(run_dir):

@@ -24,7 +24,7 @@ from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, f
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
 from itra.rundir import write_json
-from itra.errors import BadValue
+from itra.errors import BadValue, MissingFile
 
 __all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
@@ -75,11 +75,14 @@ def reproduce(
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
     check_run_dirs([config for _, config in configs], out)
+    if table_only:  # read first: with no run ended there is no table to write, and nothing is loaded or written
+        ended = [(config, out / config.name, find_run(out / config.name, config)[0]) for _, config in configs]
+        if all(summary is None for *_, summary in ended):
+            raise MissingFile(f"--table-only: no run of {name} has ended under {out}; run the study without "
+                              "--table-only first (or give its --out)")
     loaded = LoadedSplits()
     splits = loaded(configs[0][1])
-    if table_only:
-        ended = [(config, out / config.name, find_run(out / config.name, config)[0]) for _, config in configs]
-    else:
+    if not table_only:
         ended = list(run_all([config for _, config in configs], out, progress, loaded))
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}
     run_dirs: dict[str, list[Path]] = {setting.label: [] for setting in preset.methods}

@@ -63,7 +63,8 @@ def find_runs(paths: Sequence[Path]) -> list[Run]:
         seen[config.name] = directory
         runs.append(Run(directory, config, rundir.read_metrics(directory), summary))
     if not runs:
-        raise BadValue(f"No finished runs (with summary.json) under {', '.join(map(str, paths))}")
+        where = f"under {', '.join(map(str, paths))}" if paths else "(no run directory was given)"
+        raise BadValue(f"No finished runs (with summary.json) {where}")
     studies = sorted({study_of(run.config) for run in runs})
     if len(studies) > 1:
         raise BadValue("A report compares runs of one dataset, model and training set; these runs have "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.checks import check_features, check_labels
+from itra.checks import check_count, check_features, check_labels
 from itra.distributed import sum_over_ranks
 from itra.errors import BadValue
 
@@ -57,11 +57,9 @@ class CenterLoss(nn.Module):
 
     def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5, validate_args: bool = True) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise BadValue(f"Expected `num_classes` to be an integer larger than 0, but got {num_classes!r}")
-        if not isinstance(feat_dim, int) or feat_dim < 1:
-            raise BadValue(f"Expected `feat_dim` to be an integer larger than 0, but got {feat_dim!r}")
-        if not 0 <= alpha <= 1:
+        check_count("num_classes", num_classes)
+        check_count("feat_dim", feat_dim)
+        if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise BadValue(f"Expected `alpha` in [0, 1], but got {alpha!r}")
         self.alpha = alpha
         self.validate_args = validate_args

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.checks import check_bandwidth
+from itra.checks import check_bandwidth, check_count
 from itra.mmd import BANDWIDTH_MODES, Bandwidth, class_conditional_mmd, mmd
 from itra.errors import BadValue
 
@@ -34,8 +34,8 @@ class ITRALoss(nn.Module):
     def __init__(self, conditional: bool = True, bandwidth: Bandwidth = "batch", num_classes: int | None = None,
                  validate_args: bool = True, squared: bool = False):
         super().__init__()
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-            raise BadValue(f"Expected `num_classes` to be an integer larger than 0 or None, but got {num_classes!r}")
+        if num_classes is not None:
+            check_count("num_classes", num_classes, hint=" (None: 1 + the largest label seen)")
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
         self.validate_args = validate_args
         self.squared = squared

@@ -94,13 +94,28 @@ def is_timm_model(model: nn.Module) -> bool:
     return all(hasattr(model, name) for name in ("forward_features", "forward_head", "get_classifier"))
 
 
-def split_classifier(model: nn.Module, head_name: str | None = None) -> Classifier:
+def split_classifier(model: nn.Module, head_name: str | None = None,
+                     example_input: torch.Tensor | tuple[torch.Tensor, ...] | None = None) -> Classifier:
     """`model` as `Classifier(extractor, head)`, its head replaced by `nn.Identity` in place (module docstring).
 
     A timm model (unless `head_name` is given) splits at its pre-logits, with layer-wise exits where it has
     `forward_intermediates` and every layer's width is known (`feature_info`) and the last is the head's input;
     any other model splits at the input of `find_classification_layer(model, head_name)`.
+
+    A split by name can be wrong and still run: a forward that does more after its head (`log_softmax(self.fc(h))`:
+    the extractor would return log_softmax(h)), or a layer named like a head that is not the last (a hidden `fc`
+    before the real head `out`). With `example_input` (a batch, or a tuple of the forward's inputs) the split is
+    verified: `head(extractor(x))` must equal `model(x)` (its `.logits` for a Hugging Face output), both in eval
+    mode without gradient, or the model is left whole and the split refused. Give one whenever you can; itra gives
+    one for the timm and torchvision models it builds (`itra.models.libraries`).
+
+    Raises:
+        BadValue: `model` is not an `nn.Module`; it has no linear head by that name; the split does not give the
+            model's own logits on `example_input`.
     """
+    if not isinstance(model, nn.Module):
+        raise BadValue(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__} {model!r}: build the "
+                       "model first (e.g. timm.create_model(name, num_classes=K)) and pass it")
     timm = head_name is None and is_timm_model(model)
     if timm:
         head = model.get_classifier()
@@ -111,9 +126,48 @@ def split_classifier(model: nn.Module, head_name: str | None = None) -> Classifi
     if not isinstance(head, nn.Linear) or head_name is None:
         raise BadValue(f"Expected the head of {type(model).__name__} to be an nn.Linear module of it, but got "
                          f"{type(head).__name__}: build the model with num_classes >= 1, or name its head with head_name=")
+    inputs = None if example_input is None else example_input if isinstance(example_input, tuple) else (example_input,)
+    expected = None
+    if inputs is not None:
+        try:
+            expected = _eval_logits(model, model, inputs)
+        except (RuntimeError, TypeError, ValueError) as error:  # the user's input to the user's model, at the boundary
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise BadValue(f"split_classifier: {type(model).__name__} does not run on example_input "
+                           f"({type(error).__name__}: {reason}); pass a batch it takes") from None
+        if not isinstance(expected, torch.Tensor):
+            raise BadValue(f"split_classifier: {type(model).__name__} returns {type(expected).__name__}, not logits "
+                           "to verify the split against: leave example_input out")
     replace_module(model, head_name, nn.Identity())
     if not timm:
-        return Classifier(model, head)
-    layered = hasattr(model, "forward_intermediates") and \
-        [info["num_chs"] for info in getattr(model, "feature_info", [])][-1:] == [head.in_features]
-    return Classifier((TimmLayeredFeatures if layered else TimmFeatures)(model), head)
+        split = Classifier(model, head)
+    else:
+        layered = hasattr(model, "forward_intermediates") and \
+            [info["num_chs"] for info in getattr(model, "feature_info", [])][-1:] == [head.in_features]
+        split = Classifier((TimmLayeredFeatures if layered else TimmFeatures)(model), head)
+    if expected is not None:
+        try:
+            got = _eval_logits(split, model, inputs)
+        except RuntimeError:  # e.g. a hidden layer taken for the head: the next layer gets the wrong width
+            got = None
+        if got is None or got.shape != expected.shape or not torch.allclose(
+                got.float(), expected.float(), rtol=1e-4, atol=1e-5 * max(1.0, float(expected.abs().max()))):
+            replace_module(model, head_name, head)  # the user's model as it was
+            raise BadValue(f"split_classifier: head(extractor(x)) differs from the output of {type(model).__name__} on "
+                           f"example_input when split at {head_name!r}: its forward does more after that layer (a "
+                           "softmax?) or it is not the last one; name the last linear layer with head_name=, or build "
+                           "Classifier(extractor, head) yourself")
+    return split
+
+
+def _eval_logits(module: nn.Module, model: nn.Module, inputs: tuple) -> object:
+    """`module(*inputs)` in eval mode without gradient (no dropout draw, no batch-norm update), `model`'s training
+    flag restored; a Hugging Face output gives its `.logits`."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = module(*inputs)
+    finally:
+        model.train(training)
+    return getattr(output, "logits", output)

@@ -97,11 +97,12 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
     library, _, model_name = name.partition(":")
     channels, height, width = image_shape
     weights = pretrained_file(name) if pretrained else None
+    probe = torch.randn(2, *image_shape, generator=torch.Generator().manual_seed(0))  # verifies the split
     if library == "timm":
         size = {"img_size": (height, width)} if module.models.get_pretrained_cfg(model_name).fixed_input_size else {}
         loaded = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(weights)}} if weights else {}
         return split_classifier(module.create_model(model_name, num_classes=num_classes, in_chans=channels,
-                                                    **size, **loaded))
+                                                    **size, **loaded), example_input=probe)
     # torchvision's ViTs take their image size (their position embeddings); its other models any size
     size = {"image_size": height} if model_name.startswith("vit_") else {}
     if size and height != width:
@@ -115,7 +116,7 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
         replace_module(model, layer_name, nn.Linear(model.get_submodule(layer_name).in_features, num_classes))
     if channels != 3:
         _rebuild_first_conv(model, channels, keep_weights=weights is not None)
-    return split_classifier(model)
+    return split_classifier(model, example_input=probe)
 
 
 def _rebuild_first_conv(model: nn.Module, channels: int, keep_weights: bool) -> None:

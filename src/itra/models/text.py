@@ -22,7 +22,8 @@ from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from itra.models.classifier import Classifier
-from itra.errors import BadValue, MissingPackage
+from itra.data.hub import hub_reachable
+from itra.errors import BadValue, MissingPackage, NoNetwork
 
 MINILM = "minilm"
 POOLINGS = ("mean", "pooler")
@@ -135,7 +136,9 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
 
 def _local_only(path: str) -> dict[str, bool]:
-    return {"local_files_only": True} if Path(path).is_dir() else {}
+    """A local directory, or any name while the Hub is out of reach (`hub_reachable`), is read from disk only (the
+    Hugging Face cache for a Hub name): no retries."""
+    return {"local_files_only": True} if Path(path).is_dir() or not hub_reachable() else {}
 
 
 @contextlib.contextmanager
@@ -146,6 +149,10 @@ def _one_line(name: str) -> Iterator[None]:
         yield
     except (OSError, ValueError) as error:  # ValueError: a directory without a tokenizer transformers can build
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not Path(resolve_text_model(name)).is_dir() and not hub_reachable():
+            raise NoNetwork(f"--model {name} is not in the Hugging Face cache, and downloading it needs the network "
+                            "this machine does not have; give a local directory of the encoder, or --model minilm "
+                            "(offline)") from None
         raise BadValue(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
                          "or a local directory load") from None
 

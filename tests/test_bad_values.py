@@ -1,0 +1,337 @@
+"""Bad input by class (STYLE 13): generators of instances, not one test per reported example.
+
+(a) every numeric flag of every command (read from `build_parser`, so a new flag is covered as it is added) x
+    (0, negative, NaN, inf, huge): exit 2 and one line naming the flag before any data loads, or, where the value
+    is valid (`VALID`), the command goes on to load its data;
+(b) every public function x wrong types, out-of-range labels, empty and non-finite tensors: `BadValue` naming the
+    argument;
+(c) `split_classifier` over a grid of model shapes (post-head transforms, misleading names): a split whose logits
+    are the model's own, or a one-line refusal.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from itra.cli import build_parser, main
+from itra.config import TrainConfig
+from itra.errors import BadValue
+
+# ---------------------------------------------------------------- (a) numeric flags x bad values
+
+COMMAND_ARGS = {"train": [], "sweep": [], "report": ["runs"], "similarity": ["runs/x"], "reproduce": ["digits"]}
+INT_VALUES = {"zero": "0", "negative": "-1", "nan": "nan", "inf": "inf", "huge": "99999999999999999999"}
+FLOAT_VALUES = {**INT_VALUES, "huge": "1e30"}
+# The values that are valid: each flag's documented range (`TrainConfig`'s field checks, `checks.check_count`).
+# A huge --lr or --lam is a run that diverges and ends as failed (`DivergenceGuard`), not bad input.
+ZERO_ALLOWED = {"lam", "smoothing", "center-alpha", "label-noise", "momentum", "weight-decay", "val-split",
+                "lam-warmup", "compactness-every", "workers", "seed"}
+HUGE_ALLOWED = {"lam", "lr", "weight-decay", "bandwidth"}
+VALID = {("zero", flag) for flag in ZERO_ALLOWED} | {("huge", flag) for flag in HUGE_ALLOWED}
+
+
+class Loaded(Exception):
+    """Raised where a command would load its data (or read its runs): the checks are behind it."""
+
+
+def numeric_flags() -> list[tuple[str, str, bool]]:
+    """(command, flag, is_int) for every flag of every command that takes a number."""
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {"--" + f.name.replace("_", "-"): hints[f.name] for f in dataclasses.fields(TrainConfig)}
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, parser in subparsers.choices.items():
+        for action in parser._actions:
+            flag = next((s for s in action.option_strings if s.startswith("--")), None)
+            if flag is None or action.nargs == 0:
+                continue
+            kinds = set(typing.get_args(fields[flag]) or (fields[flag],)) if flag in fields else {action.type}
+            kinds |= {int} if getattr(action.type, "__name__", "") in ("_positive_int", "comma-separated int") else set()
+            if kinds & {int, float}:
+                found.append((command, flag, float not in kinds))
+    return found
+
+
+FLAGS = numeric_flags()
+CLI_CASES = [(command, flag, kind, (INT_VALUES if is_int else FLOAT_VALUES)[kind])
+             for command, flag, is_int in FLAGS for kind in INT_VALUES]
+
+
+def test_the_flags_are_read_from_the_parser():
+    commands = {command for command, _, _ in FLAGS}
+    assert commands == set(COMMAND_ARGS)
+    for expected in [("train", "--seed"), ("train", "--lr"), ("sweep", "--seeds"), ("sweep", "--lam"),
+                     ("similarity", "--test-subset"), ("reproduce", "--epochs"), ("report", "--tsne-points"),
+                     ("train", "--bandwidth"), ("train", "--workers")]:
+        assert expected in {(c, f) for c, f, _ in FLAGS}
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Every way a command reaches its data raises `Loaded`."""
+    import itra.experiments.report as report
+    import itra.experiments.runs as runs
+    from itra import rundir
+
+    def loaded(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr(runs, "load_splits", loaded)
+    monkeypatch.setattr(report, "build_report", loaded)
+    monkeypatch.setattr(rundir, "read_config", loaded)
+
+
+@pytest.mark.parametrize("command, flag, kind, value", CLI_CASES, ids=[f"{c}{f}={k}" for c, f, k, _ in CLI_CASES])
+def test_every_numeric_flag_refuses_bad_values_before_any_data_loads(tmp_path, capsys, no_data, command, flag, kind,
+                                                                     value):
+    argv = [command, *COMMAND_ARGS[command], flag, value, "--out", str(tmp_path / "out")]
+    if (kind, flag[2:]) in VALID:
+        with pytest.raises(Loaded):  # a valid value: the command goes on to its data
+            main(argv)
+        return
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own error: the usage line, then one line naming the flag
+        code = stop.code
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"itra {command}: error: ")
+    assert flag in last or f"`{flag[2:].replace('-', '_')}`" in last, last
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "10"], ["--lam", "0.1"], ["--seed", "3"], ["--method", "ce"],
+                                   ["--tensorboard"], ["--workers", "2"]])
+def test_a_config_flag_given_with_resume_is_refused(tmp_path, capsys, no_data, flags):
+    assert main(["train", "--resume", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--resume reads the run's own config" in err and f"leave {flags[0]} out" in err
+
+
+def test_a_validation_split_under_two_samples_per_class_is_one_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--method", "ce", "--val-split", "5", "--out", str(tmp_path),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--val-split 5 is too small for the 10 classes of digits: use at least 20" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_table_only_without_an_ended_run_is_one_line_and_writes_nothing(tmp_path, capsys, no_data):
+    assert main(["reproduce", "fashion-mnist", "--table-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no run of fashion-mnist has ended under {tmp_path}" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_split_pairing_says_the_batch_size_typed(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--pairing", "split", "--batch-size", "719", "--epochs", "1",
+                 "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch-size 719 (2 x 719 samples a step with --pairing split)" in err
+    assert "use at most 718" in err and "1438" not in err
+
+
+def test_lam_zero_has_no_warmup_note_and_workers_on_memory_data_is_one_note(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--lam", "0", "--workers", "3", "--epochs", "1",
+                 "--train-subset", "128", "--batch-size", "64", "--out", str(tmp_path), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == ["note: --workers 3: digits is held in memory and sliced a batch at a time; no worker process "
+                     "is started"]
+
+
+# ---------------------------------------------------------------- (b) public functions x bad arguments
+
+
+def _features(n=6, d=3, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def _with(value, index=(0, 0)):
+    def damage(t):
+        t = t.clone()
+        t[index] = value
+        return t
+    return damage
+
+
+FEATURE_DAMAGES = {
+    "numpy": lambda t: t.numpy(), "list": lambda t: t.tolist(), "text": lambda t: "abc",
+    "integer dtype": lambda t: t.long(), "1-D": lambda t: t[:, 0], "empty": lambda t: t[:0],
+    "NaN": _with(math.nan), "inf": _with(math.inf),
+}
+LABEL_DAMAGES = {
+    "numpy": lambda y: y.numpy(), "list": lambda y: y.tolist(), "text": lambda y: "abc",
+    "float dtype": lambda y: y.float(), "label K": _with(3, 0), "label -1": _with(-1, 0), "2-D": lambda y: y[:, None],
+    "one too few": lambda y: y[1:],
+}
+SCALAR_DAMAGES = {"NaN": math.nan, "inf": math.inf, "negative": -1, "zero": 0, "fraction": 1.5, "text": "abc",
+                  "bool": True, "huge": 10**30, "None": None}
+
+
+def _dataset(n=20):
+    return torch.utils.data.TensorDataset(_features(n), torch.arange(n) % 3)
+
+
+def _paired(**kwargs):
+    from itra import PairedLoader
+
+    next(iter(PairedLoader(**{"dataset": _dataset(), "batch_size": 4, **kwargs})))
+
+
+def _split(**kwargs):
+    from itra.models.adapter import split_classifier
+
+    split_classifier(**{"model": nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), "head_name": "2", **kwargs})
+
+
+# name: (call with keyword arguments, valid arguments, {argument: damages}, scalar damages that are valid)
+LABELS = torch.tensor([0, 1, 2, 0, 1, 2])
+FUNCTIONS = {
+    "mmd": (lambda **a: __import__("itra").mmd(**a), dict(x=_features(), y=_features(seed=1)),
+            {"x": FEATURE_DAMAGES, "y": FEATURE_DAMAGES, "bandwidth": SCALAR_DAMAGES}, {"bandwidth": {"fraction", "huge"}}),
+    "class_conditional_mmd": (lambda **a: __import__("itra").class_conditional_mmd(**a),
+                              dict(h1=_features(), y1=LABELS, h2=_features(seed=1), y2=LABELS, num_classes=3),
+                              {"h1": FEATURE_DAMAGES, "y1": LABEL_DAMAGES, "h2": FEATURE_DAMAGES, "y2": LABEL_DAMAGES,
+                               "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES},
+                              {"bandwidth": {"fraction", "huge"}}),
+    "ITRALoss": (lambda h1, y1, h2, y2, **a: __import__("itra").ITRALoss(**a)(h1, y1, h2, y2),
+                 dict(h1=_features(), y1=LABELS, h2=_features(seed=1), y2=LABELS, num_classes=3),
+                 {"h1": FEATURE_DAMAGES, "y1": LABEL_DAMAGES, "h2": FEATURE_DAMAGES, "y2": LABEL_DAMAGES,
+                  "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES},
+                 {"bandwidth": {"fraction", "huge"}, "num_classes": {"None"}}),
+    "CenterLoss": (lambda features, labels, **a: __import__("itra").CenterLoss(**a)(features, labels),
+                   dict(features=_features(), labels=LABELS, num_classes=3, feat_dim=3),
+                   {"features": FEATURE_DAMAGES, "labels": LABEL_DAMAGES, "num_classes": SCALAR_DAMAGES,
+                    "feat_dim": SCALAR_DAMAGES, "alpha": SCALAR_DAMAGES}, {"alpha": {"zero", "bool"}}),
+    "PairedLoader": (_paired, {}, {"seed": SCALAR_DAMAGES, "batch_size": SCALAR_DAMAGES,
+                                  "second_batch_size": SCALAR_DAMAGES, "num_workers": SCALAR_DAMAGES},
+                     {"seed": {"zero"}, "second_batch_size": {"None"}, "num_workers": {"zero"}}),
+    "fit_temperature": (lambda **a: __import__("itra.calibration").calibration.fit_temperature(**a),
+                        dict(logits=_features(), labels=LABELS),
+                        {"logits": FEATURE_DAMAGES, "labels": LABEL_DAMAGES}, {}),
+    "split_classifier": (_split, {}, {"model": {"name": "resnet18", "number": 3, "None": None},
+                                      "head_name": {"missing": "fc", "not linear": "1", "number": 3},
+                                      "example_input": {"wrong width": torch.randn(2, 5), "text": "abc"}}, {}),
+}
+
+
+def _cases():
+    for name, (_, valid, damages, allowed) in FUNCTIONS.items():
+        for argument, kinds in damages.items():
+            for kind in kinds:
+                if kind not in allowed.get(argument, ()):
+                    yield name, argument, kind
+
+
+BAD_ARGUMENTS = list(_cases())
+
+
+@pytest.mark.parametrize("name, argument, kind", BAD_ARGUMENTS, ids=["-".join(case) for case in BAD_ARGUMENTS])
+def test_every_public_function_names_a_bad_argument(name, argument, kind):
+    call, valid, damages, _ = FUNCTIONS[name]
+    damage = damages[argument][kind]
+    value = damage(valid[argument]) if callable(damage) else damage
+    with pytest.raises(BadValue) as error:
+        call(**{**valid, argument: value})
+    message = str(error.value)
+    assert "\n" not in message and argument.strip("_") in message, message
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_the_valid_arguments_are_valid(name):
+    call, valid, _, _ = FUNCTIONS[name]
+    call(**valid)
+
+
+# ---------------------------------------------------------------- (c) split_classifier x model shapes
+
+
+class Net(nn.Module):
+    """`body` -> `names[0]` (hidden Linear 8->6) -> ReLU -> `names[1]` (the head, 6->3) -> `after`."""
+
+    def __init__(self, names=("hidden", "fc"), after=None):
+        super().__init__()
+        self.names, self.after = names, after
+        self.body = nn.Linear(4, 8)
+        setattr(self, names[0], nn.Linear(8, 6))
+        setattr(self, names[1], nn.Linear(6, 3))
+
+    def forward(self, x):
+        h = getattr(self, self.names[0])(self.body(x).relu()).relu()
+        logits = getattr(self, self.names[1])(h)
+        return logits if self.after is None else self.after(logits)
+
+
+AFTER = {"nothing": None, "log_softmax": lambda z: F.log_softmax(z, 1), "softmax": lambda z: z.softmax(1),
+         "scale": lambda z: 2 * z, "shift": lambda z: z + 1}
+NAMES = {"hidden, fc": ("hidden", "fc"), "fc, out (misleading)": ("fc", "out"), "fc, classifier": ("fc", "classifier"),
+         "classifier, head (misleading)": ("classifier", "head")}
+SHAPES = [(after, names) for after in AFTER for names in NAMES]
+
+
+@pytest.mark.parametrize("after, names", SHAPES, ids=[f"{a}-{n}" for a, n in SHAPES])
+def test_split_classifier_gives_the_models_logits_or_refuses(after, names):
+    from itra.models.adapter import find_classification_layer, split_classifier
+
+    torch.manual_seed(0)
+    model, x = Net(NAMES[names], AFTER[after]).eval(), torch.randn(5, 4)
+    expected = model(x).detach()
+    right = find_classification_layer(model) == NAMES[names][1] and after == "nothing"
+    if not right:
+        with pytest.raises(BadValue, match="differs from the output of Net on example_input") as error:
+            split_classifier(model, example_input=x)
+        assert "\n" not in str(error.value)
+        torch.testing.assert_close(model(x), expected)  # the model is left whole
+        return
+    split = split_classifier(model, example_input=x)
+    torch.testing.assert_close(split(x), expected)
+    torch.testing.assert_close(split.head(split.extractor(x)), expected)
+
+
+def test_the_right_head_name_splits_a_misleading_model():
+    from itra.models.adapter import split_classifier
+
+    model, x = Net(("fc", "out")).eval(), torch.randn(5, 4)
+    expected = model(x).detach()
+    split = split_classifier(model, head_name="out", example_input=x)
+    torch.testing.assert_close(split(x), expected)
+    assert split.feature_dim == 6
+
+
+# ---------------------------------------------------------------- no network: one line, without the Hub's retries
+
+
+def test_a_hub_model_or_dataset_without_the_network_is_one_line_without_retries(monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    from itra.data import hub
+    from itra.errors import NoNetwork
+    from itra.models import text
+
+    monkeypatch.setattr(text, "hub_reachable", lambda: False)
+    with pytest.raises(NoNetwork, match="--model no-such-org/no-such-encoder is not in the Hugging Face cache") as error:
+        text.load_tokenizer("no-such-org/no-such-encoder")
+    assert "\n" not in str(error.value)
+
+    hub.hub_reachable.cache_clear()
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)  # a proxy is trusted to reach the Hub
+    before, seen = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE), []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: seen.append(
+        (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)) or {"train": 1, "test": 2})
+    try:
+        assert hub.load_hub_dataset_dict("toy", "org/toy", None) == {"train": 1, "test": 2}
+    finally:
+        hub.hub_reachable.cache_clear()
+    assert seen == [(True, True)]  # the clients' offline mode: their caches, no retries
+    assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == before  # restored after
