@@ -49,13 +49,14 @@ READERS = {"finished": {CONFIG: ("train", "sweep", "resume", "report", "reproduc
                       CHECKPOINT: ("train", "sweep", "resume")}}
 # (state, file, damage): {command: what happens} where it is not a refusal naming the file
 NOT_A_RUN = "no run"  # exit 2: "No finished runs" (a folder without config.json or summary.json has no ended run)
+NONE_ENDED = "none ended"  # exit 2: `reproduce --table-only` of a study none of whose runs has ended has no table
 OK = "ok"
 DOCUMENTED = {
     ("finished", CONFIG, "deleted"): {"train": OK, "sweep": OK, "reproduce": OK,  # the summary is the command's run's
                                       "report": NOT_A_RUN},
     ("killed", CONFIG, "deleted"): {"train": OK, "sweep": OK},  # the checkpoint is the command's run's: resumed
-    ("finished", SUMMARY, "deleted"): {"train": OK, "sweep": OK, "resume": OK, "reproduce": OK,  # not ended: resumed
-                                       "report": NOT_A_RUN},
+    ("finished", SUMMARY, "deleted"): {"train": OK, "sweep": OK, "resume": OK,  # not ended: resumed
+                                       "reproduce": NONE_ENDED, "report": NOT_A_RUN},
     ("killed", CHECKPOINT, "deleted"): {"train": OK, "sweep": OK, "resume": OK},  # nothing to resume: trained afresh
     ("finished", METRICS, "extra-row"): {"similarity": OK},  # a kill between a row and its checkpoint leaves one more
     ("killed", METRICS, "extra-row"): {"train": OK, "sweep": OK, "resume": OK},  # that row is trained again
@@ -158,6 +159,8 @@ def test_a_damaged_run_file_is_one_line_naming_it_or_documented(prepared, tmp_pa
         assert "Traceback" not in err
     elif outcome == NOT_A_RUN:
         assert code == 2 and len(lines) == 1 and "No finished runs" in lines[0], err
+    elif outcome == NONE_ENDED:
+        assert code == 2 and len(lines) == 1 and "has ended" in lines[0], err
     else:
         assert code == 0, err
         if damage_kind == "torn-last-line" and command in ("resume", "train", "sweep") and state == "killed":
