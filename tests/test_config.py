@@ -44,7 +44,7 @@ OTHER_VALUES = {
     "test_subset": (200, "ce"), "val_split": (500, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce", {"dataset": "wordnet", "model": "minilm"}), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
+    "pairing": ("split", "itra-c"), "s2_state": ("keep", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
     "match_ranks": ("global", "itra-c", {"world_size": 2}), "world_size": (2, "ce"),
     "exit_weights": ("uniform", "ce", {"model": "vit", "exits": "separate"}), "match_at": ("every", "itra-c", {"model": "vit", "exits": "shared"}),
 }

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
+from itra.pairing import S2_STATES
 from itra.errors import BadValue
 
 MATCHES = ("mmd", "mmd2")
@@ -70,6 +71,12 @@ class TrainConfig:
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
                           "ranks' S1, all-gathered)", tag="")
+    s2_state: Optional[str] = option("update", "itra, itra-c with --pairing independent or detached: what S2's forward pass "
+                                     "may change besides the match: update (it updates the batch-norm running statistics "
+                                     "and draws dropout masks and augmentations from the run's streams, shifting S1's later "
+                                     "ones, as itra always did) or keep (S2 is normalised by its own batch statistics "
+                                     "and gets its own draws, but leaves the model's buffers and the run's random streams "
+                                     "as they were: --lam 0 is then --method ce bit for bit)", tag="s2")
     exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders, timm models with "
                         "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
@@ -139,7 +146,7 @@ class TrainConfig:
                 raise BadValue(f"Expected `{name}` {expected}, but got {value}")
         for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
-                              ("match_ranks", MATCH_RANKS)):
+                              ("match_ranks", MATCH_RANKS), ("s2_state", S2_STATES)):
             value = getattr(self, name)
             if value is not None and value not in allowed:
                 raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")

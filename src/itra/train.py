@@ -44,7 +44,7 @@ from itra.methods import METHODS, Objective, build_objective
 from itra.models import Classifier
 from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
-from itra.pairing import PAIRINGS, samples_per_step
+from itra.pairing import PAIRINGS, S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
 from itra.errors import BadValue
 
@@ -317,7 +317,9 @@ def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequ
     for pair in loader:
         first, second = pair if loader.paired else (pair, None)
         first = to_device(first, state.device, data.train_transform, state.augment)
-        second = None if second is None else to_device(second, state.device, data.train_transform, state.augment)
+        if second is not None:  # augmented after S1, with the generator S2's state gives it (`itra.pairing.S2_STATES`)
+            augment = S2_STATES[state.objective.s2_state].augment(state.augment)
+            second = to_device(second, state.device, data.train_transform, augment)
         terms = train_step(step_module, state.optimizer, first, second, state.precision)
         state.schedule.step()
         state.step += 1
