@@ -26,6 +26,7 @@ from itra.data.batches import Batch
 from itra.evaluate import probe_compactness
 from itra.methods import METHODS
 from itra.state import TrainState
+from itra.warmup import lam_at
 from itra.errors import MissingPackage
 
 
@@ -203,7 +204,7 @@ class CollapseGuard(Callback):
             raise RunFailed(
                 f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
                 f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
-                "try a lower --lam, a longer --lam-warmup, or --match mmd2", status="collapsed")
+                "try a lower --lam, a longer --lam-warmup (or --lam-warmup-ratio), or --match mmd2", status="collapsed")
 
     def state_dict(self) -> dict[str, Any]:
         return {"strikes": self.strikes}  # a collapse that began before a resume counts on after it
@@ -213,13 +214,13 @@ class CollapseGuard(Callback):
 
 
 class LambdaWarmup(Callback):
-    """λ rises linearly from 0 to the config's value over the first `steps` steps (then stays)."""
+    """λ rises linearly from 0 to the config's value over the first `steps` steps, then stays (`itra.warmup.lam_at`)."""
 
     def __init__(self, lam: float, steps: int) -> None:
         self.lam, self.steps = lam, steps
 
     def _set(self, state: TrainState) -> None:  # the λ of step state.step + 1
-        state.objective.lam = self.lam * min(1.0, (state.step + 1) / self.steps)
+        state.objective.lam = lam_at(state.step + 1, self.lam, self.steps)
 
     def on_epoch_start(self, state: TrainState) -> None:
         self._set(state)

@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.pairing import S2_STATES
+from itra.warmup import DEFAULT_RATIO
 from itra.errors import BadValue
 
 MATCHES = ("mmd", "mmd2")
@@ -31,7 +32,12 @@ LAUNCH_FIELDS = ("world_size",)
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
 # compiling changes the rounding (fused kernels), not the method.
 LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile", "deterministic", "workers")
-ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
+# In every run name where in effect, default or not. The warm-up ratio too: a run under it is never named as a run
+# of an older itra, whose ramp was --lam-warmup's default of 300 steps (`WRITTEN_BEFORE`).
+ALWAYS_NAMED = ("dataset", "model", "method", "lam_warmup_ratio", "batch_size", "epochs", "seed")
+# Fields added after run format 2 with the value a `config.json` written before them trained with, which `from_dict`
+# gives a file that lacks one (the field's default would make it another run).
+WRITTEN_BEFORE = {"lam_warmup_ratio": None, "s2_state": "update"}
 
 
 def option(default: Any, help: str, tag: str | None = None, strength: bool = False) -> Any:
@@ -65,7 +71,10 @@ class TrainConfig:
                             'averaged) or a number', tag="bw")
     match: Optional[str] = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
     lam_warmup: Optional[int] = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
-                             "ramp, the paper)", tag="warm")
+                             "ramp, the paper); left at 300, the ramp is --lam-warmup-ratio of the run instead (a "
+                             "config.json without lam_warmup_ratio: these steps, as itra did before it)", tag="warm")
+    lam_warmup_ratio: Optional[float] = option(DEFAULT_RATIO, "itra, itra-c without --lam-warmup: ramp lambda linearly from 0 "
+                                               "over this fraction of the run's steps (itra.warmup)", tag="warmr")
     pairing: Optional[str] = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
@@ -136,6 +145,7 @@ class TrainConfig:
                   ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"),
                   ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"), ("compactness_every", lambda v: v >= 0, ">= 0"),
                   ("lam_warmup", lambda v: v >= 0, ">= 0 steps"),
+                  ("lam_warmup_ratio", lambda v: 0 < v <= 1, "in (0, 1] (--lam-warmup 0: no ramp)"),
                   ("max_length", lambda v: v >= 2, ">= 2 (a text needs its special tokens)"),
                   ("lr", lambda v: v > 0, "> 0"), ("momentum", lambda v: v >= 0, ">= 0"),
                   ("weight_decay", lambda v: v >= 0, ">= 0"),
@@ -159,9 +169,9 @@ class TrainConfig:
     @property
     def name(self) -> str:
         """The run directory's name, of a resolved config (`itra.resolve.resolve`): dataset, model, method, its
-        strength (λ, ε), batch size, epochs and seed always, and every other field in effect (not None) that differs
+        strength (λ, ε), its warm-up ratio, batch size, epochs and seed whenever in effect, and every other field in effect (not None) that differs
         from its default as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
-        `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
+        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
         are left out; a local model directory is named by its last part, a library model without its colon
         (`timm:resnet18` as `timm-resnet18`)."""
         parts = []
@@ -185,6 +195,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The config of a `config.json`'s values; a field it lacks has its default, or the value a file written
+        before the field existed trained with (`WRITTEN_BEFORE`)."""
+        values = {**WRITTEN_BEFORE, **values}
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise BadValue(f"Unknown config keys: {', '.join(sorted(unknown))}")

@@ -60,8 +60,8 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "s2_state", "match_at",
-                "match_ranks")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "lam_warmup_ratio", "second_batch_size", "pairing",
+                "s2_state", "match_at", "match_ranks")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),

@@ -46,6 +46,7 @@ from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
 from itra.pairing import PAIRINGS, S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
+from itra.warmup import warmup_steps
 from itra.errors import BadValue
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
@@ -221,8 +222,8 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
                        dist=dist, step_module=dist.wrap(objective, device))
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
-    warmup = config.lam_warmup or 0
     total_steps = len(loader) * config.epochs
+    warmup = warmup_steps(config.lam_warmup, config.lam_warmup_ratio, total_steps)
     progress = progress and dist.is_main
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
@@ -232,7 +233,7 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
     dist.on_main(lambda: held.enter_context(rundir.writing(run_dir, resume)))  # every rank, not left to hang the rest
     with held:
         recorder.start(state, resume)
-        if dist.is_main and warmup > total_steps:  # a warning: printed with --quiet too
+        if dist.is_main and warmup > total_steps and config.lam:  # a warning: printed with --quiet too
             print(f"note: --lam-warmup {warmup} is longer than this run's {total_steps} steps, so λ ends at "
                   f"{config.lam * total_steps / warmup:.3g} instead of {config.lam:g}", file=sys.stderr)
         try:

@@ -126,6 +126,16 @@ def test_logged_terms_and_lam_warming_up_by_optimizer_step():
         assert log["train_loss"] == pytest.approx(log["train_ce"] + log["lam"] * log["train_match"], abs=1e-6)
 
 
+def test_by_default_lam_warms_up_over_a_fraction_of_the_estimated_stepping_batches():
+    from itra.warmup import lam_at, warmup_steps
+
+    module = ITRAModule(tiny_cnn(), lam=LAM, lam_warmup_ratio=0.5, optimizer=sgd)
+    logs = fit(module, PairedDataModule(images(), BATCH, seed=SEED), steps=4).logs
+    assert [log["lam"] for log in logs] == pytest.approx([lam_at(step, LAM, warmup_steps(None, 0.5, 4))
+                                                          for step in range(1, 5)])
+    assert [log["lam"] for log in logs] == pytest.approx([LAM / 2, LAM, LAM, LAM])
+
+
 def test_training_batches_are_paired_loaders_for_lightnings_epochs():
     """Two epochs in Lightning see PairedLoader's epochs 0 and 1; outside Lightning, PairedBatches iterates like
     PairedLoader (each pass the next epoch, `set_epoch` to choose one), pairs for the same seed the same."""

@@ -182,6 +182,17 @@ def test_lam_warms_up_by_optimizer_step(tmp_path):
         assert row["loss"] == pytest.approx(row["train_ce"] + row["lam"] * row["train_match"], abs=LOSS_LOG_PRECISION)
 
 
+def test_by_default_lam_warms_up_over_a_fraction_of_the_trainers_max_steps(tmp_path):
+    from itra.warmup import lam_at, warmup_steps
+
+    trainer = itra_trainer(tiny_bert(), tmp_path, steps=2, lam_warmup=None, lam_warmup_ratio=1.0)
+    logs = train_logs(trainer)
+    assert trainer.state.max_steps == 2
+    assert [row["lam"] for row in logs] == [lam_at(step, LAM, warmup_steps(None, 1.0, 2)) for step in (1, 2)]
+    assert [row["lam"] for row in logs] == [LAM / 2, LAM]
+    assert ITRATrainer.__init__.__kwdefaults__["lam_warmup"] is None  # the ratio is the default
+
+
 def test_logged_terms_are_means_over_the_logging_interval(tmp_path):
     steps = train_logs(itra_trainer(tiny_bert(), tmp_path / "a", steps=4))
     trainer = itra_trainer(tiny_bert(), tmp_path / "b", steps=4)

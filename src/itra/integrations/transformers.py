@@ -7,9 +7,10 @@
 
 A training step's loss is the paper's Eq. (6) (Eq. (4) with `conditional=False`),
 
-    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / lam_warmup) at the t-th optimizer step,
+    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / W) at the t-th optimizer step,
 
-where CE(S1) is the loss `Trainer` computes for S1 alone (the model's own cross-entropy, or label
+W = `lam_warmup` steps, or by default ⌈`lam_warmup_ratio` · `max_steps`⌉ of the Trainer's run (`itra.warmup`, as
+`itra train` computes it), where CE(S1) is the loss `Trainer` computes for S1 alone (the model's own cross-entropy, or label
 smoothing, or `compute_loss_func`), and H1 (m, D), H2 (m, D) are the penultimate features of S1 and S2:
 the input of the model's final classification layer (`find_classification_layer`, shared with
 `itra.models.adapter.split_classifier`), read by a forward
@@ -54,6 +55,7 @@ from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
 from itra.models.adapter import find_classification_layer
 from itra.errors import BadValue
+from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
 TERMS = ("ce", "match")  # logged as train_ce, train_match
 
@@ -116,7 +118,8 @@ class ITRATrainer(Trainer):
         lam: λ, the weight of the match.
         conditional: ITRA-c (Eq. (5): the match per class, the default) or plain ITRA (Eq. (3)).
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
-        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`.
+        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
+            None (the default): over `lam_warmup_ratio` of the run's optimizer steps (the Trainer's `max_steps`).
         head_name: the model's final classification layer, when it is not found by name (`itra.models.adapter.HEAD_NAMES`).
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
@@ -126,18 +129,18 @@ class ITRATrainer(Trainer):
     loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides it by the number of accumulated batches
 
     def __init__(self, *args: Any, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
-                 squared: bool = False, lam_warmup: int = 300, head_name: str | None = None, **kwargs: Any) -> None:
+                 squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
+                 head_name: str | None = None, **kwargs: Any) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
-        if isinstance(lam_warmup, bool) or not isinstance(lam_warmup, int) or lam_warmup < 0:
-            raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
+        check_warmup(lam_warmup, lam_warmup_ratio)
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
             raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
                              f"run one process per GPU instead: torchrun --nproc-per-node {self.args.n_gpu} ...")
         self.model_accepts_loss_kwargs = False  # the model gets no num_items_in_batch; older Trainers then divide by GA
         self.lam = float(lam)
-        self.lam_warmup = lam_warmup
+        self.lam_warmup, self.lam_warmup_ratio = lam_warmup, lam_warmup_ratio
         self.head_name = find_classification_layer(self.model, head_name)
         num_classes = getattr(getattr(self.model, "config", None), "num_labels", None)
         self.match = ITRALoss(conditional, bandwidth, num_classes, validate_args=False, squared=squared)
@@ -145,8 +148,8 @@ class ITRATrainer(Trainer):
         self._steps_since_log = 0.0
 
     def lam_at(self, step: int) -> float:
-        """λ at the `step`-th optimizer step (1, 2, ...): λ · min(1, step / lam_warmup)."""
-        return self.lam if self.lam_warmup == 0 else self.lam * min(1.0, step / self.lam_warmup)
+        """λ at the `step`-th optimizer step (1, 2, ...) of this run (`itra.warmup.lam_at`)."""
+        return lam_at(step, self.lam, warmup_steps(self.lam_warmup, self.lam_warmup_ratio, self.state.max_steps))
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> PairedSampler:
         dataset = self.train_dataset if train_dataset is None else train_dataset
