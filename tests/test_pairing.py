@@ -246,7 +246,7 @@ def test_a_new_pairing_is_a_table_entry_and_its_function(tmp_path, capsys):
         argv = ["train", "--dataset", "digits", "--method", "itra-c", "--pairing", "itself", "--epochs", "1",
                 "--train-subset", "128", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
         assert main(argv) == 0
-        (run_dir,) = tmp_path.glob("digits-cnn-itra-c-lam0.6-itself-*")
+        (run_dir,) = tmp_path.glob("digits-cnn-itra-c-lam0.6-warmr0.1-itself-*")
         assert len(calls) == 128 // 32 and all(second is None for second in calls)  # it draws no S2
         assert main([*argv, "--second-batch-size", "16"]) == 2  # its entry: no S2 to size
         assert "Expected no `second_batch_size` with pairing 'itself', whose S2 is S1 itself" in capsys.readouterr().err

@@ -164,16 +164,19 @@ def state_kept(model: nn.Module, device: torch.device) -> Iterator[None]:
     buffers = list(model.buffers())
     saved = [buffer.clone() for buffer in buffers]
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        seed = int(torch.randint(2**62, ()))  # from the global stream, restored when the fork ends
-        torch.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
-    for buffer, value in zip(buffers, saved):
-        # Through `.data`, as batch norm updates its statistics itself: S1's pass saved them for its backward, which
-        # in train mode does not read them, and a copy that counts as an in-place change would make autograd refuse.
-        buffer.data.copy_(value)
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            seed = int(torch.randint(2**62, ()))  # from the global stream, restored when the fork ends
+            torch.default_generator.manual_seed(seed)
+            for index in cuda:
+                torch.cuda.default_generators[index].manual_seed(seed)
+            yield
+    finally:
+        for buffer, value in zip(buffers, saved):
+            # Through `.data`, as batch norm updates its statistics itself: S1's pass saved them for its backward,
+            # which in train mode does not read them, and a copy that counts as an in-place change would make
+            # autograd refuse.
+            buffer.data.copy_(value)
 
 
 def forked(generator: torch.Generator) -> torch.Generator:
