@@ -361,3 +361,20 @@ def test_with_the_state_kept_lambda_0_is_ce_bit_for_bit(tmp_path, model):
     assert all(torch.equal(keep_model[name], value) for name, value in ce_model.items())
     assert update_rows != ce_rows
     assert not all(torch.equal(update_model[name], value) for name, value in ce_model.items())
+
+
+def test_a_registered_pairing_that_draws_s2_honours_the_s2_state():
+    from itra.pairing import PAIRINGS, PairingSpec, register_pairing
+
+    def own(passes, layers1, y1, second):
+        *inputs2, y2 = second
+        return [(layers1[-1], y1, passes.extract(*inputs2), y2)]
+
+    register_pairing("own", PairingSpec(own, draws_second_batch=True, every_exit=False))
+    try:
+        for s2_state, tracked in (("update", 2), ("keep", 1)):
+            _, itra = lam0_objectives("own", s2_state)
+            itra(batch(8, seed=1), batch(8, seed=2))
+            assert int(buffers(itra)["extractor.1.num_batches_tracked"]) == tracked
+    finally:
+        PAIRINGS.pop("own")

@@ -238,9 +238,12 @@ class Objective(nn.Module):
         """`(h1, y1, h2, y2)` of every matched exit (`layers1`: the last, or all) under `self.pairing`'s table entry
         (`itra.pairing.PAIRINGS`), or None when this step has no S2."""
         spec = PAIRINGS[self.pairing]
-        if spec.draws_second_batch and second is None:
+        if not spec.draws_second_batch:
+            return spec.pairs(self, layers1, y1, second)
+        if second is None:
             raise BadValue(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
-        return spec.pairs(self, layers1, y1, second)
+        with self.second_pass():  # S2's own pass, which changes of the model's state what `s2_state` lets it
+            return spec.pairs(self, layers1, y1, second)
 
 
 def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matches: bool) -> None:

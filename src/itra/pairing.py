@@ -22,7 +22,8 @@ and so in what a step costs; `Objective` does the passes, `PreviousBatch` holds 
   the compactness probe count these steps; `--lr` is not rescaled. A one-sample batch (an epoch's last,
   when N = 1 mod 2m) has no S2: its match term is 0.
 
-What S2's pass changes besides the match (`--s2-state`, `S2_STATES`; for the modes that draw S2): with "update"
+What S2's pass changes besides the match (`--s2-state`, `S2_STATES`; `Objective` builds the pairs of every mode
+whose entry draws S2 inside it, so a registered one honours it too): with "update"
 (as itra always did) S2 is forwarded like S1, so it updates the batch-norm running statistics (a second
 `running_mean`/`running_var` update and `num_batches_tracked` increment per step), its dropout draws come from
 the global random stream (shifting the masks of every later S1) and its augmentation from the run's augmentation
@@ -58,9 +59,6 @@ class Passes(Protocol):
 
     def extract(self, *inputs: torch.Tensor) -> torch.Tensor: ...
 
-    def second_pass(self) -> ContextManager[None]:
-        """The context of S2's forward pass: what it may change of the model's state (`S2_STATES`)."""
-
 
 # How a mode builds the (h1, y1, h2, y2) of every matched exit (`layers1`: the last, or all) from S1's
 # representations, its labels and the loader's S2 (None unless the mode draws it); None: this step has no S2.
@@ -88,7 +86,7 @@ def _drawn(detached: bool) -> PairBuilder:
               second: Optional[tuple[torch.Tensor, ...]]) -> list[Pair]:
         assert second is not None, "the objective passes the loader's S2 to a mode that draws it"
         *inputs2, y2 = second
-        with torch.no_grad() if detached else contextlib.nullcontext(), passes.second_pass():
+        with torch.no_grad() if detached else contextlib.nullcontext():
             layers2 = passes.layers(*inputs2) if passes.match_at == "every" else [passes.extract(*inputs2)]
         return [(h1, y1, h2, y2) for h1, h2 in zip(layers1, layers2)]
 
