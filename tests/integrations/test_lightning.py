@@ -136,6 +136,13 @@ def test_by_default_lam_warms_up_over_a_fraction_of_the_estimated_stepping_batch
     assert [log["lam"] for log in logs] == pytest.approx([LAM / 2, LAM, LAM, LAM])
 
 
+@pytest.mark.parametrize("s2_state, updates", [("update", 4), ("keep", 2)])
+def test_s2s_pass_updates_the_running_statistics_only_with_update(s2_state, updates):
+    module = ITRAModule(tiny_cnn(), lam=LAM, s2_state=s2_state, optimizer=sgd)
+    fit(module, PairedDataModule(images(), BATCH, seed=SEED), steps=2)
+    assert int(module.model.extractor[1].num_batches_tracked) == updates  # 2 steps: S1's passes, and S2's
+
+
 def test_training_batches_are_paired_loaders_for_lightnings_epochs():
     """Two epochs in Lightning see PairedLoader's epochs 0 and 1; outside Lightning, PairedBatches iterates like
     PairedLoader (each pass the next epoch, `set_epoch` to choose one), pairs for the same seed the same."""

@@ -57,6 +57,7 @@ from itra.methods import Batch, Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
+from itra.pairing import DEFAULT_S2_STATE
 from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], Any]  # parameters -> what `configure_optimizers` returns
@@ -179,6 +180,8 @@ class ITRAModule(LightningModule):
             (the default, "batch", is `ITRALoss()`'s).
         lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
             None (the default): over `lam_warmup_ratio` of the run's optimizer steps (`estimated_stepping_batches`).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
+            (batch-norm running statistics, the dropout stream) or "keep" (`itra.pairing.S2_STATES`).
         optimizer: `optimizer(parameters)` returns what `configure_optimizers` may (an optimizer, or a dict
             with a scheduler). Default: `itra train`'s, SGD with Nesterov momentum 0.9, lr 0.05, weight decay
             5e-4 and a cosine schedule to 0 over the run's optimizer steps (`trainer.estimated_stepping_batches`),
@@ -191,14 +194,14 @@ class ITRAModule(LightningModule):
 
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
-                 optimizer: OptimizerFactory | None = None) -> None:
+                 s2_state: str = DEFAULT_S2_STATE, optimizer: OptimizerFactory | None = None) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         check_warmup(lam_warmup, lam_warmup_ratio)
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
         match = ITRALoss(conditional, bandwidth, model.head.out_features, validate_args=False, squared=squared)
-        self.objective = Objective(model, match if lam > 0 else None, float(lam), term="match")
+        self.objective = Objective(model, match if lam > 0 else None, float(lam), term="match", s2_state=s2_state)
         self.lam = float(lam)
         self.lam_warmup, self.lam_warmup_ratio = lam_warmup, lam_warmup_ratio
         self._warmup = 0  # W of the run being fitted (`on_train_start`)
