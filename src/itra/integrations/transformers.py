@@ -54,6 +54,7 @@ from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
 from itra.models.adapter import find_classification_layer
+from itra.pairing import DEFAULT_S2_STATE, S2_STATES
 from itra.errors import BadValue
 from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
@@ -120,6 +121,9 @@ class ITRATrainer(Trainer):
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
         lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
             None (the default): over `lam_warmup_ratio` of the run's optimizer steps (the Trainer's `max_steps`).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
+            (its dropout draws shift S1's later masks; running statistics, where the model has them) or "keep"
+            (`itra.pairing.S2_STATES`: with lam=0 the run is then the plain CE of S1, bit for bit).
         head_name: the model's final classification layer, when it is not found by name (`itra.models.adapter.HEAD_NAMES`).
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
@@ -130,10 +134,12 @@ class ITRATrainer(Trainer):
 
     def __init__(self, *args: Any, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
-                 head_name: str | None = None, **kwargs: Any) -> None:
+                 s2_state: str = DEFAULT_S2_STATE, head_name: str | None = None, **kwargs: Any) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         check_warmup(lam_warmup, lam_warmup_ratio)
+        if s2_state not in S2_STATES:
+            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
             raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
@@ -141,6 +147,7 @@ class ITRATrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # the model gets no num_items_in_batch; older Trainers then divide by GA
         self.lam = float(lam)
         self.lam_warmup, self.lam_warmup_ratio = lam_warmup, lam_warmup_ratio
+        self.s2_state = s2_state
         self.head_name = find_classification_layer(self.model, head_name)
         num_classes = getattr(getattr(self.model, "config", None), "num_labels", None)
         self.match = ITRALoss(conditional, bandwidth, num_classes, validate_args=False, squared=squared)
@@ -200,7 +207,8 @@ class ITRATrainer(Trainer):
         head = self.accelerator.unwrap_model(model).get_submodule(self.head_name)
         with captured_inputs(head) as features:
             ce, outputs = super().compute_loss(model, first, return_outputs=True)
-            model(**second)
+            with S2_STATES[self.s2_state].forward(model, self.args.device):  # what S2's pass may change of the model
+                model(**second)
         h1, h2 = self._penultimate(features)  # (m, D) each
         match = self.match(h1, y1, h2, y2)
         loss = ce + self.lam_at(self.state.global_step + 1) * match
