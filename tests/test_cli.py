@@ -99,7 +99,7 @@ def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
                  "--train-subset", "64", "--test-subset", "48", "--compactness-every", "2", "--out", str(tmp_path),
                  "--quiet"]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-bs16-e1-n64-test48-adamw-lr5e-05-len16-probe2-seed0"
+    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-warmr0.1-bs16-e1-n64-test48-adamw-lr5e-05-len16-probe2-seed0"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_size"] == 64 and summary["test_size"] == 48 and summary["train_match"] > 0
     (row,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -304,9 +304,12 @@ def test_itra_with_a_batch_as_large_as_the_training_set_is_refused(tmp_path, cap
 
 
 def test_the_warmup_warning_is_printed_with_quiet(tmp_path, capsys):
-    assert main(["train", "--dataset", "digits", "--train-subset", "256", "--batch-size", "64", "--epochs", "1",
-                 "--out", str(tmp_path), "--quiet"]) == 0
-    assert "note: --lam-warmup 300 is longer than this run's 4 steps, so λ ends at 0.008" in capsys.readouterr().err
+    flags = ["train", "--dataset", "digits", "--train-subset", "256", "--batch-size", "64", "--epochs", "1",
+             "--out", str(tmp_path), "--quiet"]
+    assert main([*flags, "--lam-warmup", "400"]) == 0
+    assert "note: --lam-warmup 400 is longer than this run's 4 steps, so λ ends at 0.006" in capsys.readouterr().err
+    assert main(flags) == 0  # the default ramp is a fraction of the run: it always ends
+    assert "note:" not in capsys.readouterr().err
 
 
 def test_a_run_given_twice_counts_once_and_one_run_in_two_places_is_one_line(tmp_path, capsys):
@@ -425,7 +428,7 @@ def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note
     notes = [line for line in capsys.readouterr().err.splitlines() if "ignored" in line]
     assert notes == ["note: --max-length 64 is not read with the image dataset digits; ignored"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["digits-cnn-ce-bs32-e1-n128-seed0",
-                                                                "digits-cnn-itra-c-lam0.3-bs32-e1-n128-seed0"]
+                                                                "digits-cnn-itra-c-lam0.3-warmr0.1-bs32-e1-n128-seed0"]
 
 
 @pytest.mark.slow

@@ -41,5 +41,5 @@ def test_a_failed_run_is_told_only_the_flags_its_method_reads():
                 assert (tip in said) == (field in (*spec.fields, "lr")), (method, failure, tip)
     assert remedies(resolved(method="ce"), "collapsed") == "try a lower --lr"
     assert remedies(resolved(method="itra-c"), "collapsed") == \
-        "try a lower --lam, a longer --lam-warmup, --match mmd2 or a lower --lr"
+        "try a lower --lam, a longer --lam-warmup (steps) or --lam-warmup-ratio, --match mmd2 or a lower --lr"
     assert "--match mmd2" not in remedies(resolved(method="itra-c", match="mmd2"), "collapsed")

@@ -1,10 +1,12 @@
 """TrainConfig: validation with one clear message per bad value, and run names."""
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 
-from itra.config import LOCATION_FIELDS, TrainConfig
+from itra.config import LOCATION_FIELDS, WRITTEN_BEFORE, TrainConfig
 from tests.helpers import resolved
 
 
@@ -43,8 +45,8 @@ OTHER_VALUES = {
     "batch_size": (64, "ce"), "second_batch_size": (32, "itra-c"), "epochs": (3, "ce"), "train_subset": (500, "ce"),
     "test_subset": (200, "ce"), "val_split": (500, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce", {"dataset": "wordnet", "model": "minilm"}), "compactness_every": (10, "ce"),
-    "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
+    "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "lam_warmup_ratio": (0.2, "itra-c"), "precision": ("bf16", "ce"),
+    "pairing": ("split", "itra-c"), "s2_state": ("keep", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
     "match_ranks": ("global", "itra-c", {"world_size": 2}), "world_size": (2, "ce"),
     "exit_weights": ("uniform", "ce", {"model": "vit", "exits": "separate"}), "match_at": ("every", "itra-c", {"model": "vit", "exits": "shared"}),
 }
@@ -73,7 +75,7 @@ def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_
     assert resolved(exit_weights="uniform", match_at="every") == resolved()
     assert resolved(method="ce", model="vit", exits="shared", match_at="every").match_at is None  # CE matches nothing
     assert resolved(model="vit", exits="shared", exit_weights="uniform", match_at="every").name == \
-        "fashion-mnist-vit-itra-c-lam0.6-exitsshared-wuniform-atevery-bs128-e15-seed0"
+        "fashion-mnist-vit-itra-c-lam0.6-warmr0.1-exitsshared-wuniform-atevery-bs128-e15-seed0"
     with pytest.raises(ValueError, match="with --match-at every, but got previous"):
         resolved(model="vit", exits="shared", match_at="every", pairing="previous")
     with pytest.raises(ValueError, match="--exits separate: --model cnn has no layer-wise exits"):
@@ -85,15 +87,15 @@ def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_
 
 
 def test_run_names_read_well():
-    assert resolved(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0"
+    assert resolved(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e10-seed0"
     assert resolved(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
         "fashion-mnist-cnn-ce-bs128-e15-n100-noise0.4-lr0.5-seed2"
-    assert resolved(bandwidth="class").name.endswith("-bwclass-bs128-e15-seed0")
+    assert resolved(bandwidth="class").name.endswith("-bwclass-warmr0.1-bs128-e15-seed0")
     assert resolved(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
     assert resolved(lr=0.1 + 0.2).name != resolved(lr=0.3).name  # floats keep the digits that tell them apart
-    assert resolved(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-bs128-e15"
+    assert resolved(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-warmr0.1-bs128-e15"
     assert resolved(world_size=4, match_ranks="global").name == \
-        "fashion-mnist-cnn-itra-c-lam0.6-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
+        "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -126,8 +128,8 @@ def test_every_bandwidth_mode_is_a_valid_flag():
 
 
 def test_pairings_in_run_names_and_what_they_take():
-    assert resolved().pairing == "independent" and resolved().name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e15-seed0"
-    assert resolved(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e15-seed0"
+    assert resolved().pairing == "independent" and resolved().name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e15-seed0"
+    assert resolved(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-previous-bs128-e15-seed0"
     assert resolved(method="ce", pairing="split") == resolved(method="ce")  # CE draws no S2
     assert resolved(pairing="detached", second_batch_size=64).second_batch_size == 64
     for pairing, what in (("previous", "the previous S1"), ("split", "half the batch")):
@@ -136,8 +138,42 @@ def test_pairings_in_run_names_and_what_they_take():
             resolved(pairing=pairing, second_batch_size=64)
     with pytest.raises(ValueError, match="Expected `pairing` in independent, detached, previous, split, ranks, but got 'ring'"):
         resolved(pairing="ring")
-    assert resolved(pairing="ranks", world_size=2).name.endswith("-itra-c-lam0.6-ranks-bs128-ws2-e15-seed0")
+    assert resolved(pairing="ranks", world_size=2).name.endswith("-itra-c-lam0.6-warmr0.1-ranks-bs128-ws2-e15-seed0")
 
 
 def test_a_library_model_is_named_without_its_colon():
     assert resolved(dataset="digits", model="timm:resnet18", method="ce").name == "digits-timm-resnet18-ce-bs128-e15-seed0"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_run_directories_read_as_the_runs_they_are():
+    from itra import rundir
+
+    run_dirs = sorted(path.parent for path in (ROOT / "benchmarks/runs").rglob(rundir.CONFIG))
+    assert len(run_dirs) >= 40
+    for run_dir in run_dirs:
+        assert rundir.read_config(run_dir).name == run_dir.name, run_dir
+
+
+def test_a_config_json_written_before_a_field_is_the_run_it_was(tmp_path):
+    """Written before --lam-warmup-ratio and --s2-state: a 300-step ramp and S2's pass that updates the model's state,
+    under its name of then; a run of today's default ramp is another run, with another name."""
+    from itra import rundir
+    from itra.warmup import warmup_steps
+
+    values = {name: value for name, value in dataclasses.asdict(TrainConfig()).items() if name not in WRITTEN_BEFORE}
+    values["lam_warmup"] = 300  # the default then
+    (tmp_path / rundir.CONFIG).write_text(json.dumps({**values, "run_format": rundir.RUN_FORMAT}))
+    old = rundir.read_config(tmp_path)
+    assert (old.lam_warmup, old.lam_warmup_ratio, old.s2_state) == (300, None, "update")
+    assert old.name == "fashion-mnist-cnn-itra-c-lam0.6-bs128-e15-seed0"
+    assert warmup_steps(old.lam_warmup, old.lam_warmup_ratio, 1000) == 300
+    new = resolved()
+    assert (new.lam_warmup, new.lam_warmup_ratio) == (None, 0.1) and new.name != old.name
+    assert warmup_steps(new.lam_warmup, new.lam_warmup_ratio, 1000) == 100
+    assert resolved(lam_warmup=100, lam_warmup_ratio=0.2).lam_warmup_ratio is None  # fixed steps win
+    assert resolved(lam_warmup_ratio=0.2).lam_warmup is None and resolved(method="ce").lam_warmup_ratio is None
+    assert resolved(lam_warmup=300) == old  # a ramp of 300 steps given today: the old run, under its old name
+    assert resolved(lam_warmup=299).name == "fashion-mnist-cnn-itra-c-lam0.6-warm299-bs128-e15-seed0"

@@ -246,9 +246,135 @@ def test_a_new_pairing_is_a_table_entry_and_its_function(tmp_path, capsys):
         argv = ["train", "--dataset", "digits", "--method", "itra-c", "--pairing", "itself", "--epochs", "1",
                 "--train-subset", "128", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
         assert main(argv) == 0
-        (run_dir,) = tmp_path.glob("digits-cnn-itra-c-lam0.6-itself-*")
+        (run_dir,) = tmp_path.glob("digits-cnn-itra-c-lam0.6-warmr0.1-itself-*")
         assert len(calls) == 128 // 32 and all(second is None for second in calls)  # it draws no S2
         assert main([*argv, "--second-batch-size", "16"]) == 2  # its entry: no S2 to size
         assert "Expected no `second_batch_size` with pairing 'itself', whose S2 is S1 itself" in capsys.readouterr().err
     finally:
         PAIRINGS.pop("itself")
+
+
+def lam0_objectives(pairing: str, s2_state: str) -> tuple[Objective, Objective]:
+    """CE and ITRA-c at λ = 0 (with `pairing` and `s2_state`) on two copies of one float64 model with batch norm and
+    dropout."""
+    def model() -> Classifier:
+        torch.manual_seed(0)
+        extractor = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Dropout(0.5))
+        return Classifier(extractor, nn.Linear(5, CLASSES)).double().train()
+
+    return Objective(model()), Objective(model(), Spy(), lam=0.0, term="match", pairing=pairing, s2_state=s2_state)
+
+
+def buffers(objective: Objective) -> dict[str, torch.Tensor]:
+    return dict(objective.model.named_buffers())
+
+
+@pytest.mark.parametrize("pairing", ["independent", "detached"])
+def test_what_s2s_pass_changes_besides_the_match(pairing):
+    """At λ = 0 a step is CE's step, but S2's forward pass ("update") also updates the batch-norm running statistics a
+    second time (num_batches_tracked 2, not 1) and draws its dropout masks from the global stream, so every later
+    draw (S1's next masks) moves; "keep" leaves both as CE's step does, bit for bit."""
+    first, second = batch(8, seed=1), batch(8, seed=2)
+    for s2_state, same in (("update", False), ("keep", True)):
+        ce, itra = lam0_objectives(pairing, s2_state)
+        torch.manual_seed(5)
+        ce_terms = ce(first)
+        ce_stream = torch.get_rng_state()
+        torch.manual_seed(5)
+        terms = itra(first, second)
+        assert torch.equal(terms["loss"], ce_terms["loss"]) and torch.equal(terms["ce"], ce_terms["ce"])
+        assert torch.equal(torch.get_rng_state(), ce_stream) == same
+        stats = buffers(itra)
+        assert int(stats["extractor.1.num_batches_tracked"]) == (1 if same else 2)
+        assert all(torch.equal(stats[name], value) for name, value in buffers(ce).items()) == same
+        _, _, h2, _ = itra.regularizer.calls[-1]
+        assert h2.requires_grad == (pairing == "independent") and h2.shape == (8, 5)
+
+
+def test_kept_state_still_normalises_s2_by_its_own_batch_and_draws_its_own_masks():
+    from itra.pairing import state_kept
+
+    bn = nn.BatchNorm1d(3).train()
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    with state_kept(bn, torch.device("cpu")):
+        kept = bn(x)
+    assert torch.equal(kept, nn.BatchNorm1d(3).train()(x))  # batch statistics, as an S2 pass that updates them
+    assert int(bn.num_batches_tracked) == 0 and torch.equal(bn.running_mean, torch.zeros(3))
+    torch.manual_seed(3)
+    with state_kept(nn.Identity(), torch.device("cpu")):
+        inside = torch.rand(4)
+    after = torch.rand(4)
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(4), after)  # the global stream is where it was
+    assert not torch.equal(inside, after)  # S2's draws are not a copy of what S1 draws next
+    torch.manual_seed(3)
+    with state_kept(nn.Identity(), torch.device("cpu")):
+        assert torch.equal(torch.rand(4), inside)  # and are fixed by the seed
+
+
+def test_a_forked_generator_leaves_the_one_it_forks_where_it_was():
+    from itra.pairing import forked
+
+    generator = torch.Generator().manual_seed(7)
+    own = torch.rand(4, generator=forked(generator))
+    after = torch.rand(4, generator=generator)
+    assert torch.equal(after, torch.rand(4, generator=torch.Generator().manual_seed(7)))
+    assert not torch.equal(own, after)
+    assert torch.equal(own, torch.rand(4, generator=forked(torch.Generator().manual_seed(7))))
+
+
+def test_s2_state_is_read_only_where_s2_has_a_pass_of_its_own():
+    from tests.helpers import resolved
+
+    assert resolved(s2_state="keep").s2_state == "keep"
+    assert resolved(s2_state="keep", pairing="detached").name.endswith("-detached-s2keep-bs128-e15-seed0")
+    for pairing in ("previous", "split"):
+        assert resolved(s2_state="keep", pairing=pairing) == resolved(pairing=pairing)  # no S2 pass: off
+    assert resolved(method="ce", s2_state="keep").s2_state is None
+    with pytest.raises(ValueError, match="Expected `s2_state` in update, keep, but got 'frozen'"):
+        resolved(s2_state="frozen")
+
+
+@pytest.mark.parametrize("model", ["cnn", "vgg13"])  # batch norm; batch norm and dropout
+def test_with_the_state_kept_lambda_0_is_ce_bit_for_bit(tmp_path, model):
+    """The control: ITRA-c at λ = 0 whose S2 pass keeps the state (`--s2-state keep`) trains CE's run exactly, with
+    augmentation too; S2's pass that updates it ("update") trains another run."""
+    import dataclasses
+
+    from itra.data.registry import load_dataset
+    from itra.data.transforms import random_horizontal_flip
+    from tests.helpers import resolved
+
+    splits = dataclasses.replace(load_dataset("digits"), train_transform=random_horizontal_flip)
+    common = dict(dataset="digits", model=model, epochs=1, batch_size=32, train_subset=128, test_subset=64,
+                  device="cpu", compactness_every=2)
+    runs = {}
+    for name, fields in (("ce", {"method": "ce"}), ("keep", {"method": "itra-c", "lam": 0.0, "s2_state": "keep"}),
+                         ("update", {"method": "itra-c", "lam": 0.0, "s2_state": "update"})):
+        run_dir, summary = run(resolved(**common, **fields), tmp_path, splits, progress=False)
+        assert summary["status"] == "finished"
+        rows = [{key: value for key, value in row.items() if key not in ("elapsed_s", "train_match")}
+                for row in read_metrics(run_dir)]
+        runs[name] = rows, torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    (ce_rows, ce_model), (keep_rows, keep_model), (update_rows, update_model) = runs.values()
+    assert keep_rows == ce_rows
+    assert all(torch.equal(keep_model[name], value) for name, value in ce_model.items())
+    assert update_rows != ce_rows
+    assert not all(torch.equal(update_model[name], value) for name, value in ce_model.items())
+
+
+def test_a_registered_pairing_that_draws_s2_honours_the_s2_state():
+    from itra.pairing import PAIRINGS, PairingSpec, register_pairing
+
+    def own(passes, layers1, y1, second):
+        *inputs2, y2 = second
+        return [(layers1[-1], y1, passes.extract(*inputs2), y2)]
+
+    register_pairing("own", PairingSpec(own, draws_second_batch=True, every_exit=False))
+    try:
+        for s2_state, tracked in (("update", 2), ("keep", 1)):
+            _, itra = lam0_objectives("own", s2_state)
+            itra(batch(8, seed=1), batch(8, seed=2))
+            assert int(buffers(itra)["extractor.1.num_batches_tracked"]) == tracked
+    finally:
+        PAIRINGS.pop("own")

@@ -115,11 +115,11 @@ def test_bf16_runs_train_and_fp16_needs_cuda(tmp_path, splits):
 
 @needs_fmnist
 def test_the_warmup_ramps_itra_only_and_a_warmup_longer_than_the_run_is_noted(tmp_path, splits, capsys):
-    run_dir, _ = run(small("itra-c", epochs=1, lam_warmup=300), tmp_path, splits, progress=True)
-    assert "--lam-warmup 300 is longer than this run's 20 steps, so λ ends at 0.04 instead of 0.6" in capsys.readouterr().err
+    run_dir, _ = run(small("itra-c", epochs=1, lam_warmup=400), tmp_path, splits, progress=True)
+    assert "--lam-warmup 400 is longer than this run's 20 steps, so λ ends at 0.03 instead of 0.6" in capsys.readouterr().err
     (row,) = read_metrics(run_dir)
-    assert row["train_loss"] < row["train_ce"] + 0.04 * row["train_match"]  # λ stayed below 0.04 all epoch
-    center_dir, _ = run(small("center", epochs=1, lam_warmup=300), tmp_path, splits, progress=False)
+    assert row["train_loss"] < row["train_ce"] + 0.03 * row["train_match"]  # λ stayed below 0.03 all epoch
+    center_dir, _ = run(small("center", epochs=1, lam_warmup=400), tmp_path, splits, progress=False)
     (row,) = read_metrics(center_dir)  # Center reads no warm-up: its λ is 0.1 from the first step
     assert row["train_loss"] == pytest.approx(row["train_ce"] + 0.1 * row["train_center"], rel=1e-5)
 
@@ -244,3 +244,23 @@ def test_a_new_optimizer_is_one_table_entry(tmp_path):
     finally:
         OPTIMIZERS.pop("heavy-ball")
     assert resolved(optimizer="adamw", momentum=0.5).momentum is None  # adamw reads no momentum
+
+
+def test_the_default_warmup_is_a_fraction_of_the_runs_steps(tmp_path, monkeypatch):
+    """`itra train` ramps λ with `itra.warmup` over its run's optimizer steps: 2 epochs of 4 steps, half of them."""
+    from itra.warmup import lam_at, warmup_steps
+
+    seen = []
+    original = Objective.forward
+
+    def spy(self, first, second=None):
+        seen.append(self.lam)
+        return original(self, first, second)
+
+    monkeypatch.setattr(Objective, "forward", spy)
+    config = resolved(dataset="digits", epochs=2, batch_size=32, train_subset=128, test_subset=32, device="cpu",
+                      lam_warmup_ratio=0.5)
+    assert config.lam_warmup is None
+    run(config, tmp_path, progress=False)
+    assert seen == [lam_at(step, 0.6, warmup_steps(None, 0.5, 8)) for step in range(1, 9)]
+    assert seen == pytest.approx([0.15, 0.3, 0.45, 0.6, 0.6, 0.6, 0.6, 0.6])

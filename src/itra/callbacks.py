@@ -26,6 +26,7 @@ from itra.data.batches import Batch
 from itra.evaluate import probe_compactness
 from itra.methods import METHODS, remedies
 from itra.state import TrainState
+from itra.warmup import lam_at
 from itra.errors import MissingPackage
 
 
@@ -215,13 +216,13 @@ class CollapseGuard(Callback):
 
 
 class LambdaWarmup(Callback):
-    """λ rises linearly from 0 to the config's value over the first `steps` steps (then stays)."""
+    """λ rises linearly from 0 to the config's value over the first `steps` steps, then stays (`itra.warmup.lam_at`)."""
 
     def __init__(self, lam: float, steps: int) -> None:
         self.lam, self.steps = lam, steps
 
     def _set(self, state: TrainState) -> None:  # the λ of step state.step + 1
-        state.objective.lam = self.lam * min(1.0, (state.step + 1) / self.steps)
+        state.objective.lam = lam_at(state.step + 1, self.lam, self.steps)
 
     def on_epoch_start(self, state: TrainState) -> None:
         self._set(state)

@@ -19,6 +19,8 @@ from typing import Any, Optional, Union
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.checks import check_count, check_seed
+from itra.pairing import S2_STATES
+from itra.warmup import DEFAULT_RATIO
 from itra.errors import BadValue
 
 MATCHES = ("mmd", "mmd2")
@@ -31,7 +33,15 @@ LAUNCH_FIELDS = ("world_size",)
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
 # compiling changes the rounding (fused kernels), not the method.
 LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile", "deterministic", "workers")
-ALWAYS_NAMED = ("dataset", "model", "method", "batch_size", "epochs", "seed")  # in every run name, default or not
+# In every run name where in effect, default or not. The warm-up ratio too: a run under it is never named as a run
+# of an older itra, whose ramp was --lam-warmup's default of 300 steps (`WRITTEN_BEFORE`, `NAMED_AGAINST`).
+ALWAYS_NAMED = ("dataset", "model", "method", "lam_warmup_ratio", "batch_size", "epochs", "seed")
+# Fields added after run format 2 with the value a `config.json` written before them trained with, which `from_dict`
+# gives a file that lacks one (the field's default would make it another run).
+WRITTEN_BEFORE = {"lam_warmup_ratio": None, "s2_state": "update"}
+# Fields named against another value than their default: --lam-warmup's default before --lam-warmup-ratio, 300 steps,
+# so a run with a 300-step ramp (an older run, or one given --lam-warmup 300) keeps the name it always had.
+NAMED_AGAINST = {"lam_warmup": 300}
 # The integer fields: each an int in [minimum, 2**63) (`checks.check_count`), with what to do when it is too small.
 COUNTS = (("epochs", 1, ""), ("batch_size", 1, ""), ("second_batch_size", 1, ""), ("world_size", 1, ""),
           ("train_subset", 1, " (leave it unset for the whole set)"), ("test_subset", 1, " (leave it unset for the whole set)"),
@@ -70,13 +80,21 @@ class TrainConfig:
                             '(median per class: the paper as we read it), "multi" (kernels at 1/4..4 x the batch median, '
                             'averaged) or a number', tag="bw")
     match: Optional[str] = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
-    lam_warmup: Optional[int] = option(300, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
-                             "ramp, the paper)", tag="warm")
+    lam_warmup: Optional[int] = option(None, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
+                             "ramp, the paper); unset: over --lam-warmup-ratio of the run's steps", tag="warm")
+    lam_warmup_ratio: Optional[float] = option(DEFAULT_RATIO, "itra, itra-c without --lam-warmup: ramp lambda linearly from 0 "
+                                               "over this fraction of the run's steps (itra.warmup)", tag="warmr")
     pairing: Optional[str] = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
                           "ranks' S1, all-gathered)", tag="")
+    s2_state: Optional[str] = option("update", "itra, itra-c with --pairing independent or detached: what S2's forward pass "
+                                     "may change besides the match: update (it updates the batch-norm running statistics "
+                                     "and draws dropout masks and augmentations from the run's streams, shifting S1's later "
+                                     "ones, as itra always did) or keep (S2 is normalised by its own batch statistics "
+                                     "and gets its own draws, but leaves the model's buffers and the run's random streams "
+                                     "as they were: --lam 0 is then --method ce bit for bit)", tag="s2")
     exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders, timm models with "
                         "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
@@ -135,6 +153,7 @@ class TrainConfig:
         ranges = (("lam", lambda v: v >= 0, ">= 0"), ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
                   ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"), ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"),
                   ("lr", lambda v: v > 0, "> 0"),
+                  ("lam_warmup_ratio", lambda v: 0 < v <= 1, "in (0, 1] (--lam-warmup 0: no ramp)"),
                   # momentum 1 never forgets a gradient: the velocity grows without bound
                   ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: v >= 0, ">= 0"))
         for name, within, expected in ranges:
@@ -143,7 +162,7 @@ class TrainConfig:
                 raise BadValue(f"Expected `{name}` {expected}, but got {value}")
         for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
-                              ("match_ranks", MATCH_RANKS)):
+                              ("match_ranks", MATCH_RANKS), ("s2_state", S2_STATES)):
             value = getattr(self, name)
             if value is not None and value not in allowed:
                 raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
@@ -156,9 +175,9 @@ class TrainConfig:
     @property
     def name(self) -> str:
         """The run directory's name, of a resolved config (`itra.resolve.resolve`): dataset, model, method, its
-        strength (λ, ε), batch size, epochs and seed always, and every other field in effect (not None) that differs
-        from its default as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
-        `fashion-mnist-cnn-itra-c-lam0.6-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
+        strength (λ, ε), its warm-up ratio, batch size, epochs and seed whenever in effect, and every other field in
+        effect (not None) that differs from its default (`NAMED_AGAINST`: from that value) as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
+        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
         are left out; a local model directory is named by its last part, a library model without its colon
         (`timm:resnet18` as `timm-resnet18`)."""
         parts = []
@@ -166,7 +185,8 @@ class TrainConfig:
             tag, value = field.metadata["tag"], getattr(self, field.name)
             if value is None:
                 continue  # not in effect, or unset (a subset, S2's size)
-            if tag is not None and (field.name in ALWAYS_NAMED or field.metadata["strength"] or value != field.default):
+            if tag is not None and (field.name in ALWAYS_NAMED or field.metadata["strength"]
+                                    or value != NAMED_AGAINST.get(field.name, field.default)):
                 parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else
                                     "" if value is True else _short(value)))
         return "-".join(parts)
@@ -182,6 +202,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The config of a `config.json`'s values; a field it lacks has its default, or the value a file written
+        before the field existed trained with (`WRITTEN_BEFORE`)."""
+        values = {**WRITTEN_BEFORE, **values}
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise BadValue(f"Unknown config keys: {', '.join(sorted(unknown))}")

@@ -11,7 +11,7 @@ read method facts from it and nowhere else. A new regulariser is one `register_m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, ContextManager, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
-from itra.pairing import DEFAULT_PAIRING, PAIRINGS, PreviousBatch, check_pairing
+from itra.pairing import DEFAULT_PAIRING, DEFAULT_S2_STATE, PAIRINGS, S2_STATES, PreviousBatch, check_pairing
 from itra.errors import BadValue
 from itra.tables import check_new
 
@@ -60,7 +60,8 @@ def _itra(conditional: bool) -> RegularizerFactory:
     return build
 
 
-_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "second_batch_size", "pairing", "match_at", "match_ranks")
+_ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "lam_warmup_ratio", "second_batch_size", "pairing",
+                "s2_state", "match_at", "match_ranks")
 METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
@@ -83,7 +84,7 @@ def method_fields() -> set[str]:
 # whose field it reads (its method's fields, `MethodSpec.fields`, and `lr`, which every run reads): a CE run never
 # hears of --lam. `--match mmd2` is no tip to a run that matches with it already.
 REMEDIES = {
-    "collapsed": (("lam", "a lower --lam"), ("lam_warmup", "a longer --lam-warmup"), ("match", "--match mmd2"),
+    "collapsed": (("lam", "a lower --lam"), ("lam_warmup", "a longer --lam-warmup (steps) or --lam-warmup-ratio"), ("match", "--match mmd2"),
                   ("lr", "a lower --lr")),
     "diverged": (("lr", "a lower --lr"), ("lam", "a lower --lam")),
 }
@@ -135,7 +136,8 @@ class Objective(nn.Module):
     `forward(S1, S2)` returns the named terms: "ce", the regulariser's term (e.g. "match"), and
     "loss" = ce + lam * term. How a matching regulariser gets S2's features is `pairing`
     (`itra.pairing`): with "independent" (the paper) and "detached" S2 goes through the extractor in a
-    pass of its own, so it touches neither the CE nor S1's batch-norm statistics; "previous" matches
+    pass of its own, so it touches neither the CE nor S1's batch-norm statistics, and what that pass may change
+    of the model's state (running statistics, the dropout stream) is `s2_state`; "previous" matches
     against the last step's S1, "split" halves S1's batch and "ranks" (under torchrun) matches against the other
     ranks' S1; none of these takes an S2. Which exits the
     CE trains, with which heads and weights, and where the regulariser matches, is `exits`,
@@ -152,9 +154,11 @@ class Objective(nn.Module):
     def __init__(self, model: Classifier, regularizer: nn.Module | None = None, lam: float = 0.0,
                  label_smoothing: float = 0.0, term: str = "regularizer", pairing: str = DEFAULT_PAIRING,
                  exits: str = "last", exit_weights: str = "linear", match_at: str = "last",
-                 match_ranks: str = "local") -> None:
+                 match_ranks: str = "local", s2_state: str = DEFAULT_S2_STATE) -> None:
         super().__init__()
         check_pairing(pairing)
+        if s2_state not in S2_STATES:
+            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
         if match_ranks not in MATCH_RANKS:
             raise BadValue(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
@@ -168,6 +172,7 @@ class Objective(nn.Module):
         self.label_smoothing = label_smoothing
         self.term = term
         self.pairing = pairing
+        self.s2_state = s2_state
         self.exits = exits
         self.exit_mode = EXIT_MODES[exits]
         self.match_at = match_at
@@ -209,6 +214,11 @@ class Objective(nn.Module):
             return [self.extract(*inputs)]
         return (self.compiled_exits or self.model.exits)(*inputs)
 
+    def second_pass(self) -> ContextManager[None]:
+        """The context of S2's forward pass under `s2_state` (`itra.pairing.S2_STATES`)."""
+        device = next(self.model.parameters()).device
+        return S2_STATES[self.s2_state].forward(self.model, device)
+
     def embed(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features h (B, D) and logits (B, K) of one batch of inputs."""
         features = self.extract(*inputs)
@@ -246,9 +256,12 @@ class Objective(nn.Module):
         """`(h1, y1, h2, y2)` of every matched exit (`layers1`: the last, or all) under `self.pairing`'s table entry
         (`itra.pairing.PAIRINGS`), or None when this step has no S2."""
         spec = PAIRINGS[self.pairing]
-        if spec.draws_second_batch and second is None:
+        if not spec.draws_second_batch:
+            return spec.pairs(self, layers1, y1, second)
+        if second is None:
             raise BadValue(f"{type(self.regularizer).__name__} matches two mini-batches: pass S2 as well")
-        return spec.pairs(self, layers1, y1, second)
+        with self.second_pass():  # S2's own pass, which changes of the model's state what `s2_state` lets it
+            return spec.pairs(self, layers1, y1, second)
 
 
 def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matches: bool) -> None:
@@ -280,6 +293,7 @@ def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) 
     spec = METHODS[config.method]
     regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
     in_effect = {"lam": config.lam, "label_smoothing": config.smoothing, "term": spec.term, "pairing": config.pairing,
+                 "s2_state": config.s2_state,
                  "exit_weights": config.exit_weights, "match_at": config.match_at, "match_ranks": config.match_ranks}
     return Objective(model, regularizer, exits=config.exits,
                      **{name: value for name, value in in_effect.items() if value is not None})

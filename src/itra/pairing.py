@@ -5,10 +5,10 @@ come from the current extractor, with gradient. The modes differ in how S2's fea
 and so in what a step costs; `Objective` does the passes, `PreviousBatch` holds `previous`'s S2.
 
 - `independent` (default; the paper): S2 is drawn from its own stream (`PairedLoader`) and gets its own
-  forward and backward pass. Each batch is normalised by its own batch-norm statistics; both
-  passes update the running statistics (two updates per step), as itra always did.
+  forward and backward pass. Each batch is normalised by its own batch-norm statistics; what else S2's
+  pass may change is `--s2-state` (below).
 - `detached`: the same S2 and the same forward pass (train mode, so its features equal
-  `independent`'s and its running-statistic update is the same), under `torch.no_grad()`: the
+  `independent`'s and it changes the model's state as `independent`'s does), under `torch.no_grad()`: the
   match's gradient flows through S1's features only, as in the paper's gradient analysis (Eq. (7)-(9),
   written for a sample of S1). Saves S2's backward pass.
 - `previous`: S2 is the previous step's S1: its features, detached (computed by the previous step's
@@ -22,6 +22,15 @@ and so in what a step costs; `Objective` does the passes, `PreviousBatch` holds 
   the compactness probe count these steps; `--lr` is not rescaled. A one-sample batch (an epoch's last,
   when N = 1 mod 2m) has no S2: its match term is 0.
 
+What S2's pass changes besides the match (`--s2-state`, `S2_STATES`; `Objective` builds the pairs of every mode
+whose entry draws S2 inside it, so a registered one honours it too): with "update"
+(as itra always did) S2 is forwarded like S1, so it updates the batch-norm running statistics (a second
+`running_mean`/`running_var` update and `num_batches_tracked` increment per step), its dropout draws come from
+the global random stream (shifting the masks of every later S1) and its augmentation from the run's augmentation
+generator (shifting S1's later augmentations). With "keep" S2 is still normalised by its own batch statistics and
+gets fresh dropout masks and augmentations, but leaves the model's buffers, the global random stream and the
+augmentation generator as they were: a run at λ = 0 is then CE's run, bit for bit.
+
 Under torchrun, `--match-ranks global` matches each rank's S1 against the S2 of all ranks, whatever the mode
 (`itra.distributed`); a mode whose S2 is the S1 of the other processes is not built.
 """
@@ -29,9 +38,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, ContextManager, Iterator, Optional, Protocol
 
 import torch
+from torch import nn
 
 from itra.distributed import gather_others, gather_others_with_grad
 from itra.tables import check_new, entry
@@ -133,6 +143,63 @@ def split_halves(features: torch.Tensor, labels: torch.Tensor) -> Pair | None:
     if half == len(labels):
         return None
     return features[:half], labels[:half], features[half:], labels[half:]
+
+
+@contextlib.contextmanager
+def state_kept(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """A forward pass through `model` (on `device`) that leaves the state it found: every buffer (batch-norm running
+    statistics, `num_batches_tracked`) is put back afterwards, and the pass draws its random numbers (dropout) from
+    a stream of its own, seeded from the global stream's state, which it leaves where it was. Batch norm in train
+    mode still normalises by the batch's own statistics, and the draws are deterministic given the seed.
+
+    Example:
+        >>> bn = nn.BatchNorm1d(2).train()
+        >>> with state_kept(bn, torch.device("cpu")):
+        ...     _ = bn(torch.randn(4, 2))
+        >>> int(bn.num_batches_tracked), bn.running_mean.tolist()
+        (0, [0.0, 0.0])
+    """
+    buffers = list(model.buffers())
+    saved = [buffer.clone() for buffer in buffers]
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            seed = int(torch.randint(2**62, ()))  # from the global stream, restored when the fork ends
+            torch.default_generator.manual_seed(seed)
+            for index in cuda:
+                torch.cuda.default_generators[index].manual_seed(seed)
+            yield
+    finally:
+        for buffer, value in zip(buffers, saved):
+            # Through `.data`, as batch norm updates its statistics itself: S1's pass saved them for its backward,
+            # which in train mode does not read them, and a copy that counts as an in-place change would make
+            # autograd refuse.
+            buffer.data.copy_(value)
+
+
+def forked(generator: torch.Generator) -> torch.Generator:
+    """A generator seeded from `generator`'s state, which is left where it was: draws (S2's augmentation) that do
+    not shift the ones `generator` makes next (S1's)."""
+    state = generator.get_state()
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    generator.set_state(state)
+    return torch.Generator(generator.device).manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class S2State:
+    """One `--s2-state`: the context of S2's forward pass, given the model and its device, and the generator of
+    S2's augmentation, given the run's."""
+
+    forward: Callable[[nn.Module, torch.device], ContextManager[None]]
+    augment: Callable[[torch.Generator], torch.Generator]
+
+
+S2_STATES: dict[str, S2State] = {
+    "update": S2State(lambda model, device: contextlib.nullcontext(), lambda generator: generator),  # as itra always did
+    "keep": S2State(state_kept, forked),
+}
+DEFAULT_S2_STATE = "update"
 
 
 class PreviousBatch:

@@ -4,6 +4,9 @@
 name say what the run computed), canonicalises aliases, and checks every rule between fields in one place:
 
 - the method's fields (`METHODS[method].fields`): the others are off (`--method ce` reads no λ, pairing or bandwidth);
+  `s2_state` with a pairing that draws no S2 (`previous`, `split`, `ranks`: no pass of S2's own);
+- the λ warm-up (`itra.warmup`): `lam_warmup` given is a fixed ramp of that many steps and the ratio is off; unset,
+  the ramp is `lam_warmup_ratio` of the run (a `config.json` written before the ratio has its `lam_warmup` steps);
 - `exit_weights` and `match_at` with `--exits last` (one exit); `match_ranks` in one process (there are no other
   ranks); `max_length` on an image dataset; `momentum` with `--optimizer adamw`;
 - the bandwidth, parsed into the one vocabulary of `itra.mmd` ("batch", "class", "multi" or a float > 0); an S2 size
@@ -55,6 +58,10 @@ def off_fields(config: TrainConfig) -> dict[str, str]:
     off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
     if not EXIT_MODES[config.exits].every_exit:
         off.update({name: "--exits last" for name in ("exit_weights", "match_at") if name not in off})
+    if "pairing" not in off and "s2_state" not in off and not check_pairing(config.pairing).draws_second_batch:
+        off["s2_state"] = f"--pairing {config.pairing}"
+    if "lam_warmup" not in off and config.lam_warmup is not None:
+        off["lam_warmup_ratio"] = f"--lam-warmup {config.lam_warmup}"
     if config.world_size == 1 and "match_ranks" not in off:
         off["match_ranks"] = "one process"
     if not is_text_dataset(config.dataset):

@@ -43,8 +43,9 @@ from itra.methods import METHODS, Objective, build_objective, remedies
 from itra.models import Classifier
 from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS
-from itra.pairing import PAIRINGS, samples_per_step
+from itra.pairing import PAIRINGS, S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
+from itra.warmup import warmup_steps
 from itra.errors import BadValue
 from itra.notes import note
 
@@ -212,8 +213,8 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
                        dist=dist, step_module=dist.wrap(objective, device))
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
-    warmup = config.lam_warmup or 0
     total_steps = len(loader) * config.epochs
+    warmup = warmup_steps(config.lam_warmup, config.lam_warmup_ratio, total_steps)
     progress = progress and dist.is_main
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),
              *([LambdaWarmup(config.lam, warmup)] if warmup else []), *callbacks, *(logger if dist.is_main else []),
@@ -319,7 +320,9 @@ def run_epoch(state: TrainState, loader: PairedLoader, data: Splits, hooks: Sequ
     for pair in loader:
         first, second = pair if loader.paired else (pair, None)
         first = to_device(first, state.device, data.train_transform, state.augment)
-        second = None if second is None else to_device(second, state.device, data.train_transform, state.augment)
+        if second is not None:  # augmented after S1, with the generator S2's state gives it (`itra.pairing.S2_STATES`)
+            augment = S2_STATES[state.objective.s2_state].augment(state.augment)
+            second = to_device(second, state.device, data.train_transform, augment)
         terms = train_step(step_module, state.optimizer, first, second, state.precision)
         state.schedule.step()
         state.step += 1

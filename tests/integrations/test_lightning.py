@@ -126,6 +126,23 @@ def test_logged_terms_and_lam_warming_up_by_optimizer_step():
         assert log["train_loss"] == pytest.approx(log["train_ce"] + log["lam"] * log["train_match"], abs=1e-6)
 
 
+def test_by_default_lam_warms_up_over_a_fraction_of_the_estimated_stepping_batches():
+    from itra.warmup import lam_at, warmup_steps
+
+    module = ITRAModule(tiny_cnn(), lam=LAM, lam_warmup_ratio=0.5, optimizer=sgd)
+    logs = fit(module, PairedDataModule(images(), BATCH, seed=SEED), steps=4).logs
+    assert [log["lam"] for log in logs] == pytest.approx([lam_at(step, LAM, warmup_steps(None, 0.5, 4))
+                                                          for step in range(1, 5)])
+    assert [log["lam"] for log in logs] == pytest.approx([LAM / 2, LAM, LAM, LAM])
+
+
+@pytest.mark.parametrize("s2_state, updates", [("update", 4), ("keep", 2)])
+def test_s2s_pass_updates_the_running_statistics_only_with_update(s2_state, updates):
+    module = ITRAModule(tiny_cnn(), lam=LAM, s2_state=s2_state, optimizer=sgd)
+    fit(module, PairedDataModule(images(), BATCH, seed=SEED), steps=2)
+    assert int(module.model.extractor[1].num_batches_tracked) == updates  # 2 steps: S1's passes, and S2's
+
+
 def test_training_batches_are_paired_loaders_for_lightnings_epochs():
     """Two epochs in Lightning see PairedLoader's epochs 0 and 1; outside Lightning, PairedBatches iterates like
     PairedLoader (each pass the next epoch, `set_epoch` to choose one), pairs for the same seed the same."""

@@ -15,12 +15,12 @@ from torch import nn
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 from transformers import (BertConfig, BertForSequenceClassification, BertModel, DistilBertConfig,
                           DistilBertForSequenceClassification, PreTrainedModel, RobertaConfig,
-                          RobertaForSequenceClassification, TrainingArguments, XLNetConfig,
+                          RobertaForSequenceClassification, Trainer, TrainingArguments, XLNetConfig,
                           XLNetForSequenceClassification)
 
 from itra import ITRALoss, PairedLoader
 from itra.data.wordnet import DATA_FILES, DEFAULT_DIR
-from itra.integrations.transformers import ITRATrainer, PairedSampler, find_classification_layer
+from itra.integrations.transformers import ITRATrainer, PairedSampler, find_classification_layer, split_pairs
 from itra.methods import Objective
 from itra.models import Classifier
 from itra.train import train_step
@@ -144,6 +144,33 @@ def test_one_step_equals_itra_train_step_on_the_same_pair(tmp_path, build, featu
     assert_same_weights(model, reference.model.extractor.model)
 
 
+class CEOfS1(ITRATrainer):
+    """The Trainer's own loss of S1 alone: no S2 pass."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        first, _ = split_pairs(inputs)
+        return Trainer.compute_loss(self, model, first, return_outputs, num_items_in_batch)
+
+
+def test_with_the_state_kept_lam_0_is_the_ce_of_s1_bit_for_bit(tmp_path):
+    """With dropout: S2's pass ("update") draws from the global stream and moves S1's later masks; "keep" does not."""
+    def bert_with_dropout() -> BertForSequenceClassification:
+        torch.manual_seed(0)
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            num_labels=NUM_CLASSES, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.0))
+
+    models = {name: bert_with_dropout() for name in ("ce", "keep", "update")}
+    for name, model in models.items():
+        trainer = itra_trainer(model, tmp_path / name, steps=3, lam=0.0, s2_state="keep" if name == "ce" else name)
+        if name == "ce":
+            trainer.__class__ = CEOfS1
+        trainer.train()
+    parameters = {name: dict(model.named_parameters()) for name, model in models.items()}
+    assert all(torch.equal(value, parameters["ce"][key]) for key, value in parameters["keep"].items())
+    assert not all(torch.equal(value, parameters["ce"][key]) for key, value in parameters["update"].items())
+
+
 def test_the_match_term_reaches_the_encoder(tmp_path):
     plain, matched = tiny_bert(), tiny_bert()
     logs = train_logs(itra_trainer(matched, tmp_path / "a", steps=3))
@@ -180,6 +207,17 @@ def test_lam_warms_up_by_optimizer_step(tmp_path):
     assert [row["lam"] for row in logs] == [LAM / 4, LAM / 2]
     for row in logs:
         assert row["loss"] == pytest.approx(row["train_ce"] + row["lam"] * row["train_match"], abs=LOSS_LOG_PRECISION)
+
+
+def test_by_default_lam_warms_up_over_a_fraction_of_the_trainers_max_steps(tmp_path):
+    from itra.warmup import lam_at, warmup_steps
+
+    trainer = itra_trainer(tiny_bert(), tmp_path, steps=2, lam_warmup=None, lam_warmup_ratio=1.0)
+    logs = train_logs(trainer)
+    assert trainer.state.max_steps == 2
+    assert [row["lam"] for row in logs] == [lam_at(step, LAM, warmup_steps(None, 1.0, 2)) for step in (1, 2)]
+    assert [row["lam"] for row in logs] == [LAM / 2, LAM]
+    assert ITRATrainer.__init__.__kwdefaults__["lam_warmup"] is None  # the ratio is the default
 
 
 def test_logged_terms_are_means_over_the_logging_interval(tmp_path):

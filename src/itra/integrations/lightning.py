@@ -10,9 +10,10 @@
 A training step's loss is the paper's Eq. (6) (Eq. (4) with `conditional=False`), computed by itra's own
 `Objective`, so a step is `itra.train.train_step`'s:
 
-    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / lam_warmup) at the t-th optimizer step,
+    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / W) at the t-th optimizer step,
 
-where H1 (m, D) and H2 (m', D) are the extractor's features of S1 and of S2, an independent batch that
+W = `lam_warmup` steps, or by default ⌈`lam_warmup_ratio` · T⌉ of the run's T = `trainer.estimated_stepping_batches`
+optimizer steps (`itra.warmup`, as `itra train` computes it), where H1 (m, D) and H2 (m', D) are the extractor's features of S1 and of S2, an independent batch that
 goes through the extractor in a pass of its own and is in no term but the match. With `lam=0` the loss is
 the plain CE of S1: no S2 is drawn or forwarded, and S1's batches are the same as with pairing.
 
@@ -56,6 +57,8 @@ from itra.methods import Batch, Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
+from itra.pairing import DEFAULT_S2_STATE
+from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], Any]  # parameters -> what `configure_optimizers` returns
 
@@ -175,7 +178,10 @@ class ITRAModule(LightningModule):
         conditional: ITRA-c (Eq. (5): the match per class, the default) or plain ITRA (Eq. (3)).
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them
             (the default, "batch", is `ITRALoss()`'s).
-        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`.
+        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
+            None (the default): over `lam_warmup_ratio` of the run's optimizer steps (`estimated_stepping_batches`).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
+            (batch-norm running statistics, the dropout stream) or "keep" (`itra.pairing.S2_STATES`).
         optimizer: `optimizer(parameters)` returns what `configure_optimizers` may (an optimizer, or a dict
             with a scheduler). Default: `itra train`'s, SGD with Nesterov momentum 0.9, lr 0.05, weight decay
             5e-4 and a cosine schedule to 0 over the run's optimizer steps (`trainer.estimated_stepping_batches`),
@@ -187,17 +193,18 @@ class ITRAModule(LightningModule):
     """
 
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
-                 squared: bool = False, lam_warmup: int = 300, optimizer: OptimizerFactory | None = None) -> None:
+                 squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
+                 s2_state: str = DEFAULT_S2_STATE, optimizer: OptimizerFactory | None = None) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
-        if isinstance(lam_warmup, bool) or not isinstance(lam_warmup, int) or lam_warmup < 0:
-            raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
+        check_warmup(lam_warmup, lam_warmup_ratio)
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
         match = ITRALoss(conditional, bandwidth, model.head.out_features, validate_args=False, squared=squared)
-        self.objective = Objective(model, match if lam > 0 else None, float(lam), term="match")
+        self.objective = Objective(model, match if lam > 0 else None, float(lam), term="match", s2_state=s2_state)
         self.lam = float(lam)
-        self.lam_warmup = lam_warmup
+        self.lam_warmup, self.lam_warmup_ratio = lam_warmup, lam_warmup_ratio
+        self._warmup = 0  # W of the run being fitted (`on_train_start`)
         self.optimizer_factory = optimizer
         self._sums: torch.Tensor | None = None  # metric sums of the evaluation epoch so far
 
@@ -211,8 +218,11 @@ class ITRAModule(LightningModule):
         return self.objective.draws_second_batch
 
     def lam_at(self, step: int) -> float:
-        """λ at the `step`-th optimizer step (1, 2, ...): λ · min(1, step / lam_warmup)."""
-        return self.lam if self.lam_warmup == 0 else self.lam * min(1.0, step / self.lam_warmup)
+        """λ at the `step`-th optimizer step (1, 2, ...) of the run being fitted (`itra.warmup.lam_at`)."""
+        return lam_at(step, self.lam, self._warmup)
+
+    def on_train_start(self) -> None:
+        self._warmup = warmup_steps(self.lam_warmup, self.lam_warmup_ratio, self.trainer.estimated_stepping_batches)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(*inputs)

@@ -7,9 +7,10 @@
 
 A training step's loss is the paper's Eq. (6) (Eq. (4) with `conditional=False`),
 
-    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / lam_warmup) at the t-th optimizer step,
+    loss = CE(S1) + λ_t · Match(H1, H2),   λ_t = λ · min(1, t / W) at the t-th optimizer step,
 
-where CE(S1) is the loss `Trainer` computes for S1 alone (the model's own cross-entropy, or label
+W = `lam_warmup` steps, or by default ⌈`lam_warmup_ratio` · `max_steps`⌉ of the Trainer's run (`itra.warmup`, as
+`itra train` computes it), where CE(S1) is the loss `Trainer` computes for S1 alone (the model's own cross-entropy, or label
 smoothing, or `compute_loss_func`), and H1 (m, D), H2 (m, D) are the penultimate features of S1 and S2:
 the input of the model's final classification layer (`find_classification_layer`, shared with
 `itra.models.adapter.split_classifier`), read by a forward
@@ -53,7 +54,9 @@ from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
 from itra.models.adapter import find_classification_layer
+from itra.pairing import DEFAULT_S2_STATE, S2_STATES
 from itra.errors import BadValue
+from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
 TERMS = ("ce", "match")  # logged as train_ce, train_match
 
@@ -116,7 +119,11 @@ class ITRATrainer(Trainer):
         lam: λ, the weight of the match.
         conditional: ITRA-c (Eq. (5): the match per class, the default) or plain ITRA (Eq. (3)).
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
-        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`.
+        lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
+            None (the default): over `lam_warmup_ratio` of the run's optimizer steps (the Trainer's `max_steps`).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
+            (its dropout draws shift S1's later masks; running statistics, where the model has them) or "keep"
+            (`itra.pairing.S2_STATES`: with lam=0 the run is then the plain CE of S1, bit for bit).
         head_name: the model's final classification layer, when it is not found by name (`itra.models.adapter.HEAD_NAMES`).
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
@@ -126,18 +133,21 @@ class ITRATrainer(Trainer):
     loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides it by the number of accumulated batches
 
     def __init__(self, *args: Any, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
-                 squared: bool = False, lam_warmup: int = 300, head_name: str | None = None, **kwargs: Any) -> None:
+                 squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
+                 s2_state: str = DEFAULT_S2_STATE, head_name: str | None = None, **kwargs: Any) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
-        if isinstance(lam_warmup, bool) or not isinstance(lam_warmup, int) or lam_warmup < 0:
-            raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {lam_warmup!r}")
+        check_warmup(lam_warmup, lam_warmup_ratio)
+        if s2_state not in S2_STATES:
+            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
             raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
                              f"run one process per GPU instead: torchrun --nproc-per-node {self.args.n_gpu} ...")
         self.model_accepts_loss_kwargs = False  # the model gets no num_items_in_batch; older Trainers then divide by GA
         self.lam = float(lam)
-        self.lam_warmup = lam_warmup
+        self.lam_warmup, self.lam_warmup_ratio = lam_warmup, lam_warmup_ratio
+        self.s2_state = s2_state
         self.head_name = find_classification_layer(self.model, head_name)
         num_classes = getattr(getattr(self.model, "config", None), "num_labels", None)
         self.match = ITRALoss(conditional, bandwidth, num_classes, validate_args=False, squared=squared)
@@ -145,8 +155,8 @@ class ITRATrainer(Trainer):
         self._steps_since_log = 0.0
 
     def lam_at(self, step: int) -> float:
-        """λ at the `step`-th optimizer step (1, 2, ...): λ · min(1, step / lam_warmup)."""
-        return self.lam if self.lam_warmup == 0 else self.lam * min(1.0, step / self.lam_warmup)
+        """λ at the `step`-th optimizer step (1, 2, ...) of this run (`itra.warmup.lam_at`)."""
+        return lam_at(step, self.lam, warmup_steps(self.lam_warmup, self.lam_warmup_ratio, self.state.max_steps))
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> PairedSampler:
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -197,7 +207,8 @@ class ITRATrainer(Trainer):
         head = self.accelerator.unwrap_model(model).get_submodule(self.head_name)
         with captured_inputs(head) as features:
             ce, outputs = super().compute_loss(model, first, return_outputs=True)
-            model(**second)
+            with S2_STATES[self.s2_state].forward(model, self.args.device):  # what S2's pass may change of the model
+                model(**second)
         h1, h2 = self._penultimate(features)  # (m, D) each
         match = self.match(h1, y1, h2, y2)
         loss = ce + self.lam_at(self.state.global_step + 1) * match
