@@ -152,7 +152,7 @@ class RayTasks(Executor):
             import ray
         except ModuleNotFoundError:
             raise MissingPackage("--launcher ray needs Ray: pip install 'itra[ray]'") from None
-        self.ray, self.tasks = ray, []
+        self.ray, self.tasks, self.remote = ray, [], {}
         self.started = not ray.is_initialized()
         if self.started:
             if address not in (None, "auto") and "://" not in address:  # host:port; ray:// (Ray Client) as Ray says
@@ -171,7 +171,9 @@ class RayTasks(Executor):
         return max(1, int(total.get(wanted, 0) // (self.resources["num_gpus"] or self.resources["num_cpus"])))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        task = self.ray.remote(**self.resources)(fn).remote(*args, **kwargs)
+        if fn not in self.remote:  # Ray exports a remote function once
+            self.remote[fn] = self.ray.remote(**self.resources)(fn)
+        task = self.remote[fn].remote(*args, **kwargs)
         self.tasks.append(task)
         result: Future = Future()
 

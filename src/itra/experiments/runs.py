@@ -155,6 +155,7 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
     executor, jobs = LAUNCHERS[launch.launcher](launch, configs)
     in_process = isinstance(executor, InProcess)
     shared = (LoadedSplits() if splits is None else splits) if in_process else None
+    progress = progress and setup().is_main  # under torchrun, rank 0 tells
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
     waiting, running, ended, given = iter(enumerate(configs)), {}, {}, 0
 
