@@ -139,7 +139,7 @@ def test_threads_per_run_come_from_the_machine_alone(monkeypatch):
         assert {Launch(jobs=jobs).threads for jobs in (None, 1, 2, 8)} == {threads}
 
 
-def test_more_jobs_than_runs_start_one_worker_per_run_and_one_job_trains_in_this_process(monkeypatch):
+def test_more_jobs_than_runs_start_one_worker_per_run_and_one_job_or_torchrun_trains_in_this_process(monkeypatch):
     configs = [resolved(dataset="digits", method="ce", seed=seed) for seed in range(3)]
     monkeypatch.setattr(launchers, "machine_slots", machine_slots)  # the tests' own default is 1 (conftest.py)
     monkeypatch.setattr(launchers, "cores", lambda: 8)
@@ -150,3 +150,5 @@ def test_more_jobs_than_runs_start_one_worker_per_run_and_one_job_trains_in_this
         executor.shutdown()
     assert isinstance(local(Launch(jobs=1), configs)[0], launchers.InProcess)
     assert isinstance(local(Launch(jobs=4), configs[:1])[0], launchers.InProcess)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun, each process of the job trains every run with the others
+    assert isinstance(local(Launch(jobs=None), configs)[0], launchers.InProcess)

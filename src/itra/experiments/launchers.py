@@ -137,8 +137,8 @@ def _start_worker(devices: Any) -> None:
 
 def local(launch: Launch, configs: Sequence[TrainConfig]) -> tuple[Executor, int]:
     """`launch.jobs` runs at a time on this machine (None: `machine_slots`), at most one per run; one runs in this
-    process."""
-    jobs = min(launch.jobs or machine_slots(launch.threads), len(configs))
+    process, as does every run under torchrun (each process of the job trains it)."""
+    jobs = 1 if launched_world_size() > 1 else min(launch.jobs or machine_slots(launch.threads), len(configs))
     return (InProcess(), 1) if jobs <= 1 else (WorkerPool(jobs), jobs)
 
 
