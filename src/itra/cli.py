@@ -86,11 +86,11 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip:
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     """How a command that trains several runs trains them (`itra.experiments.launchers`)."""
-    parser.add_argument("--jobs", type=_positive_int, help="runs trained at once, each in a worker process of its own "
-                        "with --threads-per-run threads, so that N does not change a run's numbers (default: one per "
-                        "GPU, else one per core over --threads-per-run, at most one per run: on a 2-core machine "
-                        "2 single-thread runs at once train the small CNN's studies MEASURED faster than one; "
-                        "1: in this process, with its progress bars)")
+    parser.add_argument("--jobs", type=_positive_int, help="runs trained at once (at most one per run), each in a worker "
+                        "process with --threads-per-run threads, so that N does not change a run's numbers; 1: in this "
+                        "process, with its step bars (default: one per GPU, else one per core over --threads-per-run: "
+                        "on 2 idle cores, 2 runs at once trained a 12-run fashion-mnist study 1.7x faster than one at a "
+                        "time, benchmarks/bench_jobs.py; on a busy machine, fewer may be faster)")
     parser.add_argument("--threads-per-run", type=_positive_int, help="CPU threads of each run, whatever --jobs (default: "
                         "1 on a machine without GPUs; with GPUs, the cores shared out between them); itra train uses "
                         "torch's default (OMP_NUM_THREADS=1 itra train ... trains the run a sweep trains)")

@@ -1,6 +1,7 @@
 """`--jobs N` and `--launcher ray`: N runs at a time train what one at a time trains (every epoch's metrics, the table),
 a failed run leaves the others going, Ctrl-C stops every worker and the same command resumes exactly, and bad launch
 values are one line before any work."""
+import argparse
 import contextlib
 import io
 import os
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from itra.cli import main
+from itra.cli import add_launch_flags, main
 from itra.experiments import launchers
 from itra.experiments.launchers import Launch, WorkerPool, local, machine_slots
 from itra.rundir import read_metrics, read_summary
@@ -132,6 +133,9 @@ def test_ray_not_installed_and_jobs_under_torchrun_are_one_line(tmp_path, capsys
 
 
 def test_threads_per_run_come_from_the_machine_alone(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_launch_flags(parser)
+    assert "CPU threads of each run, whatever --jobs" in " ".join(parser.format_help().split())
     for cores, gpus, threads, slots in [(2, 0, 1, 2), (16, 0, 1, 16), (16, 4, 4, 4), (3, 4, 1, 4)]:
         monkeypatch.setattr(launchers, "cores", lambda: cores)
         monkeypatch.setattr(launchers, "gpus", lambda: gpus)
