@@ -13,3 +13,11 @@ def splits():
     from itra.data.registry import load_dataset
 
     return load_dataset("fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def studies_in_the_test_process(monkeypatch):
+    """`itra sweep` and `itra reproduce` train their runs in the test's own process unless a test asks for `--jobs`:
+    monkeypatched code and registered methods reach the runs, and no test pays for starting workers (their default
+    number, one per core, is `tests/experiments/test_launchers.py`'s)."""
+    monkeypatch.setattr("itra.experiments.launchers.machine_slots", lambda threads: 1)

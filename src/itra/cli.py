@@ -31,6 +31,7 @@ from itra import __version__
 from itra.checks import COUNT_LIMIT
 from itra.config import LAUNCH_FIELDS, TrainConfig
 from itra.distributed import launched_world_size, shutdown
+from itra.experiments.launchers import LAUNCHERS, Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
 from itra.experiments.table import failures
@@ -87,6 +88,27 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip:
                                 help=f"{field.metadata['help']} (default: {field.default})")
 
 
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """How a command that trains several runs trains them (`itra.experiments.launchers`)."""
+    parser.add_argument("--jobs", type=_positive_int, help="runs trained at once (at most one per run), each in a worker "
+                        "process with --threads-per-run threads, so that N does not change a run's numbers; 1: in this "
+                        "process, with its step bars (default: one per GPU, else one per core over --threads-per-run: "
+                        "on 2 idle cores, 2 runs at once trained a 12-run fashion-mnist study 1.7x faster than one at a "
+                        "time, benchmarks/bench_jobs.py; on a busy machine, fewer may be faster)")
+    parser.add_argument("--threads-per-run", type=_positive_int, help="CPU threads of each run, whatever --jobs (default: "
+                        "1 on a machine without GPUs; with GPUs, the cores shared out between them); itra train uses "
+                        "torch's default (OMP_NUM_THREADS=1 itra train ... trains the run a sweep trains)")
+    parser.add_argument("--launcher", choices=list(LAUNCHERS), default="local", help="local: worker processes on this "
+                        "machine; ray: each run a Ray task with the CPUs and GPU it needs, on the cluster at --address "
+                        "(--out on a file system every node sees; pip install 'itra[ray]') (default: local)")
+    parser.add_argument("--address", help="with --launcher ray: the cluster's head, host:port (ray start --head prints "
+                        "it), or auto: the cluster ray start started on this machine (default: a local Ray instance)")
+
+
+def _launch(args: argparse.Namespace) -> Launch:
+    return Launch(args.launcher, args.jobs, args.threads_per_run, args.address)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itra", allow_abbrev=False,
@@ -110,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 for every combination (default: 3)")
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="where the runs go (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_launch_flags(sweep)
 
     report = add_parser("report", help="tables and figures from run directories",
                                  description="Write report.md and PNG figures from finished run directories.")
@@ -141,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
     reproduce.add_argument("--table-only", action="store_true", help="train nothing: the table and figures of the runs "
                            "that have ended, the others listed as not run yet (a long study run in parts)")
+    add_launch_flags(reproduce)
     return parser
 
 
@@ -176,7 +200,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     grid = {**_flag_values(args, skip=("seed",)), "world_size": [launched_world_size()]}
     _note_ignored("sweep", grid_points(grid))
-    rows = sweep(grid, args.seeds, args.out, progress=not args.quiet)
+    rows = sweep(grid, args.seeds, args.out, progress=not args.quiet, launch=_launch(args))
     print(markdown_rows(rows))
     failed = failures(rows)
     if failed:
@@ -209,8 +233,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         return _reproduce_layerwise(args)
     result = reproduce(
         args.preset, args.out, seeds=args.seeds, smoke=args.smoke, timing_steps=args.timing_steps,
-        progress=not args.quiet, model=args.model, table_only=args.table_only, epochs=args.epochs, device=args.device,
-        data_dir=args.data_dir, world_size=launched_world_size(),
+        progress=not args.quiet, model=args.model, table_only=args.table_only, launch=_launch(args), epochs=args.epochs,
+        device=args.device, data_dir=args.data_dir, world_size=launched_world_size(),
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
@@ -229,7 +253,7 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise BadValue(f"{args.preset} has one model ({LAYERWISE_PRESETS[args.preset].model}): leave --model out")
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
-                                 epochs=args.epochs, device=args.device, data_dir=args.data_dir,
+                                 launch=_launch(args), epochs=args.epochs, device=args.device, data_dir=args.data_dir,
                                  world_size=launched_world_size())
     print(result_table(result))
     print(f"table and figures written to {args.out}/reproduce-{args.preset}{'-smoke' if args.smoke else ''}/")

@@ -23,6 +23,7 @@ from itra.resolve import resolve
 from itra.distributed import setup
 from itra.experiments.layer_figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
+from itra.experiments.launchers import Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
 from itra.experiments.runs import LoadedSplits, run_all
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
@@ -56,9 +57,10 @@ def config_label(config: TrainConfig) -> str:
 
 
 def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = False, progress: bool = True,
-                        **overrides: Any) -> dict[str, Any]:
+                        launch: Launch = Launch(), **overrides: Any) -> dict[str, Any]:
     """Train and measure every config of the preset `name`; write the study's table and figures to
-    `out/reproduce-NAME[-smoke]/`; returns the table as a dict."""
+    `out/reproduce-NAME[-smoke]/`; returns the table as a dict. `launch`: how the runs are trained (`runs.run_all`);
+    each is measured in this process as the runs end, in the order of the configs."""
     if name not in LAYERWISE_PRESETS:
         raise BadValue(f"Unknown layer-wise preset {name!r}; expected one of: {', '.join(LAYERWISE_PRESETS)}")
     out = Path(out)
@@ -69,7 +71,7 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     summaries: dict[str, list[dict[str, Any]]] = {}
     measured: dict[str, list[dict[str, Any]]] = {}
     groups: dict[str, str] = {}  # label: the run name without its seed
-    for config, run_dir, summary in run_all(configs, out, progress, splits):
+    for config, run_dir, summary in run_all(configs, out, progress, splits, launch):
         label = config_label(config)
         groups[label] = config.group
         summaries.setdefault(label, []).append(summary)

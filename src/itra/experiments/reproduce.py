@@ -18,6 +18,7 @@ from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
+from itra.experiments.launchers import Launch
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std
@@ -57,12 +58,13 @@ def study_name(name: str, model: str, smoke: bool) -> str:
 
 def reproduce(
     name: str, out: Path, seeds: int = 3, smoke: bool = False, timing_steps: int = 30, progress: bool = True,
-    model: str | None = None, table_only: bool = False, **overrides: Any,
+    model: str | None = None, table_only: bool = False, launch: Launch = Launch(), **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or reuse) every method x seed of a preset, time their steps side by side, write the table
     to `out/reproduce-NAME-MODEL/`. Returns the table as a dict. With `table_only`, nothing is trained: the table
     reads the runs that have ended, lists the others under `not_run` (a study run in parts), and keeps the step times
-    of the last table (`reuse_step_times`).
+    of the last table (`reuse_step_times`). `launch`: how the runs are trained (`runs.run_all`); the step times are
+    measured afterwards in this process, whatever trained the runs.
 
     With a validation split (`val_split` in the preset's settings) every row also has its test metrics after
     temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
@@ -81,9 +83,9 @@ def reproduce(
             raise MissingFile(f"--table-only: no run of {name} has ended under {out}; run the study without "
                               "--table-only first (or give its --out)")
     loaded = LoadedSplits()
-    splits = loaded(configs[0][1])
     if not table_only:
-        ended = list(run_all([config for _, config in configs], out, progress, loaded))
+        ended = list(run_all([config for _, config in configs], out, progress, loaded, launch))
+    splits = loaded(configs[0][1])  # after the runs: worker processes load their own
     summaries: dict[str, list[dict[str, Any]]] = {setting.label: [] for setting in preset.methods}
     run_dirs: dict[str, list[Path]] = {setting.label: [] for setting in preset.methods}
     not_run = [config.name for config, _, summary in ended if summary is None]

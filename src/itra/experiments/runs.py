@@ -1,16 +1,21 @@
 """Runs by config: one directory per `TrainConfig`, reused when it has ended, resumed when it was interrupted."""
 from __future__ import annotations
 
+import itertools
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import TensorDataset
+from tqdm import tqdm
 
 from itra import rundir
 from itra.config import TrainConfig
 from itra.device import check_machine
 from itra.exits import EXIT_MODES
+from itra.experiments.launchers import LAUNCHERS, InProcess, Launch, torch_threads
 from itra.resolve import resolve
 from itra.data import Splits
 from itra.data.registry import image_stem, is_text_dataset, load_dataset
@@ -127,18 +132,67 @@ class LoadedSplits:
         return self._by_source[source]
 
 
+def train_run(config: TrainConfig, out: Path, threads: int, progress: bool = False,
+              splits: Callable[[TrainConfig], Splits] | None = None) -> tuple[Path, dict[str, Any]]:
+    """`run` with `threads` intra-op threads: a launcher's task (`itra.experiments.launchers`). In a worker process
+    (`splits` None) the worker's own `LoadedSplits` gives the data, once per source for all the runs it trains."""
+    with torch_threads(threads):
+        return run(config, out, (_worker_splits if splits is None else splits)(config), progress)
+
+
+_worker_splits = LoadedSplits()  # each worker process's own
+
+
 def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
-            splits: Callable[[TrainConfig], Splits] | None = None) -> Iterator[tuple[TrainConfig, Path, dict[str, Any]]]:
-    """`run` (or reuse) every config into `out` in order, a progress line `[i/n] name` before each, and yield
-    (config, run directory, summary) as each ends. `splits` gives each config its data (a `LoadedSplits`, shared with
-    the caller that reads the data again afterwards); by default each data source is loaded once."""
-    splits = LoadedSplits() if splits is None else splits
+            splits: Callable[[TrainConfig], Splits] | None = None,
+            launch: Launch = Launch()) -> Iterator[tuple[TrainConfig, Path, dict[str, Any]]]:
+    """`run` (or reuse) every config into `out`, handed to `launch`'s launcher (by default one after another in this
+    process), and yield (config, run directory, summary) in the order of `configs`, whatever order they end in. Every
+    run trains with `launch.threads` threads. With `progress`, a line per run as it starts and as it ends, and a bar for
+    the study (the per-step bars only for runs in this process). A run's error stops the runs in flight (their finished
+    epochs are saved) and is raised; so is Ctrl-C. `splits` gives each config its data in this process (a
+    `LoadedSplits`, shared with the caller that reads the data again afterwards); by default each data source is loaded
+    once; worker processes load their own."""
     check_run_dirs(configs, out)
-    for index, config in enumerate(configs, start=1):
+    executor, jobs = LAUNCHERS[launch.launcher](launch, configs)
+    in_process = isinstance(executor, InProcess)
+    shared = (LoadedSplits() if splits is None else splits) if in_process else None
+    progress = progress and setup().is_main  # under torchrun, rank 0 tells
+    bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
+    waiting, running, ended, given = iter(enumerate(configs)), {}, {}, 0
+
+    def note(index: int, what: str) -> None:
         if progress:
-            print(f"[{index}/{len(configs)}] {config.name}", flush=True)
-        run_dir, summary = run(config, out, splits(config), progress=progress)
-        yield config, run_dir, summary
+            bar.write(f"[{index + 1}/{len(configs)}] {configs[index].name}: {what}")
+
+    with executor, bar:
+        try:
+            while True:
+                for index, config in itertools.islice(waiting, jobs - len(running)):
+                    note(index, "reused" if (Path(out) / config.name / rundir.SUMMARY).exists() else "started")
+                    future = executor.submit(train_run, config, out, launch.threads, progress and in_process, shared)
+                    running[future] = (index, time.monotonic())
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda future: running[future][0]):
+                    index, started = running.pop(future)
+                    ended[index] = future.result()
+                    note(index, f"{ended[index][1]['status']} in {duration(time.monotonic() - started)}")
+                    bar.update()
+                while given in ended:
+                    yield configs[given], *ended.pop(given)
+                    given += 1
+        except BaseException:
+            executor.shutdown(cancel_futures=True)
+            raise
+
+
+def duration(seconds: float) -> str:
+    """`12s`, `4m12s`, `2h05m`."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def check_run_dir(run_dir: Path) -> None:

@@ -13,6 +13,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
+from itra.experiments.launchers import Launch
 from itra.experiments.runs import run_all
 from itra.config import TrainConfig
 from itra.resolve import resolve
@@ -42,10 +43,12 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
     return list(configs.values())
 
 
-def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or reuse) every config of the grid; returns one row per group of seeds (failed runs counted apart)."""
+def sweep(grid: dict[str, Sequence[Any]], seeds: int, out: Path, progress: bool = True,
+          launch: Launch = Launch()) -> list[dict[str, Any]]:
+    """Run (or reuse) every config of the grid, through `launch` (`runs.run_all`); returns one row per group of seeds
+    (failed runs counted apart)."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for config, _, summary in run_all(grid_configs(grid, seeds), out, progress):
+    for config, _, summary in run_all(grid_configs(grid, seeds), out, progress, launch=launch):
         groups.setdefault(config.group, []).append(summary)
     return [{"group": group, **aggregate(summaries)} for group, summaries in groups.items()]
 
