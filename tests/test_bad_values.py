@@ -77,9 +77,18 @@ def test_the_flags_are_read_from_the_parser():
 @pytest.fixture
 def no_data(monkeypatch):
     """Every way a command reaches its data raises `Loaded`."""
+    import importlib
+    import pkgutil
+
+    import itra.experiments
     import itra.experiments.report as report
     import itra.experiments.runs as runs
     from itra import rundir
+
+    # The commands import their modules on first use; imported under the patches below, a module that imports a
+    # patched name (`from itra.experiments.runs import load_splits`) would keep the patch for the rest of the session.
+    for module in pkgutil.iter_modules(itra.experiments.__path__):
+        importlib.import_module(f"itra.experiments.{module.name}")
 
     def loaded(*args, **kwargs):
         raise Loaded
@@ -108,8 +117,25 @@ def test_every_numeric_flag_refuses_bad_values_before_any_data_loads(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def _given_at_default() -> list[list[str]]:
+    """Every config flag of `itra train`, given at its default value (a switch as itself; a field without a default
+    value at a value of its type): what `--resume` must refuse as surely as any other value."""
+    from itra.cli import _flag_type
+    from itra.config import LAUNCH_FIELDS
+
+    hints, cases = typing.get_type_hints(TrainConfig), []
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in LAUNCH_FIELDS:
+            continue
+        flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
+        value = field.default if field.default is not None else {int: 1, float: 0.5, str: "x"}[kind]
+        cases.append([flag] if kind is bool else [flag, str(value)])
+    return cases
+
+
 @pytest.mark.parametrize("flags", [["--epochs", "10"], ["--lam", "0.1"], ["--seed", "3"], ["--method", "ce"],
-                                   ["--tensorboard"], ["--workers", "2"]])
+                                   ["--tensorboard"], ["--workers", "2"], *_given_at_default()],
+                         ids=lambda flags: " ".join(flags))
 def test_a_config_flag_given_with_resume_is_refused(tmp_path, capsys, no_data, flags):
     assert main(["train", "--resume", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err

@@ -73,13 +73,14 @@ def _list_of(kind: type):
 def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`); with `lists`
     each takes comma-separated values (a sweep's grid). A bool field is a switch (`--tensorboard`),
-    the same for every run of a grid."""
+    the same for every run of a grid. Without `lists` a flag not given is absent from the parsed namespace (its
+    field's default is `TrainConfig`'s), so that a flag given at its default value is still known to be given."""
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         if field.name in skip or field.name in LAUNCH_FIELDS:
             continue
         flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
-        default = [field.default] if lists else field.default
+        default = [field.default] if lists else argparse.SUPPRESS
         if kind is bool:
             switched = [not field.default] if lists else not field.default
             parser.add_argument(flag, action="store_const", const=switched, default=default, help=field.metadata["help"])
@@ -187,9 +188,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def check_resume_flags(args: argparse.Namespace) -> None:
-    """`--resume` trains the run's own config (its config.json): a config flag given with it is refused, not ignored."""
-    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-    given = [name for name, value in _flag_values(args).items() if value != defaults[name]]
+    """`--resume` trains the run's own config (its config.json): a config flag given with it, at any value, is refused,
+    not ignored."""
+    given = list(_flag_values(args))
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise BadValue(f"--resume reads the run's own config ({args.resume}/config.json); leave {flags} out")
@@ -264,9 +265,10 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
 
 
 def _flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, object]:
-    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`)."""
+    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`); `itra train`'s namespace
+    holds only those given (`add_config_flags`), a sweep's every field."""
     return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
-            if field.name not in LAUNCH_FIELDS + skip}
+            if field.name not in LAUNCH_FIELDS + skip and hasattr(args, field.name)}
 
 
 def _note_ignored(command: str, configs: list[TrainConfig]) -> None:
