@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from itra.data.wordnet import DATA_FILES, DEFAULT_DIR, LEXNAMES, load_wordnet, read_glosses
+from itra.data.text import TextSplits
+from itra.data.wordnet import (DATA_FILES, DEFAULT_DIR, LEXNAMES, largest_classes, load_wordnet,
+                                  read_glosses, unseen_test)
 
 LICENCE = (
     "  1 This software and database is being provided to you, the LICENSEE, by  \n"
@@ -186,3 +188,52 @@ def test_real_data():
     assert splits.class_names[int(counts.argmax())] == "noun.artifact" and int(counts.max()) == 11_587
     ratio = torch.bincount(splits.test_labels, minlength=41) / counts
     assert ratio.sub(0.2).abs().max() < 0.02
+
+
+def test_largest_classes_keeps_the_largest_relabelled_in_their_order(tmp_path):
+    counts = {3: 4, 5: 9, 6: 6, 18: 6, 30: 2, 38: 7}  # noun.animal, verb.motion, then a tie: noun.artifact, noun.person
+    splits = load_wordnet(write_data(tmp_path, *many_synsets(counts)), test_fraction=0.25)
+    top = largest_classes(splits, 3)
+    assert top.name == "wordnet-top3"
+    assert top.class_names == ("noun.animal", "noun.artifact", "verb.motion")  # the tie goes to the lower label
+    for part in ("train", "test"):
+        texts, labels = getattr(top, f"{part}_texts"), getattr(top, f"{part}_labels")
+        kept = [(text, splits.class_names[k]) for text, k in zip(getattr(splits, f"{part}_texts"),
+                                                                   getattr(splits, f"{part}_labels").tolist())
+                if splits.class_names[k] in top.class_names]
+        assert list(texts) == [text for text, _ in kept]  # the same texts in the same order
+        assert [top.class_names[k] for k in labels.tolist()] == [name for _, name in kept]  # names kept
+        assert labels.dtype == torch.int64
+    assert largest_classes(splits, splits.num_classes).class_names == splits.class_names
+
+
+@pytest.mark.parametrize("count", [0, -1, 7])
+def test_largest_classes_count_must_be_a_number_of_classes(tmp_path, count):
+    splits = load_wordnet(write_data(tmp_path, *many_synsets({3: 4, 5: 9, 6: 6, 18: 6, 30: 2, 38: 7})))
+    with pytest.raises(ValueError, match=rf"Expected `count` in 1..6 \(the classes of wordnet\), but got {count}"):
+        largest_classes(splits, count)
+
+
+def test_unseen_test_drops_only_the_test_texts_seen_in_training():
+    splits = TextSplits("toy", ("a", "b", "a"), torch.tensor([0, 1, 0]), ("b", "c", "a", "d", "c"),
+                        torch.tensor([0, 1, 0, 1, 0]), ("x", "y"))
+    unseen = unseen_test(splits)
+    assert unseen.test_texts == ("c", "d", "c") and unseen.test_labels.tolist() == [1, 1, 0]
+    assert (unseen.train_texts, unseen.class_names, unseen.name) == (splits.train_texts, ("x", "y"), "toy")
+
+
+@needs_real_data
+def test_real_wordnet_top10_holds_the_10_largest_classes_and_no_trained_gloss():
+    from itra.data.registry import load_dataset
+
+    full, top = load_wordnet(), load_dataset("wordnet-top10")
+    counts = torch.bincount(torch.cat([full.train_labels, full.test_labels]))  # (41,)
+    largest = {full.class_names[k] for k in counts.topk(10).indices.tolist()}
+    assert counts.sort(descending=True).values[9] > counts.sort(descending=True).values[10]  # no tie at the cut
+    assert top.name == "wordnet-top10" and set(top.class_names) == largest and len(top.class_names) == 10
+    assert top.class_names == tuple(name for name in full.class_names if name in largest)  # lexnames order
+    assert (len(top.train_texts), len(top.test_texts)) == (50_596, 12_477)  # the module docstring's figures
+    assert set(full.train_texts) & set(full.test_texts)  # WordNet repeats glosses: the split alone lets some through
+    assert not set(top.train_texts) & set(top.test_texts)
+    assert top.train_texts == tuple(t for t, k in zip(full.train_texts, full.train_labels.tolist())
+                                    if full.class_names[k] in largest)  # the training set is the full one's, filtered

@@ -8,8 +8,13 @@ from itra.cli import main
 from itra.experiments.presets import find_preset
 from itra.experiments.reproduce import preset_configs, reuse_step_times
 from itra.rundir import read_metrics
+from itra.train import steps_per_epoch
+from itra.warmup import warmup_steps
 
 from tests.helpers import needs_fmnist
+
+needs_wordnet = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/wordnet/data.noun").exists(),
+                                   reason="apt-get install wordnet-base")
 
 
 def test_the_overfit_preset_rows_are_the_settings_a_user_would_compare():
@@ -53,6 +58,37 @@ def test_overfit_smoke_has_scaled_columns_early_stopping_rows_and_figure_2(tmp_p
     assert partial["step_seconds"] == result["step_seconds"]  # the table regenerates with the times it had
     assert {row["label"]: row["seeds"] for row in partial["rows"]}["Baseline (CE)"] == 1
     assert "Not run yet (1;" in (study / "table.md").read_text()
+
+
+def test_the_wordnet_top10_preset_trains_minilm_at_full_lambda_for_most_of_its_steps():
+    configs = preset_configs(find_preset("wordnet-top10"), 1, smoke=False)
+    names = {setting.label: config.name for setting, config in configs}
+    assert names["Baseline (CE)"] == ("wordnet-top10-minilm-ce-bs32-e12-n2000-test1000-val500-adamw-lr5e-05-wd0.01-len32"
+                                      "-seed0")
+    assert names["ITRA-c (previous)"].startswith("wordnet-top10-minilm-itra-c-lam0.5-warmr0.1-previous-bs32-e12-")
+    rows = {setting.label: (config.method, config.lam, config.smoothing) for setting, config in configs}
+    assert rows == {"Baseline (CE)": ("ce", None, None), "LSR": ("lsr", None, 0.1), "Center": ("center", 0.1, None),
+                    "ITRA-c": ("itra-c", 0.5, None), "ITRA-c (previous)": ("itra-c", 0.5, None),
+                    "ITRA-c λ=1": ("itra-c", 1.0, None), "ITRA-c λ=0 (control)": ("itra-c", 0.0, None)}
+    for setting, config in configs:
+        steps = config.epochs * steps_per_epoch(config, config.train_subset)  # the preset's comment: 12 x 63
+        assert steps == 756 and config.val_split == 500 and config.test_subset == 1000 and config.max_length == 32
+        if config.method == "itra-c":  # λ full for at least three quarters of the run
+            assert warmup_steps(config.lam_warmup, config.lam_warmup_ratio, steps) <= steps / 4
+
+
+@needs_wordnet
+@pytest.mark.slow
+def test_wordnet_top10_smoke_has_every_row_and_early_stopping(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["reproduce", "wordnet-top10", "--smoke", "--seeds", "1", "--jobs", "1", "--out", str(tmp_path),
+                 "--quiet", "--device", "cpu"]) == 0
+    result = json.loads((tmp_path / "reproduce-wordnet-top10-minilm-smoke" / "table.json").read_text())
+    labels = [row["label"] for row in result["rows"]]
+    assert labels == ["Baseline (CE)", "Baseline (CE) + early stopping", "LSR", "Center", "ITRA-c",
+                      "ITRA-c + early stopping", "ITRA-c (previous)", "ITRA-c λ=1", "ITRA-c λ=0 (control)"]
+    assert all(row["seeds"] == 1 and row["ts_test_cross_entropy"] is not None for row in result["rows"])
+    assert result["settings"]["dataset"] == "wordnet-top10" and result["settings"]["val_split"] == 32
 
 
 def test_one_seed_claims_no_separation(tmp_path, capsys):

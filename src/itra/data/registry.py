@@ -67,6 +67,12 @@ def _wordnet(data_dir: Path | None) -> TextSplits:
     return load_wordnet() if data_dir is None else load_wordnet(data_dir)
 
 
+def _wordnet_top10(data_dir: Path | None) -> TextSplits:
+    from itra.data.wordnet import largest_classes, unseen_test
+
+    return unseen_test(largest_classes(_wordnet(data_dir), 10))
+
+
 def _hub_text(name: str) -> Callable[[Path | None], TextSplits]:
     def load(data_dir: Path | None) -> TextSplits:
         from itra.data.hf_text import load_hf_text_dataset
@@ -78,6 +84,7 @@ def _hub_text(name: str) -> Callable[[Path | None], TextSplits]:
 
 TEXT_DATASETS: dict[str, Callable[[Path | None], TextSplits]] = {
     "wordnet": _wordnet,  # offline: Debian's wordnet-base
+    "wordnet-top10": _wordnet_top10,  # its 10 largest classes, no test gloss that is also a training gloss
     "ag-news": _hub_text("ag-news"),
     "amazon-full": _hub_text("amazon-full"),
     "yahoo": _hub_text("yahoo"),

@@ -7,9 +7,15 @@ Every noun and verb synset is one sample: its gloss (definition and quoted examp
 lexicographer file it was written in is the label. With the defaults: 41 classes (26 noun and 15 verb
 files), 95,882 glosses split 76,705 train / 19,177 test; the classes range from noun.motive (42
 glosses) to noun.artifact (11,587).
+
+`wordnet-top10` (`largest_classes`, then `unseen_test`) keeps the 10 largest classes, all noun files (noun.act,
+noun.animal, noun.artifact, noun.attribute, noun.communication, noun.location, noun.person, noun.plant, noun.state,
+noun.substance; from 2,386 to 9,270 training glosses each), under the same split: 50,596 train / 12,477 test, after
+dropping the 172 test glosses whose text is also a training gloss (WordNet repeats some glosses across synsets).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -99,17 +105,58 @@ def load_wordnet(data_dir: Path | str = DEFAULT_DIR, test_fraction: float = 0.2,
     samples = [sample for name in DATA_FILES for sample in read_glosses(data_dir / name)]
     if not samples:
         raise BadValue(f"{data_dir}: no synsets in {' or '.join(DATA_FILES)}")
-    texts = [gloss for gloss, _ in samples]
+    texts = tuple(gloss for gloss, _ in samples)
     lex_filenums = torch.tensor([number for _, number in samples])  # (N,)
     files = torch.unique(lex_filenums)  # (K,) sorted, i.e. in lexnames order
     labels = torch.searchsorted(files, lex_filenums)  # (N,) in [0, K)
     is_test = _stratified_test_mask(labels, test_fraction, torch.Generator().manual_seed(seed))
-    train, test = (~is_test).nonzero().squeeze(1), is_test.nonzero().squeeze(1)
-    return TextSplits(
-        name="wordnet",
-        train_texts=tuple(texts[i] for i in train.tolist()),
-        train_labels=labels[train],
-        test_texts=tuple(texts[i] for i in test.tolist()),
-        test_labels=labels[test],
-        class_names=tuple(LEXNAMES[number] for number in files.tolist()),
-    )
+    (train_texts, train_labels), (test_texts, test_labels) = (
+        _take(texts, labels, part.nonzero().squeeze(1)) for part in (~is_test, is_test))
+    return TextSplits("wordnet", train_texts, train_labels, test_texts, test_labels,
+                      tuple(LEXNAMES[number] for number in files.tolist()))
+
+
+def _take(texts: tuple[str, ...], labels: torch.Tensor, index: torch.Tensor) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The texts and labels (N,) at `index` (M,) int64, in its order."""
+    return tuple(texts[i] for i in index.tolist()), labels[index]
+
+
+def largest_classes(splits: TextSplits, count: int) -> TextSplits:
+    """`splits` restricted to its `count` largest classes (by glosses in train and test together; a tie goes to the
+    lower label): the same texts in the same order, relabelled 0..count-1 in their old order, names kept, named
+    `<name>-top<count>`.
+
+    >>> top = largest_classes(TextSplits("toy", ("a", "b", "c", "d"), torch.tensor([0, 1, 1, 2]), ("e", "f"),
+    ...                                  torch.tensor([2, 2]), ("x", "y", "z")), 2)
+    >>> top.name, top.class_names, top.train_texts, top.train_labels.tolist(), top.test_labels.tolist()
+    ('toy-top2', ('y', 'z'), ('b', 'c', 'd'), [0, 0, 1], [1, 1])
+    """
+    if not 1 <= count <= splits.num_classes:
+        raise BadValue(f"Expected `count` in 1..{splits.num_classes} (the classes of {splits.name}), but got {count}")
+    counts = torch.bincount(torch.cat([splits.train_labels, splits.test_labels]), minlength=splits.num_classes)  # (K,)
+    kept = torch.argsort(counts, descending=True, stable=True)[:count].sort().values  # (count,) old labels, in order
+    relabel = torch.full((splits.num_classes,), -1, dtype=torch.int64)
+    relabel[kept] = torch.arange(count)
+
+    def keep(texts: tuple[str, ...], labels: torch.Tensor) -> tuple[tuple[str, ...], torch.Tensor]:
+        texts, labels = _take(texts, labels, (relabel[labels] >= 0).nonzero().squeeze(1))
+        return texts, relabel[labels]
+
+    (train_texts, train_labels), (test_texts, test_labels) = (
+        keep(splits.train_texts, splits.train_labels), keep(splits.test_texts, splits.test_labels))
+    return TextSplits(f"{splits.name}-top{count}", train_texts, train_labels, test_texts, test_labels,
+                      tuple(splits.class_names[k] for k in kept.tolist()))
+
+
+def unseen_test(splits: TextSplits) -> TextSplits:
+    """`splits` without the test texts that are also training texts: WordNet gives some synsets the same gloss
+    ("tapeworms", "a genus of Fringillidae"), and a random split puts some of those on both sides.
+
+    >>> unseen_test(TextSplits("toy", ("a", "b"), torch.tensor([0, 1]), ("b", "c"), torch.tensor([1, 0]),
+    ...                        ("x", "y"))).test_texts
+    ('c',)
+    """
+    trained = set(splits.train_texts)
+    index = torch.tensor([i for i, text in enumerate(splits.test_texts) if text not in trained], dtype=torch.int64)
+    test_texts, test_labels = _take(splits.test_texts, splits.test_labels, index)
+    return dataclasses.replace(splits, test_texts=test_texts, test_labels=test_labels)
