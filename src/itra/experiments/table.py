@@ -30,6 +30,12 @@ def aggregate(summaries: list[dict[str, Any]], metrics: Sequence[str] = METRICS 
     return row
 
 
+def apart(first: list[float], second: list[float]) -> bool:
+    """Whether two [mean, std] are separated: their mean ± std intervals do not overlap."""
+    (m1, s1), (m0, s0) = first, second
+    return abs(m1 - m0) > s1 + s0
+
+
 def format_mean_std(value: list[float] | None, digits: int) -> str:
     return "–" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 

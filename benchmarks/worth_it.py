@@ -1,0 +1,25 @@
+"""README's "Is ITRA worth it?" table: one row per regime, from the committed studies (`itra.experiments.worth_it`).
+
+    python benchmarks/worth_it.py          # prints the table and writes benchmarks/runs/worth-it.md
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from itra.experiments.worth_it import worth_it_table
+
+RUNS = Path(__file__).resolve().parent / "runs"
+# (regime, the study's table.json): every committed study with the control row
+STUDIES = [
+    ("image, overfit (10,000 images, 40 epochs)",
+     RUNS / "fashion-mnist-overfit/reproduce-fashion-mnist-overfit-cnn/table.json"),
+    *((f"image, few labels ({size:,} images)",
+       RUNS / f"fashion-mnist-few/reproduce-fashion-mnist-few{size}-cnn/table.json") for size in (500, 1000, 2000)),
+    ("text, MiniLM fine-tuned (WordNet, 10 classes)", RUNS / "wordnet-top10/reproduce-wordnet-top10-minilm/table.json"),
+]
+OUT = RUNS / "worth-it.md"
+
+if __name__ == "__main__":
+    table = worth_it_table(STUDIES)
+    OUT.write_text(table)
+    print(table)
