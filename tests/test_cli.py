@@ -101,7 +101,7 @@ def test_train_a_text_classifier_on_real_wordnet_glosses(tmp_path, monkeypatch):
                  "--train-subset", "64", "--test-subset", "48", "--compactness-every", "2", "--out", str(tmp_path),
                  "--quiet"]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-warmr0.1-bs16-e1-n64-test48-adamw-lr5e-05-len16-probe2-seed0"
+    assert run_dir.name == "wordnet-minilm-itra-c-lam0.5-warmr0.1-s2keep-bs16-e1-n64-test48-adamw-lr5e-05-len16-probe2-seed0"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_size"] == 64 and summary["test_size"] == 48 and summary["train_match"] > 0
     (row,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -430,7 +430,7 @@ def test_fields_the_run_does_not_read_are_off_in_its_config_and_each_is_one_note
     notes = [line for line in capsys.readouterr().err.splitlines() if "ignored" in line]
     assert notes == ["note: --max-length 64 is not read with the image dataset digits; ignored"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["digits-cnn-ce-bs32-e1-n128-seed0",
-                                                                "digits-cnn-itra-c-lam0.3-warmr0.1-bs32-e1-n128-seed0"]
+                                                                "digits-cnn-itra-c-lam0.3-warmr0.1-s2keep-bs32-e1-n128-seed0"]
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ OTHER_VALUES = {
     "test_subset": (200, "ce"), "val_split": (500, "ce"), "label_noise": (0.2, "ce"), "optimizer": ("adamw", "ce"), "lr": (0.01, "ce"),
     "momentum": (0.8, "ce"), "weight_decay": (0.001, "ce"), "max_length": (64, "ce", {"dataset": "wordnet", "model": "minilm"}), "compactness_every": (10, "ce"),
     "seed": (1, "ce"), "match": ("mmd2", "itra-c"), "lam_warmup": (100, "itra-c"), "lam_warmup_ratio": (0.2, "itra-c"), "precision": ("bf16", "ce"),
-    "pairing": ("split", "itra-c"), "s2_state": ("keep", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
+    "pairing": ("split", "itra-c"), "s2_state": ("update", "itra-c"), "exits": ("shared", "ce", {"model": "vit"}),
     "match_ranks": ("global", "itra-c", {"world_size": 2}), "world_size": (2, "ce"),
     "exit_weights": ("uniform", "ce", {"model": "vit", "exits": "separate"}), "match_at": ("every", "itra-c", {"model": "vit", "exits": "shared"}),
 }
@@ -75,7 +75,7 @@ def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_
     assert resolved(exit_weights="uniform", match_at="every") == resolved()
     assert resolved(method="ce", model="vit", exits="shared", match_at="every").match_at is None  # CE matches nothing
     assert resolved(model="vit", exits="shared", exit_weights="uniform", match_at="every").name == \
-        "fashion-mnist-vit-itra-c-lam0.6-warmr0.1-exitsshared-wuniform-atevery-bs128-e15-seed0"
+        "fashion-mnist-vit-itra-c-lam0.6-warmr0.1-s2keep-exitsshared-wuniform-atevery-bs128-e15-seed0"
     with pytest.raises(ValueError, match="with --match-at every, but got previous"):
         resolved(model="vit", exits="shared", match_at="every", pairing="previous")
     with pytest.raises(ValueError, match="--exits separate: --model cnn has no layer-wise exits"):
@@ -87,15 +87,15 @@ def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_
 
 
 def test_run_names_read_well():
-    assert resolved(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e10-seed0"
+    assert resolved(lam=0.6, epochs=10).name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e10-seed0"
     assert resolved(method="ce", lr=0.5, train_subset=100, label_noise=0.4, seed=2).name == \
         "fashion-mnist-cnn-ce-bs128-e15-n100-noise0.4-lr0.5-seed2"
-    assert resolved(bandwidth="class").name.endswith("-bwclass-warmr0.1-bs128-e15-seed0")
-    assert resolved(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-bs128-e15-seed0")  # the paper
+    assert resolved(bandwidth="class").name.endswith("-bwclass-warmr0.1-s2keep-bs128-e15-seed0")
+    assert resolved(bandwidth="class", lam_warmup=0).name.endswith("-bwclass-warm0-s2keep-bs128-e15-seed0")  # the paper
     assert resolved(lr=0.1 + 0.2).name != resolved(lr=0.3).name  # floats keep the digits that tell them apart
-    assert resolved(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-warmr0.1-bs128-e15"
+    assert resolved(lam=0.1, seed=3).group == "fashion-mnist-cnn-itra-c-lam0.1-warmr0.1-s2keep-bs128-e15"
     assert resolved(world_size=4, match_ranks="global").name == \
-        "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
+        "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-ranksglobal-bs128-ws4-e15-seed0"  # per-rank batch 128, global batch 512
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -128,7 +128,7 @@ def test_every_bandwidth_mode_is_a_valid_flag():
 
 
 def test_pairings_in_run_names_and_what_they_take():
-    assert resolved().pairing == "independent" and resolved().name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e15-seed0"
+    assert resolved().pairing == "independent" and resolved().name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e15-seed0"
     assert resolved(pairing="previous").name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-previous-bs128-e15-seed0"
     assert resolved(method="ce", pairing="split") == resolved(method="ce")  # CE draws no S2
     assert resolved(pairing="detached", second_batch_size=64).second_batch_size == 64
@@ -175,5 +175,7 @@ def test_a_config_json_written_before_a_field_is_the_run_it_was(tmp_path):
     assert warmup_steps(new.lam_warmup, new.lam_warmup_ratio, 1000) == 100
     assert resolved(lam_warmup=100, lam_warmup_ratio=0.2).lam_warmup_ratio is None  # fixed steps win
     assert resolved(lam_warmup_ratio=0.2).lam_warmup is None and resolved(method="ce").lam_warmup_ratio is None
-    assert resolved(lam_warmup=300) == old  # a ramp of 300 steps given today: the old run, under its old name
-    assert resolved(lam_warmup=299).name == "fashion-mnist-cnn-itra-c-lam0.6-warm299-bs128-e15-seed0"
+    # a ramp of 300 steps and S2's pass that updates the state, given today: the old run, under its old name
+    assert resolved(lam_warmup=300, s2_state="update") == old
+    assert resolved(lam_warmup=299, s2_state="update").name == "fashion-mnist-cnn-itra-c-lam0.6-warm299-bs128-e15-seed0"
+    assert new.s2_state == "keep" and new.name == "fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e15-seed0"

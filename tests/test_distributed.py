@@ -314,7 +314,7 @@ def test_torchrun_trains_one_run_on_two_processes(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name == "digits-cnn-itra-c-lam0.6-warmr0.1-ranksglobal-bs32-ws2-e1-n256-test100-seed0"
+    assert run_dir.name == "digits-cnn-itra-c-lam0.6-warmr0.1-s2keep-ranksglobal-bs32-ws2-e1-n256-test100-seed0"
     assert done.stdout.count("test accuracy") == 1  # rank 0 alone prints the result
     assert json.loads((run_dir / "config.json").read_text())["world_size"] == WORLD
     assert rundir.read_summary(run_dir)["world_size"] == WORLD

@@ -35,12 +35,14 @@ class Spy(nn.Module):
         return self.match(h1, y1, h2, y2)
 
 
-def tiny_objective(pairing: str, extractor: nn.Module | None = None, seed: int = 0) -> Objective:
-    """A float64 model with batch norm (features (B, 5)) under an ITRA-c objective with λ = 1."""
+def tiny_objective(pairing: str, extractor: nn.Module | None = None, seed: int = 0,
+                   s2_state: str = "update") -> Objective:
+    """A float64 model with batch norm (features (B, 5)) under an ITRA-c objective with λ = 1 (S2's pass updating the
+    running statistics, as itra's did before --s2-state, unless `s2_state` says otherwise)."""
     torch.manual_seed(seed)
     extractor = extractor or nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh())
     model = Classifier(extractor, nn.Linear(5, CLASSES)).double().train()
-    return Objective(model, Spy(), lam=1.0, term="match", pairing=pairing)
+    return Objective(model, Spy(), lam=1.0, term="match", pairing=pairing, s2_state=s2_state)
 
 
 def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,14 +51,16 @@ def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
             torch.arange(n) % CLASSES)  # every class in every half
 
 
+@pytest.mark.parametrize("s2_state", ["update", "keep"])
 @pytest.mark.parametrize("pairing", ["independent", "detached"])
-def test_a_drawn_s2_has_its_own_train_mode_pass_independent_of_s1(pairing):
-    objective = tiny_objective(pairing)
+def test_a_drawn_s2_has_its_own_train_mode_pass_independent_of_s1(pairing, s2_state):
+    objective = tiny_objective(pairing, s2_state=s2_state)
     assert objective.draws_second_batch
     second = batch(8, seed=2)
     terms = objective(batch(8, seed=1), second)
-    # S2's pass updates the running statistics too (2 passes), as itra did before pairings existed.
-    assert int(objective.model.extractor[1].num_batches_tracked) == 2
+    # With "update" S2's pass updates the running statistics too (2 passes), as itra did before pairings existed;
+    # with "keep" (the default) only S1's does.
+    assert int(objective.model.extractor[1].num_batches_tracked) == {"update": 2, "keep": 1}[s2_state]
     _, _, h2, y2 = objective.regularizer.calls[-1]
     objective(batch(8, seed=3), second)  # another S1: the same S2 features
     assert torch.equal(objective.regularizer.calls[-1][2], h2)
@@ -65,7 +69,7 @@ def test_a_drawn_s2_has_its_own_train_mode_pass_independent_of_s1(pairing):
     assert h2.requires_grad == (pairing == "independent")
     if pairing == "detached":
         assert h2.grad_fn is None
-        reference = tiny_objective("independent")(batch(8, seed=1), second)  # the same forward, with S2's graph
+        reference = tiny_objective("independent", s2_state=s2_state)(batch(8, seed=1), second)  # with S2's graph
         assert all(torch.equal(terms[name], reference[name]) for name in terms)
 
 
@@ -216,11 +220,12 @@ def eq4_step(self, first, second=None):
 
 @needs_fmnist
 def test_the_default_pairing_is_the_step_itra_always_took(tmp_path, splits, monkeypatch):
-    config = small(epochs=1)
-    assert config == small(epochs=1, pairing="independent") and "independent" not in config.name
+    config = small(epochs=1, s2_state="update")  # the step by hand updates the running statistics on both passes
+    assert config == small(epochs=1, pairing="independent", s2_state="update") and "independent" not in config.name
     default_dir, _ = run(config, tmp_path / "default", splits, progress=False)
     monkeypatch.setattr(Objective, "forward", eq4_step)
-    by_hand_dir, _ = run(small(epochs=1, pairing="independent"), tmp_path / "by-hand", splits, progress=False)
+    by_hand_dir, _ = run(small(epochs=1, pairing="independent", s2_state="update"), tmp_path / "by-hand", splits,
+                         progress=False)
     assert default_dir.name == by_hand_dir.name
     rows = [[{k: v for k, v in row.items() if k != "elapsed_s"} for row in read_metrics(d)]
             for d in (default_dir, by_hand_dir)]

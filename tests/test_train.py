@@ -148,7 +148,8 @@ def test_runs_without_a_validation_split_are_the_runs_of_before_it(tmp_path):
         for method, expected in (("ce", (88.0, 0.9750152832869691, 0.47431652347310677, 0.9617658913135528)),
                                  ("itra-c", (91.5, 0.7614139465615617, 0.3902043595938109, 1.1458133578300476))):
             config = resolved(dataset="digits", method=method, epochs=2, batch_size=64, train_subset=600,
-                                 test_subset=200, device="cpu", seed=1, lam_warmup=5, label_noise=0.1)
+                                 test_subset=200, device="cpu", seed=1, lam_warmup=5, label_noise=0.1,
+                                 s2_state="update")  # S2's pass as it was before --s2-state
             _, summary = run(config, tmp_path, progress=False)
             accuracy, *losses = expected
             assert summary["test_accuracy"] == pytest.approx(accuracy, abs=0.5)

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
 from itra.checks import check_count, check_seed
-from itra.pairing import S2_STATES
+from itra.pairing import DEFAULT_S2_STATE, S2_STATES
 from itra.warmup import DEFAULT_RATIO
 from itra.errors import BadValue
 
@@ -41,7 +41,8 @@ ALWAYS_NAMED = ("dataset", "model", "method", "lam_warmup_ratio", "batch_size", 
 WRITTEN_BEFORE = {"lam_warmup_ratio": None, "s2_state": "update"}
 # Fields named against another value than their default: --lam-warmup's default before --lam-warmup-ratio, 300 steps,
 # so a run with a 300-step ramp (an older run, or one given --lam-warmup 300) keeps the name it always had.
-NAMED_AGAINST = {"lam_warmup": 300}
+# Likewise S2's pass: "update" until 0.4, so a run of it keeps its name and one of "keep" is named `s2keep`.
+NAMED_AGAINST = {"lam_warmup": 300, "s2_state": "update"}
 # The integer fields: each an int in [minimum, 2**63) (`checks.check_count`), with what to do when it is too small.
 COUNTS = (("epochs", 1, ""), ("batch_size", 1, ""), ("second_batch_size", 1, ""), ("world_size", 1, ""),
           ("train_subset", 1, " (leave it unset for the whole set)"), ("test_subset", 1, " (leave it unset for the whole set)"),
@@ -89,12 +90,12 @@ class TrainConfig:
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
                           "ranks' S1, all-gathered)", tag="")
-    s2_state: Optional[str] = option("update", "itra, itra-c with --pairing independent or detached: what S2's forward pass "
-                                     "may change besides the match: update (it updates the batch-norm running statistics "
-                                     "and draws dropout masks and augmentations from the run's streams, shifting S1's later "
-                                     "ones, as itra always did) or keep (S2 is normalised by its own batch statistics "
-                                     "and gets its own draws, but leaves the model's buffers and the run's random streams "
-                                     "as they were: --lam 0 is then --method ce bit for bit)", tag="s2")
+    s2_state: Optional[str] = option(DEFAULT_S2_STATE, "itra, itra-c with --pairing independent or detached: what S2's "
+                                     "forward pass may change besides the match: keep (S2 is normalised by its own batch "
+                                     "statistics and gets its own draws, but leaves the model's buffers and the run's random "
+                                     "streams as they were: --lam 0 is --method ce bit for bit) or update (it updates the "
+                                     "batch-norm running statistics and draws dropout masks and augmentations from the run's "
+                                     "streams, shifting S1's later ones, as itra did before 0.4)", tag="s2")
     exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders, timm models with "
                         "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
@@ -177,7 +178,7 @@ class TrainConfig:
         """The run directory's name, of a resolved config (`itra.resolve.resolve`): dataset, model, method, its
         strength (λ, ε), its warm-up ratio, batch size, epochs and seed whenever in effect, and every other field in
         effect (not None) that differs from its default (`NAMED_AGAINST`: from that value) as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
-        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
+        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
         are left out; a local model directory is named by its last part, a library model without its colon
         (`timm:resnet18` as `timm-resnet18`)."""
         parts = []

@@ -1,0 +1,38 @@
+import importlib.util
+from pathlib import Path
+
+from itra.experiments.worth_it import CE, CONTROL, ITRA, KEEP, worth_it_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def row(label: str, accuracy: tuple[float, float], ts_ce: tuple[float, float] = (0.3, 0.01), ratio: float = 1.0) -> dict:
+    return {"label": label, "seeds": 3, "test_accuracy": list(accuracy), "test_cross_entropy": [0.4, 0.01],
+            "ts_test_cross_entropy": list(ts_ce), "ts_test_ece": [0.01, 0.001], "step_time_ratio": ratio}
+
+
+def test_the_gain_is_split_between_the_matching_loss_and_the_second_pass():
+    table = {"rows": [row(CE, (89.0, 0.1)), row(ITRA, (90.0, 0.1), (0.2, 0.01), 2.0), row(CONTROL, (89.05, 0.1)),
+                      row(KEEP, (89.9, 0.1))]}
+    (cells,) = worth_it_rows([("regime", table)])
+    assert cells[3] == "+0.95 (separated)" and cells[4] == "+0.05"  # the matching loss's, not the pass's
+    assert cells[8] == "89.90 ± 0.10" and cells[9] == "2.00"
+    assert cells[10] == "accuracy +1.00, from the matching loss; test CE after TS lower"
+    table["rows"][2] = row(CONTROL, (89.9, 0.1))  # now the second pass alone does it
+    assert worth_it_rows([("regime", table)])[0][10].startswith("accuracy +1.00, from the second pass;")
+
+
+def test_no_separated_gain_is_said_and_a_study_without_the_control_is_left_out():
+    table = {"rows": [row(CE, (89.0, 0.2)), row(ITRA, (89.1, 0.2), (0.3, 0.01)), row(CONTROL, (89.0, 0.2))]}
+    (cells,) = worth_it_rows([("regime", table)])
+    assert cells[8] == "–" and cells[10] == "no separated accuracy gain; test CE after TS level with CE's"
+    assert worth_it_rows([("regime", {"rows": table["rows"][:2]})]) == []
+
+
+def test_the_committed_verdict_regenerates_from_the_committed_studies():
+    spec = importlib.util.spec_from_file_location("worth_it_script", ROOT / "benchmarks/worth_it.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from itra.experiments.worth_it import worth_it_table
+
+    assert script.OUT.read_text() == worth_it_table(script.STUDIES)
