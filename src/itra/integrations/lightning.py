@@ -180,8 +180,9 @@ class ITRAModule(LightningModule):
             (the default, "batch", is `ITRALoss()`'s).
         lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
             None (the default): over `lam_warmup_ratio` of the run's optimizer steps (`estimated_stepping_batches`).
-        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
-            (batch-norm running statistics, the dropout stream) or "keep" (`itra.pairing.S2_STATES`).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "keep" (the
+            default: nothing; with lam=0 the run is plain CE) or "update" (batch-norm running statistics, the dropout
+            stream) (`itra.pairing.S2_STATES`).
         optimizer: `optimizer(parameters)` returns what `configure_optimizers` may (an optimizer, or a dict
             with a scheduler). Default: `itra train`'s, SGD with Nesterov momentum 0.9, lr 0.05, weight decay
             5e-4 and a cosine schedule to 0 over the run's optimizer steps (`trainer.estimated_stepping_batches`),

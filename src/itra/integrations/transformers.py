@@ -121,9 +121,9 @@ class ITRATrainer(Trainer):
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
         lam_warmup: λ rises linearly over this many optimizer steps (0: none), as `itra train --lam-warmup`;
             None (the default): over `lam_warmup_ratio` of the run's optimizer steps (the Trainer's `max_steps`).
-        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "update"
-            (its dropout draws shift S1's later masks; running statistics, where the model has them) or "keep"
-            (`itra.pairing.S2_STATES`: with lam=0 the run is then the plain CE of S1, bit for bit).
+        s2_state: what S2's forward pass may change of the model's state, as `itra train --s2-state`: "keep" (the
+            default, `itra.pairing.S2_STATES`: with lam=0 the run is the plain CE of S1, bit for bit) or "update" (its
+            dropout draws shift S1's later masks; running statistics, where the model has them).
         head_name: the model's final classification layer, when it is not found by name (`itra.models.adapter.HEAD_NAMES`).
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
