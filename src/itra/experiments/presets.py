@@ -164,7 +164,7 @@ PRESETS["fashion-mnist-overfit"] = {"cnn": Preset(
         *(MethodSetting(f"ITRA-c λ={lam:g}", "itra-c", lam, lambda_grid=True) for lam in OVERFIT_LAMBDAS if lam != 0.6),
         MethodSetting("ITRA-c λ=0 (control)", "itra-c", 0.0),
         MethodSetting("ITRA-c (S2 keeps state)", "itra-c", 0.6, settings={"s2_state": "keep"}),
-    ), 40, 128, 0.05, smoke_train=500, smoke_test=300,
+    ), 40, 128, 0.05, smoke_train=256, smoke_test=128,
     settings={"train_subset": 10000, "val_split": 5000, **COMMITTED_RECIPE})}
 
 # The paper's closing promise, "a smaller labeled ... training set": the overfitting regime's recipe (small CNN, SGD
@@ -258,7 +258,7 @@ LAYERWISE_PRESETS: dict[str, LayerwisePreset] = {
     # Table 4's λ 0.5.
     "layerwise-wordnet": LayerwisePreset("wordnet", "minilm", 2, 32, 5e-5, {
         **TEXT_FINE_TUNING, "max_length": 32, "train_subset": 2000, "test_subset": 2000, "lam_warmup": 100},
-        layerwise_arms(0.5), smoke_train=96, smoke_test=64),
+        layerwise_arms(0.5), smoke_train=64, smoke_test=32),
 }
 
 
