@@ -439,11 +439,13 @@ def test_two_identical_trains_at_once_the_second_is_one_line(tmp_path):
     import sys
     import time
 
-    argv = [sys.executable, "-m", "itra", "train", "--dataset", "digits", "--method", "ce", "--epochs", "30",
+    # far more epochs than the first process trains before it is killed: on a busy machine (or beside other test
+    # workers) 30 epochs could end before the second process, which takes seconds to start, reached the lock
+    argv = [sys.executable, "-m", "itra", "train", "--dataset", "digits", "--method", "ce", "--epochs", "10000",
             "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path), "--quiet"]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        config = tmp_path / "digits-cnn-ce-bs32-e30-seed0" / "config.json"
+        config = tmp_path / "digits-cnn-ce-bs32-e10000-seed0" / "config.json"
         deadline = time.monotonic() + 120
         while not config.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
