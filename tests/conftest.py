@@ -7,6 +7,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """One test worker per core (pytest-xdist's `-n auto --dist loadgroup`) unless the command line says how to
+    distribute: most tests train a small model on one core, so on 2 cores the suite takes about half the time. The
+    tests of one `xdist_group` share a worker (a module fixture that trains is then trained once). `-n 0` or
+    `-p no:xdist` runs the suite in this process; without pytest-xdist it runs here too."""
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")  # not in a worker
+            and config.option.numprocesses is None and config.option.dist == "no"):
+        config.option.numprocesses = "auto"
+        config.option.dist = "loadgroup"
+
+
 @pytest.fixture(scope="session")
 def splits():
     """Real Fashion-MNIST, loaded once for the whole session (tests that use it are marked `needs_fmnist`)."""

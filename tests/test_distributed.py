@@ -28,6 +28,8 @@ from itra.models import Classifier
 from tests.helpers import resolved
 
 pytest.importorskip("sklearn")  # the digits dataset
+# one test worker runs this file (pytest-xdist): the spawned 2-process job of `ddp_runs` is then started once
+pytestmark = pytest.mark.xdist_group("ddp_runs")
 
 WORLD, M, TRAIN = 2, 16, 192  # per-rank batch M; TRAIN is a multiple of WORLD * M: one process has no partial batch
 JOB_SECONDS = 600  # the spawned job takes about 20 s; past this a rank is stuck
