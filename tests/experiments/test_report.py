@@ -11,7 +11,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_report_from_small_runs(tmp_path):
-    common = ["--epochs", "2", "--train-subset", "384", "--test-subset", "200", "--seeds", "2",
+    common = ["--epochs", "2", "--train-subset", "256", "--test-subset", "200", "--seeds", "2",
               "--compactness-every", "3", "--out", str(tmp_path / "runs"), "--quiet"]
     assert main(["sweep", "--method", "ce,itra-c", "--lam", "0.3,0.9", "--batch-size", "64", *common]) == 0
     assert main(["sweep", "--method", "itra-c", "--lam", "0.3", "--batch-size", "32", *common]) == 0
