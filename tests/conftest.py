@@ -13,10 +13,14 @@ def pytest_cmdline_main(config):
     distribute: most tests train a small model on one core, so on 2 cores the suite takes about half the time. The
     tests of one `xdist_group` share a worker (a module fixture that trains is then trained once). `-n 0` or
     `-p no:xdist` runs the suite in this process; without pytest-xdist it runs here too."""
-    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")  # not in a worker
-            and config.option.numprocesses is None and config.option.dist == "no"):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    if hasattr(config, "workerinput"):  # a worker, which parses the command line alone: it groups as its controller
+        config.option.loadgroup = config.option.loadgroup or os.environ.get("ITRA_TESTS_LOADGROUP") == "1"
+    elif config.option.numprocesses is None and config.option.dist == "no":
         config.option.numprocesses = "auto"
         config.option.dist = "loadgroup"
+        os.environ["ITRA_TESTS_LOADGROUP"] = "1"  # the workers' environment
 
 
 @pytest.fixture(scope="session")
