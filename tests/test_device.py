@@ -55,7 +55,7 @@ def test_compile_on_cuda_without_a_c_compiler_is_one_line(monkeypatch):
 
 
 def test_a_negative_worker_count_is_one_line():
-    with pytest.raises(ValueError, match="Expected `workers` >= 0"):
+    with pytest.raises(ValueError, match="Expected `workers` to be an integer >= 0, but got -1"):
         check_machine(TrainConfig(dataset="digits", device="cpu", workers=-1))
 
 
