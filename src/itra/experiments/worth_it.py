@@ -33,7 +33,7 @@ def _pair(first: dict[str, Any], second: dict[str, Any], metric: str, digits: in
 
 
 def verdict(ce: dict[str, Any], itra: dict[str, Any], control: dict[str, Any]) -> str:
-    """What is separated: ITRA-c's accuracy against CE (and whose it is), and its test CE after scaling."""
+    """What is separated: ITRA-c's accuracy against CE (and whose it is), and its test CE before and after scaling."""
     parts = []
     if apart(itra["test_accuracy"], ce["test_accuracy"]):
         gain = itra["test_accuracy"][0] - ce["test_accuracy"][0]
@@ -43,10 +43,11 @@ def verdict(ce: dict[str, Any], itra: dict[str, Any], control: dict[str, Any]) -
                                                  ", split between the matching loss and the second pass"))
     else:
         parts.append("no separated accuracy gain")
-    ts = (itra.get("ts_test_cross_entropy"), ce.get("ts_test_cross_entropy"))
-    if None not in ts:
-        parts.append("test CE after TS " + ("lower" if apart(*ts) and ts[0][0] < ts[1][0] else
-                                            "higher" if apart(*ts) else "level with CE's"))
+    for metric, name in (("test_cross_entropy", "test CE"), ("ts_test_cross_entropy", "test CE after TS")):
+        pair = (itra.get(metric), ce.get(metric))
+        if None not in pair:
+            parts.append(f"{name} " + ("lower" if apart(*pair) and pair[0][0] < pair[1][0] else
+                                       "higher" if apart(*pair) else "level with CE's"))
     return "; ".join(parts)
 
 
