@@ -115,3 +115,19 @@ def test_table_only_times_only_the_rows_the_last_table_lacks(tmp_path):
     asked.clear()
     times = reuse_step_times(tmp_path / "table.json", preset, first, ce, timed)
     assert asked == [[ce, new]] and times[new] == 2.5 and all(times[c] == 1.0 for c in earlier)
+
+
+def test_the_final_compactness_is_the_last_probe_even_when_the_last_epoch_has_none(tmp_path):
+    """9 epochs of 7 steps, a probe every 50 steps: the one probe is in epoch 8, and the summary (the last epoch's row)
+    holds none; the table reads it from metrics.jsonl."""
+    from itra.config import TrainConfig
+    from itra.experiments.reproduce import final_compactness
+    from itra.experiments.runs import run
+    from itra.resolve import resolve
+
+    config = resolve(TrainConfig(dataset="digits", method="ce", epochs=9, batch_size=64, train_subset=448, test_subset=64,
+                                 device="cpu"))
+    run_dir, summary = run(config, tmp_path, progress=False)
+    probes = [probe for row in read_metrics(run_dir) for probe in row["compactness"]]
+    assert summary["compactness"] == [] and [step for step, _ in probes] == [50]
+    assert final_compactness([summary], [run_dir]) == [probes[0][1], 0.0]

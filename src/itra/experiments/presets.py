@@ -169,7 +169,7 @@ PRESETS["fashion-mnist-overfit"] = {"cnn": Preset(
 
 # The paper's closing promise, "a smaller labeled ... training set": the overfitting regime's recipe (small CNN, SGD
 # lr 0.05, cosine schedule, a stratified validation split for the temperature and early stopping) on 500, 1,000 and
-# 2,000 training images, each trained until CE has long fitted its training set (560-930 steps). Batch 64, not 128:
+# 2,000 training images, each trained until CE has long fitted its training set (640-960 steps). Batch 64, not 128:
 # 500 images make 3 batches of 128 an epoch, and the epochs' evaluations would cost more than the training. A
 # validation split of 1,000 (100 a class) and a fixed 2,000-image test subset keep the evaluations cheap. Rows: CE,
 # Center, ITRA-c, the control (λ = 0) and ITRA-c whose S2 pass keeps the model's state; today's λ warm-up (a tenth

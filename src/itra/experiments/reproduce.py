@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from itra import rundir
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
@@ -106,7 +107,7 @@ def reproduce(
             "label": setting.label, "method": setting.method, "strength_field": METHODS[setting.method].strength,
             "strength": setting.strength, "paper_accuracy": setting.paper_accuracy,
             "paper_cross_entropy": setting.paper_cross_entropy, "lambda_grid": setting.lambda_grid,
-            **aggregate(summaries[setting.label]), "compactness": final_compactness(summaries[setting.label]),
+            **aggregate(summaries[setting.label]), "compactness": final_compactness(summaries[setting.label], run_dirs[setting.label]),
             "step_seconds": step_seconds[config.name],
             "step_time_ratio": step_seconds[config.name] / step_seconds[reference],
             "runs": [summary["name"] for summary in summaries[setting.label]],
@@ -164,12 +165,19 @@ def reuse_step_times(previous: Path, preset: Preset, first_seed: list[TrainConfi
     return {config.name: known[config.name] for config in first_seed}
 
 
-def final_compactness(summaries: list[dict[str, Any]]) -> list[float] | None:
+def final_compactness(summaries: list[dict[str, Any]], run_dirs: list[Path]) -> list[float] | None:
     """Mean ± std over the finished runs of their last compactness probe (`metrics.compactness`: same-class over
-    all-pairs feature distance of two fixed training batches; lower is more compact), None where a run has none."""
-    last = [s["compactness"][-1][1] for s in summaries if s.get("status") == "finished" and s.get("compactness")]
-    finished = sum(s.get("status") == "finished" for s in summaries)
-    return list(mean_std(last)) if last and len(last) == finished else None
+    all-pairs feature distance of two fixed training batches; lower is more compact), None where a run has none.
+    The last probe is read from `metrics.jsonl`: a summary holds its last epoch's probes only, none when no probe step
+    fell in that epoch (80 epochs of 8 steps, a probe every 50: the last at step 600, in epoch 75)."""
+    last = []
+    for summary, run_dir in zip(summaries, run_dirs):
+        if summary.get("status") == "finished":
+            probes = [probe for row in rundir.read_metrics(run_dir, warn=False) for probe in row.get("compactness") or []]
+            if not probes:
+                return None
+            last.append(probes[-1][1])
+    return list(mean_std(last)) if last else None
 
 
 def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> dict[str, Any]:
