@@ -77,8 +77,8 @@ def reproduce(
         raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
-    check_run_dirs([config for _, config in configs], out)
     if table_only:  # read first: with no run ended there is no table to write, and nothing is loaded or written
+        check_run_dirs([config for _, config in configs], out)  # otherwise run_all checks them
         ended = [(config, out / config.name, find_run(out / config.name, config)[0]) for _, config in configs]
         if all(summary is None for *_, summary in ended):
             raise MissingFile(f"--table-only: no run of {name} has ended under {out}; run the study without "
