@@ -16,6 +16,8 @@ from itra.config import TrainConfig
 from itra.device import check_machine
 from itra.exits import EXIT_MODES
 from itra.experiments.launchers import LAUNCHERS, InProcess, Launch, torch_threads
+from itra.methods import METHODS
+from itra.pairing import PAIRINGS
 from itra.resolve import resolve
 from itra.data import Splits
 from itra.data.registry import image_stem, is_text_dataset, load_dataset
@@ -159,7 +161,8 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
     shared = (LoadedSplits() if splits is None else splits) if in_process else None
     progress = progress and setup().is_main  # under torchrun, rank 0 tells
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
-    waiting, running, ended, given = iter(enumerate(configs)), {}, {}, 0
+    order = range(len(configs)) if jobs <= 1 else longest_first(configs, out)
+    waiting, running, ended, given = ((index, configs[index]) for index in order), {}, {}, 0
 
     def note(index: int, what: str) -> None:
         if progress:
@@ -186,6 +189,20 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
         except BaseException:
             executor.shutdown(cancel_futures=True)
             raise
+
+
+def longest_first(configs: Sequence[TrainConfig], out: Path) -> list[int]:
+    """The order in which N workers take a study's runs: the ended ones first (they are read back at once), then the
+    longest first (a study ends sooner when no long run starts last: on 2 workers, 2 CE runs then an ITRA-c run of
+    twice their cost take 3 CE runs' time, the ITRA-c run first 2). A run's cost: its epochs x training
+    images x the passes of a step (2 where the method draws an S2, `PairingSpec.draws_second_batch`); the runs of a
+    study share their dataset, so an unset subset counts as the largest."""
+    def cost(config: TrainConfig) -> tuple[bool, float]:
+        passes = 1 + (METHODS[config.method].needs_second_batch and PAIRINGS[config.pairing].draws_second_batch)
+        ended = (Path(out) / config.name / rundir.SUMMARY).exists()
+        return ended, config.epochs * (config.train_subset or float("inf")) * passes
+
+    return sorted(range(len(configs)), key=lambda index: cost(configs[index]), reverse=True)
 
 
 def duration(seconds: float) -> str:
