@@ -43,3 +43,15 @@ def test_the_first_block_holds_the_two_set_up_commands():
     first = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     commands = [line for line in first.splitlines() if line.strip()]
     assert len(commands) == 2 and "itra reproduce" in commands[0] and "pytest" in commands[1]
+
+
+def test_the_results_so_far_of_today_s_defaults_are_the_committed_main_job():
+    committed = markdown_tables((ROOT / "benchmarks/runs/fashion-mnist-table1/reproduce-fashion-mnist-cnn/table.md")
+                                .read_text())[0]
+    header = [cell.strip() for cell in committed[0].strip("|").split("|")]
+    columns = [header.index(name) for name in ("acc (%)", "test CE", "ECE")]
+    ours = [[cell.strip().strip("*") for cell in row.strip("|").split("|")] for row in
+            markdown_tables(section("Results so far"))[0][2:6]]  # CE, LSR, Center, ITRA-c of today's defaults
+    rows = [[cell.strip() for cell in row.strip("|").split("|")] for row in committed[2:]]
+    assert [row[0].split(" ")[0] for row in rows] == ["Baseline", "LSR", "Center", "ITRA-c"]
+    assert [row[1:] for row in ours] == [[row[i] for i in columns] for row in rows]
