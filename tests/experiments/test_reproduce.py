@@ -3,10 +3,12 @@ early-stopping rows read from the same runs, Figure 2, and the one-seed table th
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from itra.cli import main
 from itra.experiments.presets import find_preset
-from itra.experiments.reproduce import preset_configs, reuse_step_times
+from itra.experiments.reproduce import picked_rows, preset_configs, reuse_step_times, strength_grid
+from itra.methods import METHODS
 from itra.rundir import read_metrics
 from itra.train import steps_per_epoch
 from itra.warmup import warmup_steps
@@ -24,7 +26,40 @@ def test_the_overfit_preset_rows_are_the_settings_a_user_would_compare():
     assert names["Baseline (CE)"] == "fashion-mnist-cnn-ce-bs128-e40-n10000-val5000-seed0"
     assert names["ITRA-c (paper variant)"] == "fashion-mnist-cnn-itra-c-lam0.6-bwclass-warm0-bs128-e40-n10000-val5000-seed0"
     assert names["ITRA-c (previous)"] == "fashion-mnist-cnn-itra-c-lam0.6-previous-bs128-e40-n10000-val5000-seed0"
-    assert sorted(c.lam for s, c in configs if s.lambda_grid or s.label == "ITRA-c") == [0.2, 0.4, 0.6, 0.8, 1.0]
+    grids = {method: [s.strength for s in strength_grid(preset, method)] for method in ("itra-c", "lsr", "center")}
+    assert grids == {"itra-c": [0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0], "lsr": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5],
+                     "center": [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]}  # each regulariser's grid is as large
+    assert sorted(c.lam for s, c in configs if s.label in {g.label for g in strength_grid(preset, "itra-c")}) == grids["itra-c"]
+    assert len(set(names.values())) == len(names)  # every row its own runs
+
+
+def _row(label, method, strength, val_ce, seeds=3, **metrics):
+    return {"label": label, "method": method, "strength_field": METHODS[method].strength, "strength": strength,
+            "seeds": seeds, "val_cross_entropy": None if val_ce is None else [val_ce, 0.01], **metrics}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(0.05, 3.0)), min_size=8, max_size=8),
+       st.lists(st.integers(1, 3), min_size=8, max_size=8))
+def test_the_picked_row_is_the_strength_of_lowest_validation_ce_among_those_with_the_most_seeds(val_ces, seeds):
+    preset = find_preset("fashion-mnist-overfit")
+    grid = strength_grid(preset, "lsr")
+    rows = [_row(s.label, "lsr", s.strength, ce, n, test_accuracy=[90.0 + i, 0.1])
+            for i, (s, ce, n) in enumerate(zip(grid, val_ces, seeds))]
+    others = [_row("Baseline (CE)", "ce", None, 0.01), _row("LSR + early stopping", "lsr", 0.1, 0.001, early_stopping=True)]
+    picked = {row["label"].split(",")[0]: row for row in picked_rows(preset, others + rows)}
+    measured = [(row, n) for row, n in zip(rows, seeds) if row["val_cross_entropy"] is not None]
+    most = max((n for _, n in measured), default=0)
+    fair = [row for row, n in measured if n == most]
+    if len(fair) < 2:
+        assert "LSR" not in picked
+        return
+    best = min(fair, key=lambda row: (row["val_cross_entropy"][0], rows.index(row)))
+    assert picked["LSR"]["strength"] == best["strength"]
+    assert picked["LSR"]["test_accuracy"] == best["test_accuracy"]  # the chosen runs' metrics, not another row's
+    assert picked["LSR"]["label"] == f"LSR, picked on validation (ε={best['strength']:g})"
+    assert picked["LSR"]["picked_from"] == [row["strength"] for row in fair]
+    assert "ITRA-c" not in picked and "Center" not in picked  # no rows of theirs given
 
 
 @needs_fmnist
@@ -48,6 +83,12 @@ def test_overfit_smoke_has_scaled_columns_early_stopping_rows_and_figure_2(tmp_p
     assert rows["Baseline (CE)"]["ts_test_cross_entropy"][0] == pytest.approx(
         sum(row["ts_test_cross_entropy"] for row in last) / 2, rel=1e-12)
     assert (study / "test-ce.png").stat().st_size > 10_000 and (study / "ce-vs-lambda.png").exists()
+    picked = [row for row in result["rows"] if ", picked on validation" in row["label"]]
+    assert [row["method"] for row in picked] == ["itra-c", "lsr", "center"]
+    for row in picked:  # the strength whose runs have the lowest mean final validation CE, read from their summaries
+        grid = [r for r in result["rows"] if r["method"] == row["method"] and r["strength"] in row["picked_from"]
+                and not r.get("early_stopping") and ", picked" not in r["label"] and "(" not in r["label"]]
+        assert len(grid) == 8 and min(grid, key=lambda r: r["val_cross_entropy"][0])["strength"] == row["strength"]
 
     (ce_runs[1] / "summary.json").unlink()  # a study in parts: this run has not ended
     trained = (ce_runs[1] / "metrics.jsonl").read_text()

@@ -106,7 +106,7 @@ def reproduce(
         row = {
             "label": setting.label, "method": setting.method, "strength_field": METHODS[setting.method].strength,
             "strength": setting.strength, "paper_accuracy": setting.paper_accuracy,
-            "paper_cross_entropy": setting.paper_cross_entropy, "lambda_grid": setting.lambda_grid,
+            "paper_cross_entropy": setting.paper_cross_entropy, "grid": setting.grid,
             **aggregate(summaries[setting.label]), "compactness": final_compactness(summaries[setting.label], run_dirs[setting.label]),
             "step_seconds": step_seconds[config.name],
             "step_time_ratio": step_seconds[config.name] / step_seconds[reference],
@@ -115,6 +115,7 @@ def reproduce(
         rows.append(row)
         if config.val_split and summaries[setting.label] and (setting.method == REFERENCE or setting.label == preset.compared_label):
             rows.append(early_stopping_row(row, summaries[setting.label]))
+    rows += picked_rows(preset, rows)
     per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
     settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
@@ -188,18 +189,50 @@ def early_stopping_row(row: dict[str, Any], summaries: list[dict[str, Any]]) -> 
             "train_ce": None, "compactness": None}
 
 
+def main_setting(preset: Preset, method: str) -> MethodSetting | None:
+    """`method`'s main row: its first without settings of its own and not a grid point (None if it has none)."""
+    return next((s for s in preset.methods if s.method == method and not s.grid and not s.settings), None)
+
+
+def strength_grid(preset: Preset, method: str) -> list[MethodSetting]:
+    """`method`'s main row and its grid rows, by strength ([] without a main row)."""
+    main = main_setting(preset, method)
+    if main is None:
+        return []
+    return sorted((s for s in preset.methods if s is main or (s.grid and s.method == method and not s.settings)),
+                  key=lambda s: s.strength)
+
+
 def lambda_grid(preset: Preset) -> tuple[list[MethodSetting], list[MethodSetting]]:
     """The rows of the λ figures: the reference (CE) rows, and the compared method's main row with its λ grid,
     by λ (a single compared row when the preset has no grid)."""
-    swept = sorted((s for s in preset.methods if s.lambda_grid or s.label == preset.compared_label),
-                   key=lambda s: s.strength)
-    return [s for s in preset.methods if s.method == REFERENCE], swept
+    return [s for s in preset.methods if s.method == REFERENCE], strength_grid(preset, preset.compared)
+
+
+def picked_rows(preset: Preset, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each method at its best strength, as a user would tune it: per method with a strength grid, a copy of the row
+    (of `rows`) of the grid's strength whose runs have the lowest mean validation CE (the final model's, before
+    temperature scaling), labelled "<main label>, picked on validation (λ=...)". The strengths compete on equal terms:
+    those with a validation CE over the most seeds any of them has (a study run in parts picks among those run so far;
+    `picked_from` lists them); a method with fewer than two is left out."""
+    by_label = {row["label"]: row for row in rows}
+    picked = []
+    for method in dict.fromkeys(s.method for s in preset.methods if s.grid):
+        grid = strength_grid(preset, method)
+        measured = [by_label[s.label] for s in grid if s.label in by_label and by_label[s.label].get("val_cross_entropy")]
+        candidates = [row for row in measured if row["seeds"] == max(row["seeds"] for row in measured)]
+        if len(candidates) < 2:
+            continue
+        best = min(candidates, key=lambda row: row["val_cross_entropy"][0])
+        picked.append({**best, "label": f"{main_setting(preset, method).label}, picked on validation ({_strength(best)})",
+                       "grid": False, "picked_from": [row["strength"] for row in candidates]})
+    return picked
 
 
 def figure_panels(preset: Preset, run_dirs: dict[str, list[Path]]) -> list[tuple[str, str, dict[str, list[Path]]]]:
     """Figure 2's panels: test CE per epoch of every method, the same after temperature scaling, and the compared
     method at every λ of its grid with CE beside it (when the preset has a grid)."""
-    methods = {s.label: run_dirs[s.label] for s in preset.methods if not s.lambda_grid}
+    methods = {s.label: run_dirs[s.label] for s in preset.methods if not s.grid}
     panels = [("Test CE", "test_cross_entropy", methods), ("Test CE after temperature scaling", "ts_test_cross_entropy",
                                                            methods)]
     reference, swept = lambda_grid(preset)

@@ -9,6 +9,8 @@ from itra.rundir import FAILURES
 METRICS = ("test_accuracy", "test_cross_entropy", "test_ece", "train_ce")
 # Of runs with a validation split: temperature scaling fitted on it (`evaluate.evaluate_splits`).
 SCALED_METRICS = ("temperature", "ts_test_cross_entropy", "ts_test_ece")
+# Of runs with a validation split: what a study picks a method's strength by (`reproduce.picked_rows`).
+VALIDATION_METRICS = ("val_cross_entropy",)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -16,7 +18,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def aggregate(summaries: list[dict[str, Any]], metrics: Sequence[str] = METRICS + SCALED_METRICS) -> dict[str, Any]:
+def aggregate(summaries: list[dict[str, Any]],
+              metrics: Sequence[str] = METRICS + SCALED_METRICS + VALIDATION_METRICS) -> dict[str, Any]:
     """{metric: [mean, std]} over the finished runs of one group (usually: seeds), with `seeds` (the
     runs averaged) and, per failure status, `failed` and `collapsed` (runs that ended so: counted,
     never averaged in). A metric is None when no run of the group finished, or when one of them lacks it
