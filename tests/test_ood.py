@@ -25,11 +25,12 @@ def gaussian(n, d, seed, scale=1.0):
 
 # ---------------------------------------------------------------- references, written the obvious way
 def reference_msp(z, t):
-    return [-max(math.exp(v / t) for v in row) / sum(math.exp(v / t) for v in row) for row in z.tolist()]
+    """-max_k p_k, with every exponent shifted by the row's largest (the softmax's invariance; no overflow)."""
+    return [-1 / sum(math.exp((v - max(row)) / t) for v in row) for row in z.tolist()]
 
 
 def reference_energy(z):
-    return [-math.log(sum(math.exp(v) for v in row)) for row in z.tolist()]
+    return [-(max(row) + math.log(sum(math.exp(v - max(row)) for v in row))) for row in z.tolist()]
 
 
 def reference_mahalanobis(train, labels, k, test):
