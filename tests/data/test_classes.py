@@ -113,3 +113,11 @@ def test_fashion_mnist_first6_is_the_first_six_classes_and_holds_out_the_rest():
     held = held_out_set("fashion-mnist-first6")
     assert len(held) == 4_000 and set(held.tensors[1].tolist()) == {6, 7, 8, 9}
     assert held_out_set("fashion-mnist") is None and first6.image_shape == (1, 28, 28)
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import itra.data.classes
+
+    assert doctest.testmod(itra.data.classes).failed == 0

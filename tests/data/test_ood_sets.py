@@ -72,3 +72,11 @@ def test_a_bad_shape_is_one_line(shape):
 def test_a_bad_noise_count_is_one_line(count):
     with pytest.raises(BadValue, match="`count`"):
         uniform_noise(count, (1, 2, 2), torch.zeros(1), torch.ones(1))
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import itra.data.ood_sets
+
+    assert doctest.testmod(itra.data.ood_sets).failed == 0
