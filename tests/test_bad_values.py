@@ -27,7 +27,8 @@ from itra.errors import BadValue
 
 # ---------------------------------------------------------------- (a) numeric flags x bad values
 
-COMMAND_ARGS = {"train": [], "sweep": [], "report": ["runs"], "similarity": ["runs/x"], "reproduce": ["digits"]}
+COMMAND_ARGS = {"train": [], "sweep": [], "report": ["runs"], "similarity": ["runs/x"], "reproduce": ["digits"],
+                "ood": ["runs"]}
 INT_VALUES = {"zero": "0", "negative": "-1", "nan": "nan", "inf": "inf", "huge": "99999999999999999999"}
 FLOAT_VALUES = {**INT_VALUES, "huge": "1e30"}
 # The values that are valid: each flag's documented range (`TrainConfig`'s field checks, `checks.check_count`).

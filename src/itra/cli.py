@@ -6,6 +6,7 @@
     itra sweep --method itra-c --lam 0.1,0.2,0.4,0.6,0.8,1.0 --seeds 3   # a grid; reuses finished runs
     itra report runs/ --out report/                   # tables and figures read back from run directories
     itra similarity runs/<run> --out similarity/      # layer-wise cosine and CKA, the head's accuracy after every layer
+    itra ood runs/ --out ood/                         # OOD detection and retrieval of trained runs (their checkpoints)
     itra reproduce layerwise-fmnist                   # standard vs aligned vs separate heads, CE and ITRA-c, layer by layer
     python -m itra ...                                # the same commands
     torchrun --standalone --nproc-per-node 2 -m itra train ...   # one run on 2 processes (README, "Training on many GPUs")
@@ -38,6 +39,7 @@ from itra.experiments.table import failures
 from itra.rundir import is_failed
 from itra.errors import BadValue, UserError
 from itra.notes import note
+from itra.ood import KNN_K
 
 
 def _flag_type(annotation: object) -> type:
@@ -151,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
                             "size (default: each run's own test set)")
     similarity.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
 
+    ood = add_parser("ood", help="out-of-distribution detection and retrieval of trained runs",
+                     description="For each finished run (its checkpoint): AUROC and FPR at 95 % TPR of OOD scores from "
+                     "its logits (MSP, MSP after its fitted temperature, energy, max logit) and features (Mahalanobis, "
+                     "kNN) against each OOD set, and precision@1, R-precision and MAP@R of its test features; mean ± std "
+                     "over the seeds of each config, written to OUT/ood.md and ood.json (each run's measures to "
+                     "OUT/<run>.json, reused).")
+    ood.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIRS", help="run directories with a checkpoint, or "
+                     "folders of them (of one study)")
+    ood.add_argument("--out", type=Path, default=Path("ood"), help="where the measures and the table go (default: ood)")
+    ood.add_argument("--sets", type=_list_of(str), help="comma-separated OOD sets: held-out (the test images of the "
+                     "classes a dataset such as fashion-mnist-first6 leaves out), digits (scikit-learn's, resized), "
+                     "noise (uniform), or an image dataset of the runs' image shape (default: those of the first three "
+                     "that apply)")
+    ood.add_argument("--knn-k", type=_positive_int, default=KNN_K, help="the neighbour of the kNN score (Sun et al. "
+                     f"2022 use 50 for CIFAR-10) (default: {KNN_K})")
+    ood.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
+
     reproduce = add_parser("reproduce", help="reproduce a table of the paper", description="Run every method x seed of a preset and print the table.")
     reproduce.add_argument("preset", help="a dataset with a paper table: " + ", ".join(PRESETS) + "; or a layer-wise "
                            "study (standard vs aligned vs separate heads, CE and ITRA-c): " + ", ".join(LAYERWISE_PRESETS))
@@ -224,6 +243,15 @@ def _similarity(args: argparse.Namespace) -> int:
         measured = measure_run(run_dir, args.out, args.test_subset, args.device)
         shown = " ".join("-" if value is None else f"{value:.1f}" for value in measured["accuracy"])
         print(f"{measured['run']}: accuracy after each layer (%) {shown}; written to {args.out / measured['run']}")
+    return 0
+
+
+def _ood(args: argparse.Namespace) -> int:
+    from itra.experiments.ood import ood_report, ood_table
+
+    result = ood_report(args.runs, args.out, args.sets, args.knn_k, args.device)
+    print(ood_table(result))
+    print(f"written to {args.out}/ood.md and ood.json")
     return 0
 
 
@@ -315,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_out(args.out)
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             return {"train": _train, "sweep": _sweep, "report": _report, "similarity": _similarity,
-                    "reproduce": _reproduce}[args.command](args)
+                    "ood": _ood, "reproduce": _reproduce}[args.command](args)
     # a user's mistake (itra.errors): bad input, missing data, a missing optional package, no network; anything else
     # is a bug of itra's and traces back
     except UserError as error:

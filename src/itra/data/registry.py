@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from torch.utils.data import Dataset
+
+from itra.data.classes import held_out, keep_classes
 from itra.data.digits import load_digits
 from itra.data.fashion_mnist import load_fashion_mnist, merge_pairs
 from itra.data.hf_images import load_hf_image_dataset
@@ -60,6 +63,23 @@ DATASETS: dict[str, ImageDataset] = {
     "imagenet": ImageDataset(_imagenet, stem="imagenet"),
 }
 
+# Datasets of some of another's classes (`data.classes`): {name: (dataset, the classes kept, in their new order)}.
+# The test samples of its other classes are the held-out set of `itra ood` (`held_out_set`).
+CLASS_SUBSETS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "fashion-mnist-first6": ("fashion-mnist", (0, 1, 2, 3, 4, 5)),  # T-shirt/top ... Shirt; held out: Sneaker, Bag, ...
+}
+
+
+def _class_subset(name: str) -> Callable[[Path | None], Splits]:
+    def load(data_dir: Path | None) -> Splits:
+        base, classes = CLASS_SUBSETS[name]
+        return keep_classes(DATASETS[base].load(data_dir), classes, name)
+
+    return load
+
+
+DATASETS.update({name: ImageDataset(_class_subset(name), DATASETS[base].stem) for name, (base, _) in CLASS_SUBSETS.items()})
+
 
 def _wordnet(data_dir: Path | None) -> TextSplits:
     from itra.data.wordnet import load_wordnet
@@ -107,6 +127,16 @@ def is_text_dataset(name: str) -> bool:
 def image_stem(name: str) -> str:
     """The stem of the models built for the image dataset `name` (`ImageDataset.stem`)."""
     return DATASETS[canonical_dataset_name(name)].stem
+
+
+def held_out_set(name: str, data_dir: str | Path | None = None) -> Dataset | None:
+    """The test samples of the classes the dataset `name` leaves out of its source (`CLASS_SUBSETS`, `data.classes`),
+    None for a dataset that keeps all of its classes."""
+    name = canonical_dataset_name(name)
+    if name not in CLASS_SUBSETS:
+        return None
+    base, classes = CLASS_SUBSETS[name]
+    return held_out(DATASETS[base].load(None if data_dir is None else Path(data_dir)), classes)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Splits | TextSplits:

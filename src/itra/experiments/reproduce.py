@@ -71,7 +71,8 @@ def reproduce(
     temperature scaling, the CE and compared rows each get an early-stopping row ("+ early stopping": the epoch
     of lowest validation CE of the same runs, no extra training), and the study folder gets `test-ce.png`
     (Figure 2: test CE per epoch). With `preset.modes`, every run's features are measured for the modes of its
-    labels (`modes.measure_study`) and the table gets their section."""
+    labels (`modes.measure_study`) and the table gets their section; with `preset.ood`, every run's OOD detection and
+    retrieval are measured (`ood.measure_groups`, cached as `<study>/ood/<run>.json`) and the table gets their section."""
     preset = find_preset(name, model)
     if seeds < 1:
         raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
@@ -126,6 +127,10 @@ def reproduce(
             from itra.experiments.modes import measure_study
 
             result["modes"] = measure_study(preset, run_dirs, splits, study_dir / "modes", progress)
+        if preset.ood:
+            from itra.experiments.ood import measure_groups
+
+            result["ood"] = measure_groups(run_dirs, study_dir / "ood", progress=progress)
         if first_seed[0].val_split:
             from itra.experiments.figures import figure_test_ce_per_epoch
 
@@ -283,6 +288,10 @@ def result_table(result: dict[str, Any]) -> str:
         from itra.experiments.modes import modes_table
 
         table += "\n" + modes_table(result["modes"])
+    if result.get("ood"):
+        from itra.experiments.ood import ood_table
+
+        table += "\n" + ood_table(result["ood"])
     missing = result.get("not_run", [])
     if missing:
         table += (f"\nNot run yet ({len(missing)}; the same command without --table-only trains them): "
