@@ -191,6 +191,30 @@ class ITRAModule(LightningModule):
     Training logs, every logged step: `train_ce`, `train_match` (with lam > 0), `train_loss` and `lam`, the
     step's λ_t. Validation and test log `val_*` / `test_*`: `accuracy` (%), `cross_entropy` and `ece` (15 bins)
     of the whole set, from `itra.metrics.metric_sums` summed over batches and ranks, as `itra train` reports them.
+
+    Batches: `training_step` takes a pair `((*x1, y1), (*x2, y2))` from `PairedDataModule` (S1 alone with lam=0):
+    inputs (B, ...) and labels (B,); `module(*inputs)` gives the logits (B, K).
+
+    Raises:
+        BadValue: `lam` not a finite number >= 0, a warm-up `itra.warmup.check_warmup` refuses, an unknown
+            `bandwidth` or `s2_state`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.utils.data import TensorDataset
+        >>> from lightning.pytorch import Trainer
+        >>> from itra.integrations.lightning import ITRAModule, PairedDataModule
+        >>> from itra.models.classifier import Classifier
+        >>> module = ITRAModule(Classifier(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 3)), lam=0.5)
+        >>> module(torch.randn(2, 4)).shape  # logits (B, K)
+        torch.Size([2, 3])
+        >>> data = PairedDataModule(TensorDataset(torch.randn(12, 4), torch.arange(12) % 3), batch_size=6, seed=0)
+        >>> trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(module, data)
+        >>> trainer.global_step  # 12 samples in S1 batches of 6, each with an S2 of 6
+        2
     """
 
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
