@@ -34,7 +34,7 @@ from itra.distributed import launched_world_size, shutdown
 from itra.experiments.launchers import LAUNCHERS, Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
-from itra.experiments.table import failures
+from itra.experiments.table import count_failed
 from itra.rundir import is_failed
 from itra.errors import BadValue, UserError
 from itra.notes import note
@@ -203,7 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
     _note_ignored("sweep", grid_points(grid))
     rows = sweep(grid, args.seeds, args.out, progress=not args.quiet, launch=_launch(args))
     print(markdown_rows(rows))
-    failed = failures(rows)
+    failed = count_failed(rows)
     if failed:
         _main_prints(f"itra sweep: {failed} run(s) failed or collapsed (see \"reason\" in their summary.json); the table "
                      "counts them apart")
@@ -228,7 +228,8 @@ def _similarity(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from itra.experiments.reproduce import print_table, reproduce, study_name
+    from itra.experiments.reproduce import print_table, reproduce
+    from itra.experiments.study import study_name
 
     if args.preset in LAYERWISE_PRESETS:
         return _reproduce_layerwise(args)
@@ -239,14 +240,15 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
-    failed = failures(result["rows"])
+    failed = count_failed(result["rows"])
     if failed:
         _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0
 
 
 def _reproduce_layerwise(args: argparse.Namespace) -> int:
-    from itra.experiments.multi_exit import reproduce_layerwise, result_table
+    from itra.experiments.multi_exit import layerwise_markdown, reproduce_layerwise
+    from itra.experiments.study import study_name
 
     if args.table_only:
         raise BadValue(f"--table-only is for the table presets ({', '.join(PRESETS)}); {args.preset} measures every "
@@ -256,9 +258,9 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
                                  launch=_launch(args), epochs=args.epochs, device=args.device, data_dir=args.data_dir,
                                  world_size=launched_world_size())
-    print(result_table(result))
-    print(f"table and figures written to {args.out}/reproduce-{args.preset}{'-smoke' if args.smoke else ''}/")
-    failed = failures(list(result["rows"].values()))
+    print(layerwise_markdown(result))
+    print(f"table and figures written to {args.out / study_name(args.preset, smoke=args.smoke)}/")
+    failed = count_failed(list(result["rows"].values()))
     if failed:
         _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0

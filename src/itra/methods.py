@@ -19,16 +19,16 @@ from torch import nn
 
 from itra.distributed import MATCH_RANKS, all_gather, all_gather_with_grad
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, weighted_sum
+from itra.data.batches import Batch
 from itra.losses import CenterLoss, ITRALoss
 from itra.models import Classifier
 from itra.pairing import DEFAULT_PAIRING, DEFAULT_S2_STATE, PAIRINGS, S2_STATES, PreviousBatch, check_pairing
 from itra.errors import BadValue
-from itra.tables import check_new
+from itra.registries import check_new
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
 
-Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
 # A regulariser is an nn.Module called as `R(h1, y1, h2=None, y2=None)` -> scalar, with a
 # `needs_second_batch` attribute; it is built from (config, num_classes, feature_dim).
 RegularizerFactory = Callable[["TrainConfig", int, int], nn.Module]
@@ -121,13 +121,16 @@ def variant_label(config: "TrainConfig") -> str:
     return spec.label + (f" ({', '.join(changed)})" if changed else "")
 
 
+def strength_label(config: "TrainConfig") -> str:
+    """How strongly a run's method acts, as labels write it: `λ=0.6`, `ε=0.1`; "" for a method without a strength."""
+    strength = METHODS[config.method].strength
+    return "" if strength is None else f"{STRENGTH_SYMBOLS.get(strength, strength)}={getattr(config, strength):g}"
+
+
 def method_label(config: "TrainConfig") -> str:
     """How tables and figures name a run's method: `CE`, `LSR ε=0.1`, `ITRA-c λ=0.6`,
     `ITRA-c (bandwidth batch) λ=0.6`."""
-    spec = METHODS[config.method]
-    if spec.strength is None:
-        return variant_label(config)
-    return f"{variant_label(config)} {STRENGTH_SYMBOLS.get(spec.strength, spec.strength)}={getattr(config, spec.strength):g}"
+    return " ".join(filter(None, (variant_label(config), strength_label(config))))
 
 
 class Objective(nn.Module):

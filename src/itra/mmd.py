@@ -59,36 +59,6 @@ def parse_bandwidth(value: str | float) -> Bandwidth:
     return sigma
 
 
-def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances `||x_i - y_j||^2`, shape (..., n, m), from x (..., n, D)
-    and y (..., m, D), with any leading batch dims.
-
-    Computed as `|x|^2 + |y|^2 - 2 x.y` after subtracting a centre of x (distances are translation
-    invariant, and centring keeps the cancellation error small for features far from the origin),
-    clamped at 0. No square root is taken: its gradient is infinite at distance 0.
-    """
-    centre = detached_centre(x, dim=-2)
-    x, y = x - centre, y - centre
-    cross = x @ y.transpose(-1, -2)  # (..., n, m)
-    sq = x.pow(2).sum(dim=-1).unsqueeze(-1) + y.pow(2).sum(dim=-1).unsqueeze(-2) - 2 * cross
-    return sq.clamp_min(0)
-
-
-def detached_centre(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """The coordinate-wise midrange (max + min) / 2 of x along `dim`, kept as a size-1 dim, detached.
-
-    Used to centre features before their distances are computed. Any point inside the samples' range
-    serves for accuracy, and the midrange gives the smallest largest deviation. It is chosen over the
-    mean because max and min are selections, not rounded sums: the centre does not depend on the order
-    of the samples, so neither do the centred features, their distances or the median bandwidth, bit
-    for bit. With a mean, a permutation of the batch moves the centre by a rounding error, and where
-    the median distance is itself at rounding level (near-duplicate features beside a far one) sigma
-    and the MMD then change with the order.
-    """
-    x = x.detach()
-    return (x.amax(dim=dim, keepdim=True) + x.amin(dim=dim, keepdim=True)) / 2
-
-
 def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The median heuristic: sigma = median of the off-diagonal pairwise squared distances.
 
@@ -341,17 +311,24 @@ def _mmd_per_group(
 
     Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
     computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
-    features are centred (`detached_centre`) and divided by a detached scale (their largest deviation
+    features are centred and divided by a detached scale (their largest deviation
     from that centre), and a fixed sigma by its square: every kernel value stays as it is, the
     distances `|x|^2 + |y|^2 - 2 x.y` keep no cancellation error from a large offset, and they are
     far from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
+
+    The centre is the coordinate-wise midrange (max + min) / 2, not the mean: max and min are selections, not rounded
+    sums, so the centre does not depend on the order of the samples, and neither do the centred features, their
+    distances or the median bandwidth, bit for bit. With a mean, a permutation of the batch moves the centre by a
+    rounding error, and where the median distance is itself at rounding level (near-duplicate features beside a far
+    one) sigma and the MMD would change with the order. Any point inside the samples' range serves for accuracy, and
+    the midrange gives the smallest largest deviation.
     """
     n, m = h1.shape[0], h2.shape[0]
     with torch.autocast(h1.device.type, enabled=False):
         pooled = torch.cat([h1, h2]).to(torch.promote_types(h1.dtype, torch.float32))  # (N, D)
         detached = pooled.detach()
         high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
-        centre = (high + low) / 2  # `detached_centre`
+        centre = (high + low) / 2  # the midrange (docstring)
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
         z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
         multi = bandwidth == "multi"

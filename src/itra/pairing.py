@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from itra.distributed import gather_others, gather_others_with_grad
-from itra.tables import check_new, entry
+from itra.registries import check_new, entry
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (h1 (B, D), y1 (B,), h2 (B2, D), y2 (B2,))
 

@@ -29,7 +29,7 @@ from itra.mmd import parse_bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.pairing import PAIRINGS, check_pairing
-from itra.tables import entry
+from itra.registries import entry
 from itra.errors import BadValue
 
 

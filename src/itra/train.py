@@ -31,7 +31,7 @@ from itra import rundir
 from itra import checkpoint
 from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, CompactnessProbe, DivergenceGuard,
                             LambdaWarmup, Progress, RunFailed, TensorBoard)
-from itra.checkpoint import NoState, OnDevice, RandomStreams, Stateful
+from itra.checkpoint import NoState, SavedOnCPU, RandomStreams, Stateful
 from itra.config import TrainConfig
 from itra.device import check_compile, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
@@ -42,7 +42,7 @@ from itra.evaluate import compactness_probe, evaluate_splits
 from itra.methods import METHODS, Objective, build_objective, remedies
 from itra.models import Classifier
 from itra.models.layers import exact_pools
-from itra.optimizers import OPTIMIZERS
+from itra.optimizers import OPTIMIZERS, cosine_schedule
 from itra.pairing import PAIRINGS, S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
 from itra.warmup import warmup_steps
@@ -91,7 +91,7 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
     with several ranks)."""
     optimizer = OPTIMIZERS[config.optimizer].build(config, parameters)
     steps = config.epochs * steps_per_epoch(config, train_size)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return optimizer, cosine_schedule(optimizer, steps)
 
 
 def to_device(batch: Batch, device: torch.device, transform: BatchTransform | None, generator: torch.Generator) -> Batch:
@@ -164,7 +164,7 @@ def checkpoint_parts(state: TrainState, hooks: Sequence[Callback]) -> tuple[dict
         "optimizer": state.optimizer, "schedule": state.schedule, "scaler": state.precision,
         "callbacks": CallbackStates(hooks)}
     own = {"random": RandomStreams(state.augment, state.device),
-           "previous_batch": OnDevice(objective.previous, state.device)}
+           "previous_batch": SavedOnCPU(objective.previous, state.device)}
     return shared, own
 
 

@@ -16,17 +16,18 @@ from typing import Any, Callable
 
 from itra import rundir
 from itra.config import TrainConfig
-from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.launchers import Launch
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
+from itra.experiments.study import preset_config, study_name
 from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, apart, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
 from itra.rundir import write_json
-from itra.errors import BadValue, MissingFile
+from itra.checks import check_count
+from itra.errors import MissingFile
 
 __all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
@@ -35,26 +36,11 @@ def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) ->
     """One config per method and seed. `overrides` are TrainConfig fields (device, data_dir, epochs...)."""
     configs = []
     for setting in preset.methods:
-        for seed in range(seeds):
-            values: dict[str, Any] = dict(
-                dataset=preset.dataset, model=preset.model, method=setting.method, epochs=preset.epochs,
-                batch_size=preset.batch_size, lr=preset.lr, seed=seed, **preset.settings,
-            )
-            strength = METHODS[setting.method].strength
-            if strength is not None:
-                values[strength] = setting.strength
-            values.update(setting.settings)
-            if smoke:
-                values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
-                if values.get("val_split"):
-                    values["val_split"] = preset.smoke_test
-            values.update({key: value for key, value in overrides.items() if value is not None})
-            configs.append((setting, resolve(TrainConfig(**values))))
+        strength = METHODS[setting.method].strength
+        fields = {"method": setting.method, **({strength: setting.strength} if strength is not None else {}),
+                  **setting.settings}
+        configs += [(setting, preset_config(preset, seed, smoke, fields, overrides)) for seed in range(seeds)]
     return configs
-
-
-def study_name(name: str, model: str, smoke: bool) -> str:
-    return f"reproduce-{name}-{model}{'-smoke' if smoke else ''}"
 
 
 def reproduce(
@@ -73,8 +59,7 @@ def reproduce(
     (Figure 2: test CE per epoch). With `preset.modes`, every run's features are measured for the modes of its
     labels (`modes.measure_study`) and the table gets their section."""
     preset = find_preset(name, model)
-    if seeds < 1:
-        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+    check_count("seeds", seeds)
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
     if table_only:  # read first: with no run ended there is no table to write, and nothing is loaded or written

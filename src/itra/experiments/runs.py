@@ -114,7 +114,7 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     summary, started = setup().on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
-    return run_dir, _fit(config, splits, run_dir, resume=started, progress=progress)
+    return run_dir, _build_and_fit(config, splits, run_dir, resume=started, progress=progress)
 
 
 class LoadedSplits:
@@ -230,10 +230,11 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     summary, started = dist.on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
-    return run_dir, _fit(config, None, run_dir, resume=started, progress=progress)
+    return run_dir, _build_and_fit(config, None, run_dir, resume=started, progress=progress)
 
 
-def _fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _build_and_fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    """`train.fit` of `config` on `splits` (loaded here when None) with the model it names, built here."""
     splits = splits if splits is not None else load_splits(config)
     try:
         return fit(config, splits, build_model(config, splits), run_dir, resume=resume, progress=progress)

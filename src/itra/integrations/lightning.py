@@ -53,10 +53,12 @@ except ModuleNotFoundError as error:
 from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
-from itra.methods import Batch, Objective
+from itra.data.batches import Batch
+from itra.methods import Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
+from itra.optimizers import cosine_schedule, sgd
 from itra.pairing import DEFAULT_S2_STATE
 from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
@@ -268,9 +270,8 @@ class ITRAModule(LightningModule):
         if self.optimizer_factory is not None:
             return self.optimizer_factory(self.parameters())
         defaults = TrainConfig()
-        optimizer = torch.optim.SGD(self.parameters(), lr=defaults.lr, momentum=defaults.momentum,
-                                    weight_decay=defaults.weight_decay, nesterov=True)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.estimated_stepping_batches)
+        optimizer = sgd(self.parameters(), defaults.lr, defaults.momentum, defaults.weight_decay)
+        cosine = cosine_schedule(optimizer, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

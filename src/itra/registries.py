@@ -1,4 +1,4 @@
-"""What the tables of `itra` share (`METHODS`, `PAIRINGS`, `OPTIMIZERS`: one entry per choice of a config field):
+"""What the registries of `itra` share (`METHODS`, `PAIRINGS`, `OPTIMIZERS`: one entry per choice of a config field):
 looking a choice up, and adding one."""
 from __future__ import annotations
 
