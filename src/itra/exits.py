@@ -59,3 +59,14 @@ def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:
 def weighted_sum(values: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """Σ_l w_l values_l of L scalars and L weights."""
     return (torch.stack(values) * weights.to(values[0].device, values[0].dtype)).sum()  # no matmul: autocast keeps float32
+
+
+def matched_layers(layers: list[torch.Tensor], match_at: str) -> list[torch.Tensor]:
+    """The representations the match reads of the trained ones (`layers`, first to last): every exit's with
+    `match_at` "every", else the last's alone."""
+    return layers if match_at == "every" else layers[-1:]
+
+
+def match_term(values: list[torch.Tensor], weights: torch.Tensor, match_at: str) -> torch.Tensor:
+    """The matching term of the `matched_layers`' values: Σ_l w_l Match_l with "every", else the last exit's Match."""
+    return weighted_sum(values, weights) if match_at == "every" else values[0]

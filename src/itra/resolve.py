@@ -95,7 +95,7 @@ def check_pairing_rules(config: TrainConfig) -> None:
 
 def check_exits_of_model(config: TrainConfig) -> None:
     """`--exits shared|separate` on one of itra's own image models that has the exits they need (a timm, torchvision
-    or text model is checked once built: `methods.check_exits`)."""
+    or text model is checked once built: `objective.check_exits`)."""
     mode = EXIT_MODES[config.exits]
     if not mode.every_exit or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
         return

@@ -39,7 +39,8 @@ from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
-from itra.methods import METHODS, Objective, build_objective, remedies
+from itra.methods import METHODS, remedies
+from itra.objective import Objective, build_objective
 from itra.models import Classifier
 from itra.models.layers import exact_pools
 from itra.optimizers import OPTIMIZERS, cosine_schedule

@@ -27,7 +27,8 @@ from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
 from itra.experiments.runs import LoadedSplits, run_all
 from itra.experiments.study import preset_config, study_name
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
-from itra.methods import METHODS, strength_label
+from itra.methods import METHODS
+from itra.experiments.labels import strength_label
 from itra.checks import check_count
 from itra.errors import BadValue
 

@@ -38,7 +38,9 @@ from itra.experiments.runset import (Run, best_groups, by_group, compactness_log
                                      paired_and_reference, representative_runs, study_rows, study_runs)
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.experiments.timing import time_steps
-from itra.methods import METHODS, REFERENCE, Objective, method_label
+from itra.methods import METHODS, REFERENCE
+from itra.experiments.labels import method_label
+from itra.objective import Objective
 
 
 # ---------------------------------------------------------------- tables

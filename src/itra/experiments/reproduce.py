@@ -24,7 +24,8 @@ from itra.experiments.study import preset_config, study_name
 from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, apart, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
-from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
+from itra.methods import METHODS, REFERENCE, method_fields
+from itra.experiments.labels import STRENGTH_SYMBOLS
 from itra.rundir import write_json
 from itra.checks import check_count
 from itra.errors import MissingFile

@@ -54,7 +54,7 @@ from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
 from itra.data.batches import Batch
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
