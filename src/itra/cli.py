@@ -29,7 +29,7 @@ from typing import Sequence
 
 from itra import __version__
 from itra.checks import COUNT_LIMIT
-from itra.config import LAUNCH_FIELDS, TrainConfig
+from itra.config import FIELD_ORDER, GROUPS, LAUNCH_FIELDS, TrainConfig
 from itra.distributed import launched_world_size, shutdown
 from itra.experiments.launchers import LAUNCHERS, Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
@@ -71,22 +71,25 @@ def _list_of(kind: type):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`); with `lists`
+    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`), in the config's groups
+    (`GROUPS`: data, model, method, ... as `--help` sections); with `lists`
     each takes comma-separated values (a sweep's grid). A bool field is a switch (`--tensorboard`),
     the same for every run of a grid. Without `lists` a flag not given is absent from the parsed namespace (its
     field's default is `TrainConfig`'s), so that a flag given at its default value is still known to be given."""
     hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        if field.name in skip or field.name in LAUNCH_FIELDS:
-            continue
-        flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
-        default = [field.default] if lists else argparse.SUPPRESS
-        if kind is bool:
-            switched = [not field.default] if lists else not field.default
-            parser.add_argument(flag, action="store_const", const=switched, default=default, help=field.metadata["help"])
-        else:
-            parser.add_argument(flag, type=_list_of(kind) if lists else kind, default=default,
-                                help=f"{field.metadata['help']} (default: {field.default})")
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    for title, what, names in GROUPS:
+        group = parser.add_argument_group(title, what)
+        for field in (fields[name] for name in names if name not in skip + LAUNCH_FIELDS):
+            flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
+            default = [field.default] if lists else argparse.SUPPRESS
+            if kind is bool:
+                switched = [not field.default] if lists else not field.default
+                group.add_argument(flag, action="store_const", const=switched, default=default,
+                                   help=field.metadata["help"])
+            else:
+                group.add_argument(flag, type=_list_of(kind) if lists else kind, default=default,
+                                   help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
@@ -267,10 +270,10 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
 
 
 def _flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, object]:
-    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`); `itra train`'s namespace
-    holds only those given (`add_config_flags`), a sweep's every field."""
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
-            if field.name not in LAUNCH_FIELDS + skip and hasattr(args, field.name)}
+    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`), in `FIELD_ORDER` (a
+    sweep's grid is walked in it); `itra train`'s namespace holds only those given (`add_config_flags`), a sweep's
+    every field."""
+    return {name: getattr(args, name) for name in FIELD_ORDER if name not in LAUNCH_FIELDS + skip and hasattr(args, name)}
 
 
 def _note_ignored(command: str, configs: list[TrainConfig]) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from itra.config import TrainConfig
+from itra.config import FIELD_ORDER, TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, method_fields
 from itra.exits import EXIT_MODES
@@ -53,7 +53,7 @@ def ignored(config: TrainConfig) -> dict[str, str]:
 
 
 def off_fields(config: TrainConfig) -> dict[str, str]:
-    """The fields the run does not read, each with what makes it so, in field order; an unknown method is an error."""
+    """The fields the run does not read, each with what makes it so, in `FIELD_ORDER`; an unknown method is an error."""
     spec = entry(METHODS, "method", config.method)
     off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
     if not EXIT_MODES[config.exits].every_exit:
@@ -68,8 +68,7 @@ def off_fields(config: TrainConfig) -> dict[str, str]:
         off["max_length"] = f"the image dataset {config.dataset}"
     optimizer = check_optimizer(config.optimizer)
     off.update({name: f"--optimizer {config.optimizer}" for name in OPTIMIZER_FIELDS if name not in optimizer.fields})
-    order = [field.name for field in dataclasses.fields(TrainConfig)]
-    return dict(sorted(off.items(), key=lambda item: order.index(item[0])))
+    return dict(sorted(off.items(), key=lambda item: FIELD_ORDER.index(item[0])))
 
 
 def check_pairing_rules(config: TrainConfig) -> None:

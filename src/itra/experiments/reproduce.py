@@ -9,7 +9,6 @@ read back from those run directories, goes to `--out/reproduce-PRESET-MODEL/tabl
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -102,7 +101,7 @@ def reproduce(
         if config.val_split and summaries[setting.label] and (setting.method == REFERENCE or setting.label == preset.compared_label):
             rows.append(early_stopping_row(row, summaries[setting.label]))
     per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
-    settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
+    settings = {key: value for key, value in first_seed[0].to_dict().items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
               "settings": settings, "rows": rows, "not_run": not_run, "step_seconds": step_seconds}
     if setup().is_main:  # under torchrun, rank 0 measures and writes
