@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
-from itra.checks import check_count, check_seed
+from itra.checks import check_choice, check_count, check_seed
 from itra.pairing import DEFAULT_S2_STATE, S2_STATES
 from itra.warmup import DEFAULT_RATIO
 from itra.errors import BadValue
@@ -211,9 +211,8 @@ class TrainConfig:
         for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
                               ("match_ranks", MATCH_RANKS), ("s2_state", S2_STATES)):
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), allowed)
 
     @property
     def group(self) -> str:

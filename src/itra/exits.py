@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from itra.checks import check_choice
 from itra.errors import BadValue
 
 
@@ -49,11 +50,10 @@ def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:
     `linear` w_l = 2l / (L(L+1)), `uniform` w_l = 1/L."""
     if count < 1:
         raise BadValue(f"Expected at least one exit, but got {count}")
-    if kind == "uniform":
-        return torch.full((count,), 1.0 / count)
     if kind == "linear":
         return torch.arange(1, count + 1, dtype=torch.float32) * (2.0 / (count * (count + 1)))
-    raise BadValue(f"Expected `exit_weights` in {', '.join(EXIT_WEIGHTS)}, but got {kind!r}")
+    check_choice("exit_weights", kind, EXIT_WEIGHTS)
+    return torch.full((count,), 1.0 / count)  # "uniform"
 
 
 def weighted_sum(values: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,9 @@ from itra.distributed import MATCH_RANKS, with_every_rank_s2
 from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, match_term, matched_layers, weighted_sum
 from itra.methods import METHODS
 from itra.models import Classifier
-from itra.pairing import DEFAULT_PAIRING, DEFAULT_S2_STATE, PAIRINGS, S2_STATES, PreviousBatch, check_pairing
+from itra.pairing import (DEFAULT_PAIRING, DEFAULT_S2_STATE, PAIRINGS, S2_STATES, PreviousBatch, check_match_at,
+                          check_pairing)
+from itra.checks import check_choice
 from itra.errors import BadValue
 
 if TYPE_CHECKING:
@@ -54,10 +56,8 @@ class Objective(nn.Module):
                  match_ranks: str = "local", s2_state: str = DEFAULT_S2_STATE) -> None:
         super().__init__()
         check_pairing(pairing)
-        if s2_state not in S2_STATES:
-            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
-        if match_ranks not in MATCH_RANKS:
-            raise BadValue(f"Expected `match_ranks` in {', '.join(MATCH_RANKS)}, but got {match_ranks!r}")
+        check_choice("s2_state", s2_state, S2_STATES)
+        check_choice("match_ranks", match_ranks, MATCH_RANKS)
         if pairing != "independent" and not (regularizer is not None and regularizer.needs_second_batch):
             what = "no regulariser" if regularizer is None else type(regularizer).__name__
             raise BadValue(f"Expected pairing='independent' for an objective that matches no S2 ({what}), "
@@ -163,15 +163,13 @@ class Objective(nn.Module):
 def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matches: bool) -> None:
     """That `model` has what the exit modes ask of it (`itra.exits`): exits at all, heads of its own per exit for
     "separate", every exit as wide as the head's input for "shared"; and that "every" has exits and S2 to match."""
-    for name, value, allowed in (("exits", exits, EXIT_MODES), ("match_at", match_at, MATCH_AT)):
-        if value not in allowed:
-            raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+    check_choice("exits", exits, EXIT_MODES)
+    check_choice("match_at", match_at, MATCH_AT)
     mode = EXIT_MODES[exits]
-    if match_at == "every" and (not mode.every_exit or not matches or not PAIRINGS[pairing].every_exit):
-        every = ", ".join(name for name, spec in PAIRINGS.items() if spec.every_exit)
-        raise BadValue("Expected match_at='every' with exits 'shared' or 'separate', a regulariser that matches "
-                         f"S2 and a pairing that can match at every exit ({every}), but got exits {exits!r}, "
-                         f"pairing {pairing!r}")
+    if match_at == "every" and (not mode.every_exit or not matches):
+        raise BadValue("Expected match_at='every' with exits 'shared' or 'separate' and a regulariser that matches "
+                       f"S2, but got exits {exits!r} and {'a' if matches else 'no'} regulariser that matches S2")
+    check_match_at(pairing, match_at)
     if not mode.every_exit:
         return
     widths = model.exit_dims  # NotImplementedError for a model without exits

@@ -14,7 +14,10 @@ name say what the run computed), canonicalises aliases, and checks every rule be
 - the pairing against its table entry (`itra.pairing.PAIRINGS`: processes, `--match-at every`, `--match-ranks
   global`, `--second-batch-size`), the exits against the model (`itra.models.registry`).
 
-Everything below (`train`, `methods`, the experiments) trusts what it hands on. `ignored` names the fields a user set
+What it returns is a `ResolvedConfig`, the one kind of config everything below (`train`, `objective`, the
+experiments, a run directory) trusts; `train.fit` resolves what it is given, so no run trains an unresolved one.
+A rule that code below also states for its own callers (a library user's `Objective`) is one function both call:
+`pairing.check_match_at`, `checks.check_choice`. `ignored` names the fields a user set
 that the run does not read, for the one-line note the CLI prints.
 """
 from __future__ import annotations
@@ -28,18 +31,25 @@ from itra.exits import EXIT_MODES
 from itra.mmd import parse_bandwidth
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
-from itra.pairing import PAIRINGS, check_pairing
+from itra.pairing import check_match_at, check_pairing
 from itra.registries import entry
 from itra.errors import BadValue
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
+class ResolvedConfig(TrainConfig):
+    """A `TrainConfig` in effect, which `resolve` alone makes: what `train.fit` trains, the run directory holds
+    (`rundir.read_config` reads one back) and the experiments hand on. Its type says that the rules between fields
+    have been checked and the fields nothing reads are off."""
+
+
+def resolve(config: TrainConfig) -> ResolvedConfig:
     """`config` in effect (module docstring); a one-line `ValueError` for a rule it breaks. Idempotent."""
-    resolved = dataclasses.replace(config, **{name: None for name in off_fields(config)})
-    if resolved.bandwidth is not None:
-        resolved.bandwidth = parse_bandwidth(resolved.bandwidth)
-    if resolved.second_batch_size == resolved.batch_size:
-        resolved.second_batch_size = None
+    values = {**config.to_dict(), **{name: None for name in off_fields(config)}}
+    if values["bandwidth"] is not None:
+        values["bandwidth"] = parse_bandwidth(values["bandwidth"])
+    if values["second_batch_size"] == values["batch_size"]:
+        values["second_batch_size"] = None
+    resolved = ResolvedConfig(**values)
     check_pairing_rules(resolved)
     check_exits_of_model(resolved)
     return resolved
@@ -80,10 +90,7 @@ def check_pairing_rules(config: TrainConfig) -> None:
     if config.world_size < spec.min_processes:
         raise BadValue(f"Expected --pairing {name} under torchrun with {spec.min_processes} or more processes, but "
                          f"got {config.world_size} process(es)")
-    if config.match_at == "every" and not spec.every_exit:
-        every = ", ".join(mode for mode, entry in PAIRINGS.items() if entry.every_exit)
-        raise BadValue(f"Expected --pairing {every} with --match-at every, but got {name} (it keeps the last "
-                         "exit's features only)")
+    check_match_at(name, config.match_at)
     if config.match_ranks == "global" and not spec.global_ranks:
         raise BadValue(f"Expected the default --match-ranks local with --pairing {name} (its S2 is "
                          f"{spec.second_batch} already), but got --match-ranks global")

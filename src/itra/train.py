@@ -33,7 +33,8 @@ from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, 
                             LambdaWarmup, Progress, RunFailed, TensorBoard)
 from itra.checkpoint import NoState, SavedOnCPU, RandomStreams, Stateful
 from itra.config import TrainConfig
-from itra.device import check_compile, deterministic, resolve_device
+from itra.resolve import ResolvedConfig, resolve
+from itra.device import check_machine, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
@@ -187,16 +188,19 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
     Under torchrun, every rank calls it (with the same arguments) and gets the same summary. With
     `config.deterministic`, it trains with deterministic kernels (`itra.device.deterministic`) and the adaptive
-    pools replaced by their exact fixed-window form (`models.layers.exact_pools`)."""
+    pools replaced by their exact fixed-window form (`models.layers.exact_pools`). `config` is trained as
+    `itra.resolve.resolve` makes it (`ResolvedConfig`), whatever the caller passed."""
+    config = resolve(config)  # the config in effect (idempotent: a run's own config is resolved already)
     with deterministic(config.deterministic):
         return _fit(config, splits, exact_pools(model) if config.deterministic else model, Path(run_dir), resume,
                     progress, callbacks)
 
 
-def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool, progress: bool,
+def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool, progress: bool,
          callbacks: Sequence[Callback]) -> dict[str, Any]:
     dist = setup()
     check_world_size(config, dist)
+    check_machine(config)  # what `runs.run` checks before it loads data, for a caller of `fit` itself
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
     device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
@@ -206,7 +210,6 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
     check_second_batch(config, len(data.train))  # type: ignore[arg-type]
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
-        check_compile(device)
         objective.compile_extractor()
     loader = step_loader(config, data.train, objective, dist, device)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ def variant_label(config: TrainConfig) -> str:
     `ITRA-c`, `ITRA-c (bandwidth batch, match mmd2)`, `CE (exits shared)`. Runs of one variant differ only by
     strength."""
     spec = METHODS[config.method]
-    defaults = type(config)()
+    defaults = TrainConfig()
     changed = [f"{name} {getattr(config, name)}" for name in (*spec.fields, *TRAINING_MODE_FIELDS)
                if name != spec.strength and getattr(config, name) not in (None, getattr(defaults, name))]
     return spec.label + (f" ({', '.join(changed)})" if changed else "")

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from transformers import Trainer
 from transformers.trainer_utils import has_length
 
+from itra.checks import check_choice
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
@@ -171,8 +172,7 @@ class ITRATrainer(Trainer):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         check_warmup(lam_warmup, lam_warmup_ratio)
-        if s2_state not in S2_STATES:
-            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
+        check_choice("s2_state", s2_state, S2_STATES)
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
             raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "
