@@ -23,7 +23,7 @@ from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
 from itra.models.libraries import build_library_model, check_library_model, library_of, pretrained_file
-from itra.models.registry import IMAGE_MODELS, build_image_model
+from itra.models.registry import build_image_model
 from itra.train import fit
 from itra.errors import BadValue, MissingFile
 
@@ -42,7 +42,6 @@ def load_splits(config: TrainConfig) -> Splits:
     data = load_dataset(config.dataset, config.data_dir)
     if not isinstance(data, TextSplits):
         return data
-    check_text_model(config)
     from itra.models.text import load_tokenizer, tokenize
 
     tokenizer = load_tokenizer(config.model)
@@ -54,12 +53,6 @@ def load_splits(config: TrainConfig) -> Splits:
                   data.num_classes, data.class_names)
 
 
-def check_text_model(config: TrainConfig) -> None:
-    if config.model in IMAGE_MODELS or library_of(config.model):
-        raise BadValue(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
-                         "--model minilm (offline) or a Hugging Face encoder name or directory")
-
-
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
     a text model starts from its pretrained weights (only its heads are drawn); a timm or torchvision model
@@ -67,7 +60,6 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     a head per exit (`Classifier.add_exit_heads`), drawn after the model's own weights."""
     torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
-        check_text_model(config)
         from itra.models.text import load_text_classifier
 
         model = load_text_classifier(config.model, splits.num_classes)
