@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 from itra.config import TrainConfig
 from itra.distributed import all_gather_with_grad, setup, shutdown
 from itra.experiments.timing import machine_info, time_side_by_side
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models.registry import build_image_model
 from itra.train import build_optimizer, train_step
 

@@ -20,7 +20,7 @@ import torch
 from itra.config import TrainConfig
 from itra.device import resolve_device
 from itra.experiments.timing import machine_info, time_side_by_side
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models.registry import IMAGE_MODELS, build_image_model
 from itra.train import train_step
 

@@ -40,7 +40,7 @@ from pytorch_adapt.layers import MMDLoss
 
 from bench_mmd import load_mmd_module, per_class_loop, time_call
 from itra.experiments.timing import machine_info
-from itra.mmd import MULTI_KERNEL_SCALES, class_conditional_mmd, median_bandwidth, mmd, squared_distances
+from itra.mmd import MULTI_KERNEL_SCALES, class_conditional_mmd, median_bandwidth, mmd
 
 SCALES = {"single": (1.0,), "multi": MULTI_KERNEL_SCALES}
 PEERS = ("pytorch-adapt", "cdist")  # the `mmd` rows' peers; "itra-before" is this project's older code
@@ -64,7 +64,7 @@ def cdist_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...], sigma
 def pooled_median(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """itra's sigma: the lower median of the pooled samples' pairs i < j."""
     pooled = torch.cat([x, y])
-    return median_bandwidth(squared_distances(pooled, pooled))
+    return median_bandwidth(torch.cdist(pooled, pooled).square())
 
 
 def aligned_difference(itra_value: torch.Tensor, reference: torch.Tensor) -> float:

@@ -34,7 +34,7 @@ from itra.config import TrainConfig
 from itra.device import check_compile, resolve_device
 from itra.data.batches import Batch
 from itra.experiments.timing import machine_info, time_side_by_side
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.mmd import class_conditional_mmd
 from itra.models import Classifier
 from itra.models.registry import build_image_model

@@ -33,7 +33,7 @@ from itra.data.digits import load_digits
 from itra.device import HostReads, resolve_device
 from itra.experiments.runs import build_model
 from itra.losses import ITRALoss
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models.registry import build_image_model
 from itra.resolve import resolve
 from itra.rundir import read_metrics

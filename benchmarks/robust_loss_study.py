@@ -3,7 +3,7 @@
     python benchmarks/robust_loss_study.py /work/robust      # one sub-folder per setting (clean, noise, ...)
 
 Every sub-folder of ROOT is one stress setting (the `--out` of its sweeps). For each setting and
-each variant of the matching loss (`methods.method_label`: method, bandwidth, estimator, λ) it
+each variant of the matching loss (`experiments.labels.method_label`: method, bandwidth, estimator, λ) it
 prints the seeds that finished, those that collapsed or failed (counted, never averaged in), and
 accuracy, test CE and ECE as mean ± std over the finished seeds; `--json` gets the same rows.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from itra.experiments.runset import by_group, find_runs
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
-from itra.methods import method_label
+from itra.experiments.labels import method_label
 
 
 def study_rows(root: Path) -> list[dict]:

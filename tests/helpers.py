@@ -30,7 +30,7 @@ def fit_first_epoch_then_interrupt(config: TrainConfig, splits, run_dir: Path) -
     """Train `config` (with a `train_subset`) into `run_dir` and interrupt it at the first step of epoch 2, as a
     kill would: the run directory holds epoch 1's row and checkpoint."""
     from itra.experiments.runs import build_model
-    from itra.methods import Objective
+    from itra.objective import Objective
     from itra.pairing import samples_per_step
     from itra.train import fit
 

@@ -11,7 +11,7 @@ from itra.callbacks import CollapseGuard, LambdaWarmup, RunFailed, TensorBoard
 from itra.cli import main
 from itra.config import TrainConfig
 from itra.experiments.runs import run
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models.registry import build_image_model
 from itra.rundir import read_metrics
 from tests.helpers import needs_fmnist, small, resolved

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from itra import checkpoint, rundir
-from itra.checkpoint import NoState, OnDevice, PartMismatch, RandomStreams
+from itra.checkpoint import NoState, SavedOnCPU, PartMismatch, RandomStreams
 from itra.experiments.runs import resume, run
 from itra.pairing import PreviousBatch
 
@@ -37,13 +37,13 @@ def test_the_parts_state_survives_torch_save_with_weights_only(tmp_path):
     previous.swap(torch.randn(4, 2), torch.arange(4))
     shared = {"regularizer": NoState()}
     own = {"random": RandomStreams(torch.Generator(), torch.device("cpu")),
-           "previous_batch": OnDevice(previous, torch.device("cpu"))}
+           "previous_batch": SavedOnCPU(previous, torch.device("cpu"))}
     rundir.write_config(tmp_path, resolved(dataset="digits"))  # what the checkpoint is checked against
     rundir.save_checkpoint(tmp_path, checkpoint.assemble({"epoch": 0, "elapsed_s": 0.0, "model": {}}, shared,
                                                          [checkpoint.rank_state(own)]))
     saved = rundir.load_checkpoint(tmp_path)  # weights_only=True
     restored = PreviousBatch()
-    checkpoint.restore(saved, shared, {"previous_batch": OnDevice(restored, torch.device("cpu"))}, rank=0)
+    checkpoint.restore(saved, shared, {"previous_batch": SavedOnCPU(restored, torch.device("cpu"))}, rank=0)
     assert saved["version"] == 2 and torch.equal(restored.batch[0], previous.batch[0])
 
 

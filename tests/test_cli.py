@@ -285,6 +285,20 @@ def test_python_dash_m_itra_is_the_cli():
     assert "usage: itra train" in out.stdout
 
 
+def test_train_help_shows_the_flags_in_the_configs_groups(capsys):
+    from itra.config import GROUPS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    starts = [out.index(f"\n{title}:\n") for title, _, _ in GROUPS]
+    assert starts == sorted(starts)  # data, model, method, matching, exits, optimisation, reproducibility, location
+    for (_, _, names), start, end in zip(GROUPS, starts, [*starts[1:], len(out)]):
+        for name in names:
+            if name != "world_size":  # set by torchrun, not a flag
+                assert f"  --{name.replace('_', '-')}" in out[start:end], name
+
+
 def test_flags_are_never_abbreviated(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["sweep", "--seed", "1"])  # not --seeds 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itra.config import LOCATION_FIELDS, WRITTEN_BEFORE, TrainConfig
+from itra.config import FIELD_ORDER, GROUPS, LOCATION_FIELDS, RUN_NAME, WRITTEN_BEFORE, TrainConfig
 from tests.helpers import resolved
 
 
@@ -56,7 +56,7 @@ def test_every_field_but_the_location_is_in_the_run_name():
     fields = [field.name for field in dataclasses.fields(TrainConfig)]
     assert set(LOCATION_FIELDS) == {"device", "data_dir", "tensorboard", "compile", "deterministic", "workers"}
     assert set(OTHER_VALUES) | set(LOCATION_FIELDS) == set(fields)
-    unnamed = {field.name for field in dataclasses.fields(TrainConfig) if field.metadata["tag"] is None}
+    unnamed = set(fields) - {name for name, _ in RUN_NAME}
     assert unnamed == set(LOCATION_FIELDS)
     names = set()
     for field, (value, method, *context) in OTHER_VALUES.items():
@@ -146,6 +146,25 @@ def test_a_library_model_is_named_without_its_colon():
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_run_name_order_is_its_own_not_the_fields_order():
+    """Run names follow `RUN_NAME`, a file format, whatever order `TrainConfig` lists its fields in (grouped for
+    reading, `GROUPS`): these names are the ones itra wrote when the fields were in the run name's order."""
+    every = resolved(dataset="digits", model="vit", method="itra-c", lam=0.3, bandwidth="class", match="mmd2",
+                     lam_warmup=100, pairing="detached", exits="shared", exit_weights="uniform", match_at="every",
+                     match_ranks="global", batch_size=64, second_batch_size=32, world_size=2, epochs=3, train_subset=500,
+                     test_subset=200, val_split=100, label_noise=0.2, lr=0.01, momentum=0.8, weight_decay=0.001,
+                     compactness_every=10, precision="bf16", seed=1, device="cpu", workers=2)
+    assert every.name == ("digits-vit-itra-c-lam0.3-bwclass-mmd2-warm100-detached-s2keep-exitsshared-wuniform-atevery-"
+                          "ranksglobal-bs64-bs232-ws2-e3-n500-test200-val100-noise0.2-lr0.01-mom0.8-wd0.001-probe10-bf16-"
+                          "seed1")
+    assert resolved(dataset="wordnet", model="minilm", method="lsr", smoothing=0.2, optimizer="adamw", max_length=64,
+                    seed=2).name == "wordnet-minilm-lsr-eps0.2-bs128-e15-adamw-len64-seed2"
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert fields == [name for _, _, names in GROUPS for name in names]  # the dataclass is in its groups' order
+    assert fields != [name for name, _ in RUN_NAME] + list(LOCATION_FIELDS)  # ... which is not the run name's
+    assert sorted(FIELD_ORDER) == sorted(fields) and len(set(FIELD_ORDER)) == len(fields)
 
 
 def test_committed_run_directories_read_as_the_runs_they_are():

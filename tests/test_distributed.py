@@ -23,7 +23,7 @@ from torch import nn
 from itra import rundir
 from itra.config import TrainConfig
 from itra.distributed import Dist, sum_over_ranks
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models import Classifier
 from tests.helpers import resolved
 
@@ -105,7 +105,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     from itra.distributed import setup, shutdown
     from itra.evaluate import evaluate_splits
     from itra.experiments.runs import build_model
-    from itra.methods import Objective
+    from itra.objective import Objective
     from itra.train import fit
 
     dist = setup()
@@ -344,7 +344,7 @@ def test_one_process_is_a_dist_whose_helpers_are_the_identity():
 
 def test_the_ranks_pairing_needs_other_processes():
     from itra.losses import ITRALoss
-    from itra.methods import Objective
+    from itra.objective import Objective
 
     with pytest.raises(ValueError, match="Expected --pairing ranks under torchrun with 2 or more processes"):
         resolved(pairing="ranks")

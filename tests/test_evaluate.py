@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.evaluate import compactness_probe, evaluate, predict, probe_compactness
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.metrics import classification_metrics
 from itra.models.registry import build_image_model
 

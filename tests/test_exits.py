@@ -8,7 +8,7 @@ from itra.config import TrainConfig
 from itra.layer_analysis import layerwise
 from itra.exits import exit_weight_vector, weighted_sum
 from itra.losses import ITRALoss
-from itra.methods import Objective, build_objective
+from itra.objective import Objective, build_objective
 from itra.models.registry import build_image_model
 from itra.models.vit import small_vit
 from tests.helpers import resolved

@@ -9,7 +9,19 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from itra.mmd import class_conditional_mmd, median_bandwidth, mmd, squared_distances
+from itra.mmd import class_conditional_mmd, median_bandwidth, mmd
+
+
+def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pairwise squared distances (..., n, m) of x (..., n, D) and y (..., m, D): `|x|^2 + |y|^2 - 2 x.y` after
+    centring on x's detached midrange (as the loss centres its features), clamped at 0; the tests' reference for
+    the median bandwidth."""
+    detached = x.detach()
+    centre = (detached.amax(dim=-2, keepdim=True) + detached.amin(dim=-2, keepdim=True)) / 2
+    x, y = x - centre, y - centre
+    cross = x @ y.transpose(-1, -2)  # (..., n, m)
+    sq = x.pow(2).sum(dim=-1).unsqueeze(-1) + y.pow(2).sum(dim=-1).unsqueeze(-2) - 2 * cross
+    return sq.clamp_min(0)
 
 
 # ---------------------------------------------------------------- slow reference (plain Python floats)

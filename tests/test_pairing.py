@@ -9,7 +9,7 @@ from torch import nn
 from itra.data import PairedLoader
 from itra.experiments.runs import resume, run
 from itra.losses import ITRALoss
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.models import Classifier
 from itra.pairing import ONE_PROCESS, PreviousBatch, samples_per_step, split_halves  # ranks: test_distributed
 

@@ -6,7 +6,7 @@ import torch
 
 from itra.config import TrainConfig
 from itra.experiments.runs import resume, run
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.rundir import read_config, read_metrics
 from itra.train import build_optimizer
 
@@ -86,7 +86,7 @@ def test_label_noise_flips_training_labels_only(tmp_path, splits, monkeypatch):
 
 
 def test_a_bf16_autocast_training_step_on_the_cpu():
-    from itra.methods import build_objective
+    from itra.objective import build_objective
     from itra.models.registry import build_image_model
     from itra.state import Precision
     from itra.train import train_step
@@ -180,7 +180,7 @@ def test_a_validation_split_logs_val_metrics_temperature_scaling_and_early_stopp
 @pytest.mark.parametrize("method", ["ce", "center", "itra"])
 def test_two_training_steps_read_nothing_back_to_the_host(method):
     from itra.device import HostReads
-    from itra.methods import build_objective
+    from itra.objective import build_objective
     from itra.models.registry import build_image_model
     from itra.train import train_step
 

@@ -50,6 +50,15 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
     Logits that carry no information (every sample's K logits equal: the NLL is log K whatever T) fit any T: the
     fitted T is then 1, the model as it is.
 
+    Args:
+        logits: (N, K) floating-point logits of held-out samples (a validation set, never the test set).
+        labels: (N,) their integer labels in [0, K).
+        reduce: sums a (3,) tensor of `nll_sums` over the ranks that share the set; alone, the identity.
+        tolerance: the precision of log T.
+
+    Returns:
+        T, a float in `TEMPERATURE_RANGE`: calibrated probabilities are `softmax(logits / T)`.
+
     Raises:
         BadValue: `logits` not a floating-point (N, K) tensor with K >= 1, or not finite; `labels` not an integer
             (N,) tensor in [0, K); no sample on any shard.

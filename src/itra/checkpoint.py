@@ -38,8 +38,8 @@ class NoState:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class OnDevice:
-    """`part`'s tensors kept on the CPU in the checkpoint (portable across devices and ranks), put back on `device`."""
+class SavedOnCPU:
+    """`part`'s tensors saved on the CPU in the checkpoint (portable across devices and ranks), put back on `device`."""
 
     def __init__(self, part: Stateful, device: torch.device) -> None:
         self.part, self.device = part, device

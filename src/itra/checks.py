@@ -6,6 +6,7 @@ in the training loop's hot path, where the inputs are known to be well formed.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 from itra.errors import BadValue
@@ -27,6 +28,13 @@ def check_count(name: str, value: object, minimum: int = 1, hint: str = "") -> N
         raise BadValue(f"Expected `{name}` to be an integer {bound}, but got {value}{hint}")
     if value >= COUNT_LIMIT:
         raise BadValue(f"Expected `{name}` to be an integer below 2**63 (a torch int64), but got {value}")
+
+
+def check_choice(name: str, value: object, allowed: Iterable[str]) -> None:
+    """`value` one of `allowed` (a tuple of choices, or a registry's names): "Expected `exits` in last, shared,
+    separate, but got 'all'"."""
+    if value not in allowed:
+        raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
 
 
 def check_seed(name: str, value: object) -> None:

@@ -30,12 +30,12 @@ from typing import Sequence
 
 from itra import __version__
 from itra.checks import COUNT_LIMIT
-from itra.config import LAUNCH_FIELDS, TrainConfig
+from itra.config import FIELD_ORDER, GROUPS, LAUNCH_FIELDS, TrainConfig
 from itra.distributed import launched_world_size, shutdown
 from itra.experiments.launchers import LAUNCHERS, Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
-from itra.experiments.table import failures
+from itra.experiments.table import count_failed
 from itra.rundir import is_failed
 from itra.errors import BadValue, UserError
 from itra.notes import note
@@ -73,22 +73,25 @@ def _list_of(kind: type):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`); with `lists`
+    """One flag per TrainConfig field (`lam` -> `--lam`, `batch_size` -> `--batch-size`), in the config's groups
+    (`GROUPS`: data, model, method, ... as `--help` sections); with `lists`
     each takes comma-separated values (a sweep's grid). A bool field is a switch (`--tensorboard`),
     the same for every run of a grid. Without `lists` a flag not given is absent from the parsed namespace (its
     field's default is `TrainConfig`'s), so that a flag given at its default value is still known to be given."""
     hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        if field.name in skip or field.name in LAUNCH_FIELDS:
-            continue
-        flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
-        default = [field.default] if lists else argparse.SUPPRESS
-        if kind is bool:
-            switched = [not field.default] if lists else not field.default
-            parser.add_argument(flag, action="store_const", const=switched, default=default, help=field.metadata["help"])
-        else:
-            parser.add_argument(flag, type=_list_of(kind) if lists else kind, default=default,
-                                help=f"{field.metadata['help']} (default: {field.default})")
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    for title, what, names in GROUPS:
+        group = parser.add_argument_group(title, what)
+        for field in (fields[name] for name in names if name not in skip + LAUNCH_FIELDS):
+            flag, kind = "--" + field.name.replace("_", "-"), _flag_type(hints[field.name])
+            default = [field.default] if lists else argparse.SUPPRESS
+            if kind is bool:
+                switched = [not field.default] if lists else not field.default
+                group.add_argument(flag, action="store_const", const=switched, default=default,
+                                   help=field.metadata["help"])
+            else:
+                group.add_argument(flag, type=_list_of(kind) if lists else kind, default=default,
+                                   help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
@@ -222,7 +225,7 @@ def _sweep(args: argparse.Namespace) -> int:
     _note_ignored("sweep", grid_points(grid))
     rows = sweep(grid, args.seeds, args.out, progress=not args.quiet, launch=_launch(args))
     print(markdown_rows(rows))
-    failed = failures(rows)
+    failed = count_failed(rows)
     if failed:
         _main_prints(f"itra sweep: {failed} run(s) failed or collapsed (see \"reason\" in their summary.json); the table "
                      "counts them apart")
@@ -256,7 +259,8 @@ def _ood(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from itra.experiments.reproduce import print_table, reproduce, study_name
+    from itra.experiments.reproduce import print_table, reproduce
+    from itra.experiments.study import study_name
 
     if args.preset in LAYERWISE_PRESETS:
         return _reproduce_layerwise(args)
@@ -267,14 +271,15 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     print_table(result)
     print(f"table written to {args.out / study_name(args.preset, result['settings']['model'], args.smoke)}/table.md")
-    failed = failures(result["rows"])
+    failed = count_failed(result["rows"])
     if failed:
         _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0
 
 
 def _reproduce_layerwise(args: argparse.Namespace) -> int:
-    from itra.experiments.multi_exit import reproduce_layerwise, result_table
+    from itra.experiments.multi_exit import layerwise_markdown, reproduce_layerwise
+    from itra.experiments.study import study_name
 
     if args.table_only:
         raise BadValue(f"--table-only is for the table presets ({', '.join(PRESETS)}); {args.preset} measures every "
@@ -284,19 +289,19 @@ def _reproduce_layerwise(args: argparse.Namespace) -> int:
     result = reproduce_layerwise(args.preset, args.out, seeds=args.seeds, smoke=args.smoke, progress=not args.quiet,
                                  launch=_launch(args), epochs=args.epochs, device=args.device, data_dir=args.data_dir,
                                  world_size=launched_world_size())
-    print(result_table(result))
-    print(f"table and figures written to {args.out}/reproduce-{args.preset}{'-smoke' if args.smoke else ''}/")
-    failed = failures(list(result["rows"].values()))
+    print(layerwise_markdown(result))
+    print(f"table and figures written to {args.out / study_name(args.preset, smoke=args.smoke)}/")
+    failed = count_failed(list(result["rows"].values()))
     if failed:
         _main_prints(f"itra reproduce: {failed} run(s) failed or collapsed; the table counts them apart")
     return 1 if failed else 0
 
 
 def _flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, object]:
-    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`); `itra train`'s namespace
-    holds only those given (`add_config_flags`), a sweep's every field."""
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
-            if field.name not in LAUNCH_FIELDS + skip and hasattr(args, field.name)}
+    """The config fields given as flags (all but the launch's, `LAUNCH_FIELDS`, and `skip`), in `FIELD_ORDER` (a
+    sweep's grid is walked in it); `itra train`'s namespace holds only those given (`add_config_flags`), a sweep's
+    every field."""
+    return {name: getattr(args, name) for name in FIELD_ORDER if name not in LAUNCH_FIELDS + skip and hasattr(args, name)}
 
 
 def _note_ignored(command: str, configs: list[TrainConfig]) -> None:

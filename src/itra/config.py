@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 from itra.distributed import MATCH_RANKS
 from itra.exits import EXIT_MODES, EXIT_WEIGHTS, MATCH_AT
-from itra.checks import check_count, check_seed
+from itra.checks import check_choice, check_count, check_seed
 from itra.pairing import DEFAULT_S2_STATE, S2_STATES
 from itra.warmup import DEFAULT_RATIO
 from itra.errors import BadValue
@@ -33,9 +33,44 @@ LAUNCH_FIELDS = ("world_size",)
 # with its data moved, with TensorBoard logging switched on, or compiled). Like a change of device,
 # compiling changes the rounding (fused kernels), not the method.
 LOCATION_FIELDS = ("device", "data_dir", "tensorboard", "compile", "deterministic", "workers")
-# In every run name where in effect, default or not. The warm-up ratio too: a run under it is never named as a run
-# of an older itra, whose ramp was --lam-warmup's default of 300 steps (`WRITTEN_BEFORE`, `NAMED_AGAINST`).
-ALWAYS_NAMED = ("dataset", "model", "method", "lam_warmup_ratio", "batch_size", "epochs", "seed")
+# The run name: its parts in this order, each `(field, tag)`: the tag names the field's value (`lam0.6`, `bs128`); ""
+# lets the value stand alone (`itra-c`, `adamw`). The order is a file format (every run directory's name follows it),
+# independent of the order of `TrainConfig`'s fields, which are grouped for reading (`GROUPS`): a new field gets its
+# place here. The location fields are never named.
+RUN_NAME = (
+    ("dataset", ""), ("model", ""), ("pretrained", "pretrained"),
+    ("method", ""), ("lam", "lam"), ("smoothing", "eps"), ("center_alpha", "alpha"),
+    ("bandwidth", "bw"), ("match", ""), ("lam_warmup", "warm"), ("lam_warmup_ratio", "warmr"), ("pairing", ""),
+    ("s2_state", "s2"),
+    ("exits", "exits"), ("exit_weights", "w"), ("match_at", "at"), ("match_ranks", "ranks"),
+    ("batch_size", "bs"), ("second_batch_size", "bs2"), ("world_size", "ws"), ("epochs", "e"),
+    ("train_subset", "n"), ("test_subset", "test"), ("val_split", "val"), ("label_noise", "noise"),
+    ("optimizer", ""), ("lr", "lr"), ("momentum", "mom"), ("weight_decay", "wd"),
+    ("max_length", "len"), ("compactness_every", "probe"), ("precision", ""), ("seed", "seed"),
+)
+# Every field in one order, whatever the dataclass's: the run name's, then the location fields. Listings of fields
+# (a sweep's grid, notes on ignored flags, messages) follow it, so they do not change when a field moves.
+FIELD_ORDER = (*(name for name, _ in RUN_NAME), *LOCATION_FIELDS)
+# `TrainConfig`'s fields by concern, in the dataclass's order, which `itra train --help` shows as its groups:
+# (title, what the group decides, its fields).
+GROUPS = (
+    ("data", "which samples a run trains and is tested on",
+     ("dataset", "train_subset", "test_subset", "val_split", "label_noise", "max_length")),
+    ("model", "what is trained", ("model", "pretrained")),
+    ("method", "the training method and how strongly it acts", ("method", "lam", "smoothing", "center_alpha")),
+    ("matching", "ITRA's match: its kernel, the ramp of lambda, where S2 comes from",
+     ("bandwidth", "match", "lam_warmup", "lam_warmup_ratio", "pairing", "second_batch_size", "s2_state",
+      "match_ranks")),
+    ("exits", "which exits the CE trains and the match reads (itra.exits)", ("exits", "exit_weights", "match_at")),
+    ("optimisation", "the optimiser, the batches and the budget",
+     ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "precision", "world_size")),
+    ("reproducibility", "the seed of everything random, and the probes drawn from it", ("seed", "compactness_every")),
+    ("location", "where and how fast a run happens and what it logs, not what it computes: never in the run name",
+     LOCATION_FIELDS),
+)
+# In every run name where in effect, default or not: what the run is, and a method's strength (λ, ε: how strongly
+# it acts). The warm-up ratio too: a run under it is never named as a run of an older itra, whose ramp was --lam-warmup's default of 300 steps (`WRITTEN_BEFORE`, `NAMED_AGAINST`).
+ALWAYS_NAMED = ("dataset", "model", "method", "lam", "smoothing", "lam_warmup_ratio", "batch_size", "epochs", "seed")
 # Fields added after run format 2 with the value a `config.json` written before them trained with, which `from_dict`
 # gives a file that lacks one (the field's default would make it another run).
 WRITTEN_BEFORE = {"lam_warmup_ratio": None, "s2_state": "update"}
@@ -51,83 +86,95 @@ COUNTS = (("epochs", 1, ""), ("batch_size", 1, ""), ("second_batch_size", 1, "")
           ("workers", 0, " (0: load batches in the training process)"))
 
 
-def option(default: Any, help: str, tag: str | None = None, strength: bool = False) -> Any:
-    """A config field with its command-line help and the tag that names its value in run names
-    (`tag=""`: its value alone stands in the name; None: a location field, `LOCATION_FIELDS`, never named);
-    a `strength` (λ, ε: how strongly a method acts) is named whenever it is in effect, default or not."""
-    return dataclasses.field(default=default, metadata={"help": help, "tag": tag, "strength": strength})
+def option(default: Any, help: str) -> Any:
+    """A config field with its command-line help (its place in run names is `RUN_NAME`'s, its `--help` group
+    `GROUPS`')."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run; `config.json` in the run directory is this, resolved."""
 
+    # data
     dataset: str = option("fashion-mnist", "dataset: fashion-mnist, fashion-mnist-pairs (its classes merged in pairs: 5 two-mode labels), digits, kmnist, cifar10, cifar100, stl10, imagenet; "
-                          "text: wordnet, ag-news, amazon-full, yahoo, yelp-full", tag="")
+                          "text: wordnet, ag-news, amazon-full, yahoo, yelp-full")
+    train_subset: Optional[int] = option(None, "train on a fixed random subset of this size")
+    test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size")
+    val_split: int = option(0, "hold out this many training samples (chosen by the seed, stratified by label, never "
+                            "trained on; --train-subset is drawn from the rest) as a validation set: each epoch also "
+                            "logs val_* metrics and the test metrics after temperature scaling fitted on it, and the "
+                            "summary the epoch of lowest validation CE (early stopping)")
+    label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)")
+    max_length: Optional[int] = option(128, "text: tokens per sample, longer texts are truncated")
+
+    # model
     model: str = option("cnn", "images: cnn, resnet18, resnet50, resnet101, vgg13, mobilenetv2, vit, or timm:<name>, "
                         "torchvision:<name> from scratch (pip install 'itra[timm]'; classes and channels, and a timm "
                         "ViT's img_size, come from the dataset); text: minilm (offline), "
-                        "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory", tag="")
+                        "a Hugging Face encoder name (bert-base-uncased, ...) or its local directory")
     pretrained: bool = option(False, "with --model timm:<name> or torchvision:<name>: start from the library's default "
                               "pretrained weights, which must be on disk already (nothing is downloaded); a new head for "
-                              "the dataset's classes", tag="pretrained")
+                              "the dataset's classes")
+
+    # method
     method: str = option("itra-c", "training method: ce, lsr, center, itra, itra-c, or one added with "
-                         "itra.methods.register_method", tag="")
-    lam: Optional[float] = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)", tag="lam",
-                                  strength=True)
-    smoothing: Optional[float] = option(0.1, "label smoothing epsilon (lsr)", tag="eps", strength=True)
-    center_alpha: Optional[float] = option(0.5, "centre update rate alpha (center)", tag="alpha")
+                         "itra.methods.register_method")
+    lam: Optional[float] = option(0.6, "weight lambda of the method's extra term (center, itra, itra-c)")
+    smoothing: Optional[float] = option(0.1, "label smoothing epsilon (lsr)")
+    center_alpha: Optional[float] = option(0.5, "centre update rate alpha (center)")
+
+    # matching
     bandwidth: Union[str, float, None] = option("batch", 'ITRA kernel bandwidth: "batch" (median of the pooled batch; default), "class" '
                             '(median per class: the paper as we read it), "multi" (kernels at 1/4..4 x the batch median, '
-                            'averaged) or a number', tag="bw")
-    match: Optional[str] = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)", tag="")
+                            'averaged) or a number')
+    match: Optional[str] = option("mmd", "ITRA matching estimator: mmd (the paper) or mmd2 (its square)")
     lam_warmup: Optional[int] = option(None, "itra, itra-c: ramp lambda linearly from 0 over the first this many steps (0: no "
-                             "ramp, the paper); unset: over --lam-warmup-ratio of the run's steps", tag="warm")
+                             "ramp, the paper); unset: over --lam-warmup-ratio of the run's steps")
     lam_warmup_ratio: Optional[float] = option(DEFAULT_RATIO, "itra, itra-c without --lam-warmup: ramp lambda linearly from 0 "
-                                               "over this fraction of the run's steps (itra.warmup)", tag="warmr")
+                                               "over this fraction of the run's steps (itra.warmup)")
     pairing: Optional[str] = option("independent", "itra, itra-c: where S2 comes from: independent (drawn apart, its own forward "
                           "and backward pass: the paper), detached (drawn apart, forward without gradient), previous "
                           "(the previous step's S1 features: no extra pass), split (one batch of 2 x --batch-size "
                           "cut in halves, CE on both; an epoch has half the steps), ranks (under torchrun: the other "
-                          "ranks' S1, all-gathered)", tag="")
+                          "ranks' S1, all-gathered)")
+    second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size")
     s2_state: Optional[str] = option(DEFAULT_S2_STATE, "itra, itra-c with --pairing independent or detached: what S2's "
                                      "forward pass may change besides the match: keep (S2 is normalised by its own batch "
                                      "statistics and gets its own draws, but leaves the model's buffers and the run's random "
                                      "streams as they were: --lam 0 is --method ce bit for bit) or update (it updates the "
                                      "batch-norm running statistics and draws dropout masks and augmentations from the run's "
-                                     "streams, shifting S1's later ones, as itra did before 0.4)", tag="s2")
+                                     "streams, shifting S1's later ones, as itra did before 0.4)")
+    match_ranks: Optional[str] = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
+                              "against the S2 of all ranks, all-gathered with gradient (global)")
+
+    # exits
     exits: str = option("last", "which exits the CE trains (models with exits: vit, resnets, text encoders, timm models with "
                         "forward_intermediates): last "
                         "(standard training), shared (the last layer's head after every layer: aligned training), "
-                        "separate (a head of its own per exit: the multi-exit baseline)", tag="exits")
+                        "separate (a head of its own per exit: the multi-exit baseline)")
     exit_weights: Optional[str] = option("linear", "with --exits shared or separate, the weight of exit l of L: linear "
-                               "(2l / (L(L+1))) or uniform (1/L)", tag="w")
+                               "(2l / (L(L+1))) or uniform (1/L)")
     match_at: Optional[str] = option("last", "itra, itra-c with --exits shared or separate: match the last exit's features "
-                           "(last) or every exit's, with the exit weights (every)", tag="at")
-    match_ranks: Optional[str] = option("local", "itra, itra-c under torchrun: match each rank's S1 against its own S2 (local) or "
-                              "against the S2 of all ranks, all-gathered with gradient (global)", tag="ranks")
-    batch_size: int = option(128, "size of mini-batch S1", tag="bs")
-    second_batch_size: Optional[int] = option(None, "size of mini-batch S2 (itra, itra-c); default: batch size", tag="bs2")
-    world_size: int = option(1, "processes that train the run together (torchrun's WORLD_SIZE; set by the launch, "
-                             "not a flag): the global batch is world_size x batch_size", tag="ws")
-    epochs: int = option(15, "training epochs", tag="e")
-    train_subset: Optional[int] = option(None, "train on a fixed random subset of this size", tag="n")
-    test_subset: Optional[int] = option(None, "evaluate on a fixed random subset of this size", tag="test")
-    val_split: int = option(0, "hold out this many training samples (chosen by the seed, stratified by label, never "
-                            "trained on; --train-subset is drawn from the rest) as a validation set: each epoch also "
-                            "logs val_* metrics and the test metrics after temperature scaling fitted on it, and the "
-                            "summary the epoch of lowest validation CE (early stopping)", tag="val")
-    label_noise: float = option(0.0, "fraction of training labels flipped to another class (fixed by the seed)", tag="noise")
-    optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)", tag="")
-    lr: float = option(0.05, "initial learning rate (cosine schedule per step)", tag="lr")
-    momentum: Optional[float] = option(0.9, "SGD momentum", tag="mom")
-    weight_decay: float = option(5e-4, "weight decay", tag="wd")
-    max_length: Optional[int] = option(128, "text: tokens per sample, longer texts are truncated", tag="len")
-    compactness_every: int = option(50, "log compactness every this many steps (0: never)", tag="probe")
+                           "(last) or every exit's, with the exit weights (every)")
+
+    # optimisation
+    optimizer: str = option("sgd", "sgd (Nesterov momentum) or adamw (the usual choice to fine-tune a text encoder)")
+    lr: float = option(0.05, "initial learning rate (cosine schedule per step)")
+    momentum: Optional[float] = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "weight decay")
+    batch_size: int = option(128, "size of mini-batch S1")
+    epochs: int = option(15, "training epochs")
     precision: str = option("32", "32 (float32), bf16 (autocast to bfloat16; CPU or GPU) or fp16 (autocast to "
-                            "float16 with loss scaling; CUDA only)", tag="")
-    seed: int = option(0, "seed of everything random in the run: initial weights, batches, augmentation, label noise, probes",
-                       tag="seed")
+                            "float16 with loss scaling; CUDA only)")
+    world_size: int = option(1, "processes that train the run together (torchrun's WORLD_SIZE; set by the launch, "
+                             "not a flag): the global batch is world_size x batch_size")
+
+    # reproducibility
+    seed: int = option(0, "seed of everything random in the run: initial weights, batches, augmentation, label noise, probes")
+    compactness_every: int = option(50, "log compactness every this many steps (0: never)")
+
+    # location
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     data_dir: Optional[str] = option(None, "dataset directory; default: the dataset's standard location")
     tensorboard: bool = option(False, "also write each epoch's metrics and loss terms to TensorBoard event files in "
@@ -164,9 +211,8 @@ class TrainConfig:
         for name, allowed in (("match", MATCHES), ("precision", PRECISIONS),
                               ("exits", EXIT_MODES), ("exit_weights", EXIT_WEIGHTS), ("match_at", MATCH_AT),
                               ("match_ranks", MATCH_RANKS), ("s2_state", S2_STATES)):
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), allowed)
 
     @property
     def group(self) -> str:
@@ -177,18 +223,19 @@ class TrainConfig:
     def name(self) -> str:
         """The run directory's name, of a resolved config (`itra.resolve.resolve`): dataset, model, method, its
         strength (λ, ε), its warm-up ratio, batch size, epochs and seed whenever in effect, and every other field in
-        effect (not None) that differs from its default (`NAMED_AGAINST`: from that value) as its tag and value (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in field order, e.g.
-        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e10-seed0`. Location fields (device, data_dir, tensorboard, compile)
-        are left out; a local model directory is named by its last part, a library model without its colon
-        (`timm:resnet18` as `timm-resnet18`)."""
+        effect (not None) that differs from its default (`NAMED_AGAINST`: from that value) as its tag and value
+        (`lam0.6`, `lr0.01`, `bwclass`, `adamw`), in `RUN_NAME`'s order, e.g.
+        `fashion-mnist-cnn-itra-c-lam0.6-warmr0.1-s2keep-bs128-e10-seed0`. Location fields (device, data_dir,
+        tensorboard, compile, ...) are left out; a local model directory is named by its last part, a library model
+        without its colon (`timm:resnet18` as `timm-resnet18`)."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
         parts = []
-        for field in dataclasses.fields(self):
-            tag, value = field.metadata["tag"], getattr(self, field.name)
+        for name, tag in RUN_NAME:
+            value = getattr(self, name)
             if value is None:
                 continue  # not in effect, or unset (a subset, S2's size)
-            if tag is not None and (field.name in ALWAYS_NAMED or field.metadata["strength"]
-                                    or value != NAMED_AGAINST.get(field.name, field.default)):
-                parts.append(tag + (Path(value).name.replace(":", "-") if field.name == "model" else
+            if name in ALWAYS_NAMED or value != NAMED_AGAINST.get(name, defaults[name]):
+                parts.append(tag + (Path(value).name.replace(":", "-") if name == "model" else
                                     "" if value is True else _short(value)))
         return "-".join(parts)
 
@@ -198,8 +245,13 @@ class TrainConfig:
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """The fields (location fields aside) where `other` differs: `["bandwidth 'class' / 'batch'", ...]`."""
-        return [f"{f.name} {getattr(self, f.name)!r} / {getattr(other, f.name)!r}" for f in dataclasses.fields(self)
-                if f.name not in LOCATION_FIELDS and getattr(self, f.name) != getattr(other, f.name)]
+        return [f"{name} {getattr(self, name)!r} / {getattr(other, name)!r}" for name in FIELD_ORDER
+                if name not in LOCATION_FIELDS and getattr(self, name) != getattr(other, name)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields and their values in `FIELD_ORDER`: how files write a config (`config.json`, a run's identity),
+        in the same order whatever the dataclass's."""
+        return {name: getattr(self, name) for name in FIELD_ORDER}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

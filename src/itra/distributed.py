@@ -200,6 +200,12 @@ def all_gather(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def with_every_rank_s2(pairs: list[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+    """`--match-ranks global`: each `(h1, y1, h2, y2)` with this rank's S1 and the S2 of every rank, features
+    all-gathered with gradient (`all_gather_with_grad`), labels without. The pairs as they are without a group."""
+    return [(h1, y1, all_gather_with_grad(h2), all_gather(y2)) for h1, y1, h2, y2 in pairs]
+
+
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` summed over all ranks, in place, and returned (no gradient); itself without a group."""
     if _grouped():

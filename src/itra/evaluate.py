@@ -12,7 +12,7 @@ from itra.calibration import fit_temperature
 from itra.data import Splits
 from itra.data.batches import Batch, ordered_batches, subset_by_index
 from itra.distributed import Dist, sum_over_ranks
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.metrics import compactness, metric_sums, metrics_from_sums
 
 

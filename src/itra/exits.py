@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from itra.checks import check_choice
 from itra.errors import BadValue
 
 
@@ -49,13 +50,23 @@ def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:
     `linear` w_l = 2l / (L(L+1)), `uniform` w_l = 1/L."""
     if count < 1:
         raise BadValue(f"Expected at least one exit, but got {count}")
-    if kind == "uniform":
-        return torch.full((count,), 1.0 / count)
     if kind == "linear":
         return torch.arange(1, count + 1, dtype=torch.float32) * (2.0 / (count * (count + 1)))
-    raise BadValue(f"Expected `exit_weights` in {', '.join(EXIT_WEIGHTS)}, but got {kind!r}")
+    check_choice("exit_weights", kind, EXIT_WEIGHTS)
+    return torch.full((count,), 1.0 / count)  # "uniform"
 
 
 def weighted_sum(values: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """Σ_l w_l values_l of L scalars and L weights."""
     return (torch.stack(values) * weights.to(values[0].device, values[0].dtype)).sum()  # no matmul: autocast keeps float32
+
+
+def matched_layers(layers: list[torch.Tensor], match_at: str) -> list[torch.Tensor]:
+    """The representations the match reads of the trained ones (`layers`, first to last): every exit's with
+    `match_at` "every", else the last's alone."""
+    return layers if match_at == "every" else layers[-1:]
+
+
+def match_term(values: list[torch.Tensor], weights: torch.Tensor, match_at: str) -> torch.Tensor:
+    """The matching term of the `matched_layers`' values: Σ_l w_l Match_l with "every", else the last exit's Match."""
+    return weighted_sum(values, weights) if match_at == "every" else values[0]

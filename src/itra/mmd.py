@@ -59,36 +59,6 @@ def parse_bandwidth(value: str | float) -> Bandwidth:
     return sigma
 
 
-def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances `||x_i - y_j||^2`, shape (..., n, m), from x (..., n, D)
-    and y (..., m, D), with any leading batch dims.
-
-    Computed as `|x|^2 + |y|^2 - 2 x.y` after subtracting a centre of x (distances are translation
-    invariant, and centring keeps the cancellation error small for features far from the origin),
-    clamped at 0. No square root is taken: its gradient is infinite at distance 0.
-    """
-    centre = detached_centre(x, dim=-2)
-    x, y = x - centre, y - centre
-    cross = x @ y.transpose(-1, -2)  # (..., n, m)
-    sq = x.pow(2).sum(dim=-1).unsqueeze(-1) + y.pow(2).sum(dim=-1).unsqueeze(-2) - 2 * cross
-    return sq.clamp_min(0)
-
-
-def detached_centre(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """The coordinate-wise midrange (max + min) / 2 of x along `dim`, kept as a size-1 dim, detached.
-
-    Used to centre features before their distances are computed. Any point inside the samples' range
-    serves for accuracy, and the midrange gives the smallest largest deviation. It is chosen over the
-    mean because max and min are selections, not rounded sums: the centre does not depend on the order
-    of the samples, so neither do the centred features, their distances or the median bandwidth, bit
-    for bit. With a mean, a permutation of the batch moves the centre by a rounding error, and where
-    the median distance is itself at rounding level (near-duplicate features beside a far one) sigma
-    and the MMD then change with the order.
-    """
-    x = x.detach()
-    return (x.amax(dim=dim, keepdim=True) + x.amin(dim=dim, keepdim=True)) / 2
-
-
 def median_bandwidth(sq_dists: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The median heuristic: sigma = median of the off-diagonal pairwise squared distances.
 
@@ -341,17 +311,24 @@ def _mmd_per_group(
 
     Numerics: whatever the input dtype (float16 and bfloat16 under mixed precision), everything is
     computed in float32 at least, outside autocast, and gradients come back in the input dtype. The
-    features are centred (`detached_centre`) and divided by a detached scale (their largest deviation
+    features are centred and divided by a detached scale (their largest deviation
     from that centre), and a fixed sigma by its square: every kernel value stays as it is, the
     distances `|x|^2 + |y|^2 - 2 x.y` keep no cancellation error from a large offset, and they are
     far from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
+
+    The centre is the coordinate-wise midrange (max + min) / 2, not the mean: max and min are selections, not rounded
+    sums, so the centre does not depend on the order of the samples, and neither do the centred features, their
+    distances or the median bandwidth, bit for bit. With a mean, a permutation of the batch moves the centre by a
+    rounding error, and where the median distance is itself at rounding level (near-duplicate features beside a far
+    one) sigma and the MMD would change with the order. Any point inside the samples' range serves for accuracy, and
+    the midrange gives the smallest largest deviation.
     """
     n, m = h1.shape[0], h2.shape[0]
     with torch.autocast(h1.device.type, enabled=False):
         pooled = torch.cat([h1, h2]).to(torch.promote_types(h1.dtype, torch.float32))  # (N, D)
         detached = pooled.detach()
         high, low = detached.amax(dim=0), detached.amin(dim=0)  # (D,)
-        centre = (high + low) / 2  # `detached_centre`
+        centre = (high + low) / 2  # the midrange (docstring)
         scale = _finite_positive_or_one(((high - low) / 2).max())  # the largest deviation from the centre
         z = torch.addcmul(-centre / scale, pooled, 1 / scale)  # (pooled - centre) / scale in one pass
         multi = bandwidth == "multi"
@@ -429,17 +406,39 @@ def mmd(
     x: torch.Tensor, y: torch.Tensor, bandwidth: Bandwidth = "batch", validate_args: bool = True,
     squared: bool = False,
 ) -> torch.Tensor:
-    """Biased MMD estimate between x (n, D) and y (m, D), n and m may differ; returns a scalar.
+    """Biased MMD estimate between the samples x and y (the paper's Preliminary equation; ITRA's Match in Eq. (3)-(4)).
 
-    `MMD = sqrt(1/n^2 sum K(x_i,x_j) + 1/m^2 sum K(y_i,y_j) - 2/(nm) sum K(x_i,y_j))`, the paper's
-    Preliminary equation, used as ITRA's Match in Eq. (3)-(4); MMD^2 itself with `squared`. The
-    bandwidth sigma is the median of the pooled samples' pairwise squared distances ("batch", and
-    "class": one group; no gradient), the given float, or "multi": kernels at `MULTI_KERNEL_SCALES`
-    times that median, averaged.
+    .. math:: MMD(X, Y) = [1/n^2 sum_ij K(x_i, x_j) + 1/m^2 sum_ij K(y_i, y_j) - 2/(nm) sum_ij K(x_i, y_j)]^(1/2),
+              K(a, b) = exp(-||a - b||^2 / sigma)
 
-    The square root is kept safe: MMD^2 is clamped at 0 and, where it is below the dtype's epsilon,
-    the result is exactly 0 with a zero gradient (not inf * 0 = NaN), e.g. for `mmd(x, x)`.
-    `validate_args=False` skips the input checks, which read values back from the device (a sync per call).
+    Args:
+        x: (n, D) floating-point features, e.g. of mini-batch S1.
+        y: (m, D) features of the same dtype and device, e.g. of S2; m may differ from n.
+        bandwidth: sigma: "batch" (default) the median of the pooled samples' pairwise squared distances (no
+            gradient: the paper's sigma "is not back propagated"); "class" the same here (one group); "multi"
+            kernels at `MULTI_KERNEL_SCALES` times that median, averaged; a float > 0 that fixed sigma.
+        validate_args: check the inputs (they read values back from the device: a sync per call; the training
+            loop turns this off).
+        squared: return MMD^2 instead of MMD.
+
+    Returns:
+        A scalar tensor (0-dim) of x's dtype. The square root is kept safe: MMD^2 is clamped at 0 and, where it is
+        below the dtype's epsilon, the result is exactly 0 with a zero gradient (not inf * 0 = NaN), e.g. `mmd(x, x)`.
+
+    Raises:
+        BadValue: x or y not a non-empty, finite, floating-point 2-D tensor, their feature dims, dtypes or devices
+            differ, or `bandwidth` is none of the above (with `validate_args`).
+
+    Example:
+        >>> import torch
+        >>> from itra import mmd
+        >>> x, y = torch.zeros(2, 1), torch.ones(2, 1)  # distance 1 across, sigma = the median, 1
+        >>> round(mmd(x, y, squared=True).item(), 4)  # 2 (1 - e^-1), to float32 rounding
+        1.2642
+        >>> round(mmd(x, y, bandwidth=2.0).item(), 4)  # sqrt(2 (1 - e^-1/2))
+        0.8871
+        >>> mmd(x, x)  # identical samples: exactly 0
+        tensor(0.)
     """
     if validate_args:
         check_pair(x, y, ("x", "y"))
@@ -457,26 +456,47 @@ def class_conditional_mmd(
     validate_args: bool = True,
     squared: bool = False,
 ) -> torch.Tensor:
-    """ITRA-c's matching loss, Eq. (5): the mean over classes k of MMD(H1^k, H2^k); returns a scalar.
+    """ITRA-c's matching loss, Eq. (5): the mean over classes k of MMD(H1^k, H2^k) (`mmd` within each class).
+
+    .. math:: Match_c(H1, H2) = 1/|P| sum_{k in P} MMD(H1^k, H2^k),   P = the classes present in both batches
 
     Args:
-        h1: (n, D) features of mini-batch S1; y1: (n,) their labels in [0, num_classes).
-        h2: (m, D) features of mini-batch S2; y2: (m,) their labels.
+        h1: (n, D) floating-point features of mini-batch S1.
+        y1: (n,) their integer labels in [0, num_classes).
+        h2: (m, D) features of mini-batch S2 (same D, dtype and device).
+        y2: (m,) their labels.
         num_classes: K.
-        bandwidth: "batch" (default): one median over the pooled batch; "class" (the paper as we
-            read it): sigma_k is the median squared distance among class k's pooled samples; "multi": kernels at
-            `MULTI_KERNEL_SCALES` times the batch median, averaged; a float: that fixed sigma.
-        validate_args: check the inputs (they read values back from the device every call); the
-            training loop turns this off once its inputs are known to be well formed.
+        bandwidth: "batch" (default): one median over the pooled batch; "class" (the paper as we read it): sigma_k
+            the median squared distance among class k's pooled samples; "multi": kernels at `MULTI_KERNEL_SCALES`
+            times the batch median, averaged; a float > 0: that fixed sigma. No gradient flows through a median.
+        validate_args: check the inputs (they read values back from the device every call); the training loop
+            turns this off once its inputs are known to be well formed.
         squared: the mean of MMD^2 instead of MMD.
 
-    Eq. (5) divides by K; here classes absent from either batch are left out of the mean (their MMD
-    is undefined), so the mean runs over the classes present in both. When no class is shared the
-    result is a zero that is still attached to the graph, so `backward()` works.
-    No Python loop over classes computes a kernel. On a GPU all classes come from one pooled (N, N)
-    kernel with the pairs of different classes masked out, K slots whatever the labels, and no value is
-    read back to the host; on the CPU, where reads are free, large batches and per-class medians take
-    a stack of per-class blocks instead (`BLOCKED_DEVICES`), up to K times less work.
+    Returns:
+        A scalar tensor (0-dim). Eq. (5) divides by K; here classes absent from either batch are left out of the mean
+        (their MMD is undefined). When no class is shared the result is a zero still attached to the graph, so
+        `backward()` works.
+
+    Raises:
+        BadValue: features as `mmd` refuses them; labels not 1-D integer tensors, one per row, in [0, num_classes);
+            `num_classes` not an integer >= 1; an unknown `bandwidth` (with `validate_args`).
+
+    No Python loop over classes computes a kernel. On a GPU all classes come from one pooled (N, N) kernel with the
+    pairs of different classes masked out, K slots whatever the labels, and no value is read back to the host; on
+    the CPU, where reads are free, large batches and per-class medians take a stack of per-class blocks instead
+    (`BLOCKED_DEVICES`), up to K times less work.
+
+    Example:
+        >>> import torch
+        >>> from itra import class_conditional_mmd
+        >>> h1, h2 = torch.tensor([[0.0], [0.0], [5.0], [5.0]]), torch.tensor([[1.0], [1.0], [5.0], [5.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])  # class 0 moved by 1, class 1 the same in both batches
+        >>> value = class_conditional_mmd(h1, y, h2, y, num_classes=2, bandwidth="class")
+        >>> round(value.item(), 4)  # (mmd of class 0 + 0) / 2 = sqrt(2 (1 - e^-1)) / 2, to float32 rounding
+        0.5622
+        >>> class_conditional_mmd(h1, y, h2, torch.tensor([2, 2, 2, 2]), num_classes=3)  # no class in both: 0
+        tensor(0.)
     """
     if validate_args:
         check_pair(h1, h2, ("h1", "h2"))

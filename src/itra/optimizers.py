@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from itra.errors import BadValue
-from itra.tables import check_new, entry
+from itra.registries import check_new, entry
 
 if TYPE_CHECKING:
     from itra.config import TrainConfig
@@ -27,9 +27,19 @@ class OptimizerSpec:
     fields: tuple[str, ...] = ()
 
 
+def sgd(parameters: Parameters, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """SGD with Nesterov momentum: `--optimizer sgd`, and `ITRAModule`'s default optimizer."""
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """The learning rate from its value to 0 along a half cosine over `steps` steps, stepped once per step: the
+    schedule of every run (`train.build_optimizer`) and of `ITRAModule`'s default optimizer."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
 def _sgd(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                           nesterov=True)
+    return sgd(parameters, config.lr, config.momentum, config.weight_decay)
 
 
 def _adamw(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:

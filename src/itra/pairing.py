@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from itra.distributed import gather_others, gather_others_with_grad
-from itra.tables import check_new, entry
+from itra.errors import BadValue
+from itra.registries import check_new, entry
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (h1 (B, D), y1 (B,), h2 (B2, D), y2 (B2,))
 
@@ -130,6 +131,15 @@ def register_pairing(name: str, spec: PairingSpec) -> None:
 
 def check_pairing(pairing: str) -> PairingSpec:
     return entry(PAIRINGS, "pairing", pairing)
+
+
+def check_match_at(pairing: str, match_at: str | None) -> None:
+    """`--match-at every` only with a pairing whose entry can match at every exit (`PairingSpec.every_exit`): the
+    rule `resolve` checks of a config and `Objective` of its arguments."""
+    if match_at == "every" and not PAIRINGS[pairing].every_exit:
+        every = ", ".join(mode for mode, spec in PAIRINGS.items() if spec.every_exit)
+        raise BadValue(f"Expected a pairing that can match at every exit ({every}) with --match-at every, but got "
+                       f"{pairing} (it keeps the last exit's features only)")
 
 
 def samples_per_step(pairing: str | None, batch_size: int) -> int:

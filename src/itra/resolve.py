@@ -12,35 +12,54 @@ name say what the run computed), canonicalises aliases, and checks every rule be
 - the bandwidth, parsed into the one vocabulary of `itra.mmd` ("batch", "class", "multi" or a float > 0); an S2 size
   equal to `--batch-size` is no S2 size (the default);
 - the pairing against its table entry (`itra.pairing.PAIRINGS`: processes, `--match-at every`, `--match-ranks
-  global`, `--second-batch-size`), the exits against the model (`itra.models.registry`).
+  global`, `--second-batch-size`), the model against the dataset (a text dataset needs a text model), the exits
+  against the model (`itra.models.registry`).
 
-Everything below (`train`, `methods`, the experiments) trusts what it hands on. `ignored` names the fields a user set
+The rules that need what only the run knows are here too, checked by `train.fit` when it has it: the batch against
+the training set (`check_second_batch`), the processes against the run's (`check_world_size`). Beside them, the
+machine's (`device.check_machine`: device, precision, compilers), the model's files (`runs.check_model_files`) and
+a built model's exits (`objective.check_exits`, which a library user's `Objective` needs too).
+
+What it returns is a `ResolvedConfig`, the one kind of config everything below (`train`, `objective`, the
+experiments, a run directory) trusts; `train.fit` resolves what it is given, so no run trains an unresolved one.
+A rule that code below also states for its own callers (a library user's `Objective`) is one function both call:
+`pairing.check_match_at`, `checks.check_choice`. `ignored` names the fields a user set
 that the run does not read, for the one-line note the CLI prints.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from itra.config import TrainConfig
+from itra.config import FIELD_ORDER, TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, method_fields
 from itra.exits import EXIT_MODES
 from itra.mmd import parse_bandwidth
+from itra.models.libraries import library_of
 from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
-from itra.pairing import PAIRINGS, check_pairing
-from itra.tables import entry
+from itra.distributed import Dist
+from itra.pairing import PAIRINGS, check_match_at, check_pairing, samples_per_step
+from itra.registries import entry
 from itra.errors import BadValue
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
+class ResolvedConfig(TrainConfig):
+    """A `TrainConfig` in effect, which `resolve` alone makes: what `train.fit` trains, the run directory holds
+    (`rundir.read_config` reads one back) and the experiments hand on. Its type says that the rules between fields
+    have been checked and the fields nothing reads are off."""
+
+
+def resolve(config: TrainConfig) -> ResolvedConfig:
     """`config` in effect (module docstring); a one-line `ValueError` for a rule it breaks. Idempotent."""
-    resolved = dataclasses.replace(config, **{name: None for name in off_fields(config)})
-    if resolved.bandwidth is not None:
-        resolved.bandwidth = parse_bandwidth(resolved.bandwidth)
-    if resolved.second_batch_size == resolved.batch_size:
-        resolved.second_batch_size = None
+    values = {**config.to_dict(), **{name: None for name in off_fields(config)}}
+    if values["bandwidth"] is not None:
+        values["bandwidth"] = parse_bandwidth(values["bandwidth"])
+    if values["second_batch_size"] == values["batch_size"]:
+        values["second_batch_size"] = None
+    resolved = ResolvedConfig(**values)
     check_pairing_rules(resolved)
+    check_model_of_dataset(resolved)
     check_exits_of_model(resolved)
     return resolved
 
@@ -53,7 +72,7 @@ def ignored(config: TrainConfig) -> dict[str, str]:
 
 
 def off_fields(config: TrainConfig) -> dict[str, str]:
-    """The fields the run does not read, each with what makes it so, in field order; an unknown method is an error."""
+    """The fields the run does not read, each with what makes it so, in `FIELD_ORDER`; an unknown method is an error."""
     spec = entry(METHODS, "method", config.method)
     off = {name: f"--method {config.method}" for name in method_fields() - set(spec.fields)}
     if not EXIT_MODES[config.exits].every_exit:
@@ -68,8 +87,7 @@ def off_fields(config: TrainConfig) -> dict[str, str]:
         off["max_length"] = f"the image dataset {config.dataset}"
     optimizer = check_optimizer(config.optimizer)
     off.update({name: f"--optimizer {config.optimizer}" for name in OPTIMIZER_FIELDS if name not in optimizer.fields})
-    order = [field.name for field in dataclasses.fields(TrainConfig)]
-    return dict(sorted(off.items(), key=lambda item: order.index(item[0])))
+    return dict(sorted(off.items(), key=lambda item: FIELD_ORDER.index(item[0])))
 
 
 def check_pairing_rules(config: TrainConfig) -> None:
@@ -81,10 +99,7 @@ def check_pairing_rules(config: TrainConfig) -> None:
     if config.world_size < spec.min_processes:
         raise BadValue(f"Expected --pairing {name} under torchrun with {spec.min_processes} or more processes, but "
                          f"got {config.world_size} process(es)")
-    if config.match_at == "every" and not spec.every_exit:
-        every = ", ".join(mode for mode, entry in PAIRINGS.items() if entry.every_exit)
-        raise BadValue(f"Expected --pairing {every} with --match-at every, but got {name} (it keeps the last "
-                         "exit's features only)")
+    check_match_at(name, config.match_at)
     if config.match_ranks == "global" and not spec.global_ranks:
         raise BadValue(f"Expected the default --match-ranks local with --pairing {name} (its S2 is "
                          f"{spec.second_batch} already), but got --match-ranks global")
@@ -93,9 +108,16 @@ def check_pairing_rules(config: TrainConfig) -> None:
                          f"but got {config.second_batch_size}")
 
 
+def check_model_of_dataset(config: TrainConfig) -> None:
+    """A text dataset needs a text model: not one of itra's image models, nor a timm or torchvision one."""
+    if is_text_dataset(config.dataset) and (config.model in IMAGE_MODELS or library_of(config.model)):
+        raise BadValue(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
+                       "--model minilm (offline) or a Hugging Face encoder name or directory")
+
+
 def check_exits_of_model(config: TrainConfig) -> None:
     """`--exits shared|separate` on one of itra's own image models that has the exits they need (a timm, torchvision
-    or text model is checked once built: `methods.check_exits`)."""
+    or text model is checked once built: `objective.check_exits`)."""
     mode = EXIT_MODES[config.exits]
     if not mode.every_exit or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
         return
@@ -107,3 +129,37 @@ def check_exits_of_model(config: TrainConfig) -> None:
         raise BadValue(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
                          f"{config.model} differ in width: use --exits separate, or a model whose exits are as wide "
                          f"as its features ({', '.join(EQUAL_WIDTH_EXITS)}, the text encoders)")
+
+
+# Rules against what only the run knows, checked by `train.fit` once it has it: the size of the training set (after
+# subsets and the validation split) and the processes it was launched on.
+
+def check_second_batch(config: TrainConfig, train_size: int) -> None:
+    """One step's samples (`--batch-size`, twice with `--pairing split`, on every process) must fit in the training set;
+    and a method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
+    (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1. Both are
+    said in the flags the user typed, not in the samples they make."""
+    spec = METHODS[config.method]
+    per_sample = samples_per_step(config.pairing, 1) * config.world_size  # a step takes batch_size x this
+    makes = [f"--pairing {config.pairing}"] * (per_sample // config.world_size > 1) + \
+        [f"{config.world_size} processes"] * (config.world_size > 1)
+    how = f" ({per_sample} x {config.batch_size} samples a step with {' and '.join(makes)})" if makes else ""
+    if config.batch_size * per_sample > train_size:
+        raise BadValue(f"--batch-size {config.batch_size}{how} is larger than the training set of {train_size} samples: "
+                       f"use at most {train_size // per_sample}")
+    if not spec.needs_second_batch or not PAIRINGS[config.pairing].whole_set:
+        return
+    if config.batch_size * config.world_size >= train_size:
+        raise BadValue(f"--batch-size {config.batch_size}{how} covers the whole training set of {train_size} samples, "
+                       f"so S2 holds the same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the "
+                       "training set (or --method ce)")
+
+
+def check_world_size(config: TrainConfig, dist: Dist) -> None:
+    """A run trains (and resumes) on the number of processes it was started with: its global batch depends on it."""
+    if config.world_size == dist.world_size:
+        return
+    how = (f"launch it with torchrun --nproc-per-node {config.world_size} (nodes x processes per node = "
+           f"{config.world_size})" if config.world_size > 1 else "run it without torchrun")
+    raise BadValue(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
+                     f"{config.batch_size}), but this job has {dist.world_size}: {how}")

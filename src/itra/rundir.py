@@ -30,7 +30,7 @@ import torch
 
 from itra import checkpoint
 from itra.checkpoint import PartMismatch, Stateful
-from itra.config import LOCATION_FIELDS, TrainConfig
+from itra.config import FIELD_ORDER, LOCATION_FIELDS, TrainConfig
 from itra.resolve import resolve
 from itra.errors import BadValue, CannotWrite, MissingFile, first_line
 
@@ -142,7 +142,7 @@ def _is_numeric(value: Any) -> bool:
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
-    write_json(run_dir / CONFIG, {**dataclasses.asdict(config), "run_format": RUN_FORMAT})
+    write_json(run_dir / CONFIG, {**config.to_dict(), "run_format": RUN_FORMAT})
 
 
 @contextlib.contextmanager
@@ -189,10 +189,9 @@ def _parse_config(path: Path, values: dict[str, Any]) -> TrainConfig:
     read as no value where the run used one."""
     try:
         config = resolve(TrainConfig.from_dict(values))
-        fields = dataclasses.fields(config)
-        unset = {field.name: field.default for field in fields if getattr(config, field.name) is None}
-        read = [name for name, value in dataclasses.asdict(resolve(dataclasses.replace(config, **unset))).items()
-                if value != getattr(config, name)]
+        unset = {field.name: field.default for field in dataclasses.fields(config) if getattr(config, field.name) is None}
+        filled = resolve(dataclasses.replace(config, **unset))
+        read = [name for name in FIELD_ORDER if getattr(filled, name) != getattr(config, name)]
     except (ValueError, TypeError) as error:
         raise _damaged(path, first_line(error)) from None
     if read:
@@ -259,7 +258,7 @@ def identity(config: TrainConfig, rows: Sequence[dict[str, Any]]) -> dict[str, A
     """What a checkpoint or summary of `config`'s run after `rows` (its metrics rows so far) is of: the fields that make
     the run (`TrainConfig.same_run`: not where it runs), how many rows it follows, and their digest (timings aside:
     a resumed run's rows equal an uninterrupted one's)."""
-    fields = {name: value for name, value in dataclasses.asdict(config).items() if name not in LOCATION_FIELDS}
+    fields = {name: value for name, value in config.to_dict().items() if name not in LOCATION_FIELDS}
     return {"config": fields, "rows": len(rows), "digest": _digest(rows)}
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from itra.config import TrainConfig
 from itra.device import check_precision
 from itra.distributed import Dist
-from itra.methods import Objective
+from itra.objective import Objective
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -31,22 +31,23 @@ from itra import rundir
 from itra import checkpoint
 from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, CompactnessProbe, DivergenceGuard,
                             LambdaWarmup, Progress, RunFailed, TensorBoard)
-from itra.checkpoint import NoState, OnDevice, RandomStreams, Stateful
+from itra.checkpoint import NoState, SavedOnCPU, RandomStreams, Stateful
 from itra.config import TrainConfig
-from itra.device import check_compile, deterministic, resolve_device
+from itra.resolve import ResolvedConfig, check_second_batch, check_world_size, resolve
+from itra.device import check_machine, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
 from itra.data.batches import Batch, epoch_generator
 from itra.data.splits import BatchTransform, run_splits
 from itra.evaluate import compactness_probe, evaluate_splits
-from itra.methods import METHODS, Objective, build_objective, remedies
+from itra.methods import remedies
+from itra.objective import Objective, build_objective
 from itra.models import Classifier
 from itra.models.layers import exact_pools
-from itra.optimizers import OPTIMIZERS
-from itra.pairing import PAIRINGS, S2_STATES, samples_per_step
+from itra.optimizers import OPTIMIZERS, cosine_schedule
+from itra.pairing import S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
 from itra.warmup import warmup_steps
-from itra.errors import BadValue
 from itra.notes import note
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
@@ -91,7 +92,7 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
     with several ranks)."""
     optimizer = OPTIMIZERS[config.optimizer].build(config, parameters)
     steps = config.epochs * steps_per_epoch(config, train_size)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return optimizer, cosine_schedule(optimizer, steps)
 
 
 def to_device(batch: Batch, device: torch.device, transform: BatchTransform | None, generator: torch.Generator) -> Batch:
@@ -164,7 +165,7 @@ def checkpoint_parts(state: TrainState, hooks: Sequence[Callback]) -> tuple[dict
         "optimizer": state.optimizer, "schedule": state.schedule, "scaler": state.precision,
         "callbacks": CallbackStates(hooks)}
     own = {"random": RandomStreams(state.augment, state.device),
-           "previous_batch": OnDevice(objective.previous, state.device)}
+           "previous_batch": SavedOnCPU(objective.previous, state.device)}
     return shared, own
 
 
@@ -186,16 +187,19 @@ def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, r
     `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
     Under torchrun, every rank calls it (with the same arguments) and gets the same summary. With
     `config.deterministic`, it trains with deterministic kernels (`itra.device.deterministic`) and the adaptive
-    pools replaced by their exact fixed-window form (`models.layers.exact_pools`)."""
+    pools replaced by their exact fixed-window form (`models.layers.exact_pools`). `config` is trained as
+    `itra.resolve.resolve` makes it (`ResolvedConfig`), whatever the caller passed."""
+    config = resolve(config)  # the config in effect (idempotent: a run's own config is resolved already)
     with deterministic(config.deterministic):
         return _fit(config, splits, exact_pools(model) if config.deterministic else model, Path(run_dir), resume,
                     progress, callbacks)
 
 
-def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool, progress: bool,
+def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool, progress: bool,
          callbacks: Sequence[Callback]) -> dict[str, Any]:
     dist = setup()
     check_world_size(config, dist)
+    check_machine(config)  # what `runs.run` checks before it loads data, for a caller of `fit` itself
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
     device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
@@ -205,7 +209,6 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
     check_second_batch(config, len(data.train))  # type: ignore[arg-type]
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
-        check_compile(device)
         objective.compile_extractor()
     loader = step_loader(config, data.train, objective, dist, device)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
@@ -242,37 +245,6 @@ def _fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, 
             for hook in hooks:
                 hook.on_run_end(state)
         return recorder.end(state)
-
-
-def check_second_batch(config: TrainConfig, train_size: int) -> None:
-    """One step's samples (`--batch-size`, twice with `--pairing split`, on every process) must fit in the training set;
-    and a method that matches S1 against an S2 of the same samples has nothing to match: refused. That is so when one
-    (global) batch covers the whole training set and S2 is drawn from it too, or is the previous step's S1. Both are
-    said in the flags the user typed, not in the samples they make."""
-    spec = METHODS[config.method]
-    per_sample = samples_per_step(config.pairing, 1) * config.world_size  # a step takes batch_size x this
-    makes = [f"--pairing {config.pairing}"] * (per_sample // config.world_size > 1) + \
-        [f"{config.world_size} processes"] * (config.world_size > 1)
-    how = f" ({per_sample} x {config.batch_size} samples a step with {' and '.join(makes)})" if makes else ""
-    if config.batch_size * per_sample > train_size:
-        raise BadValue(f"--batch-size {config.batch_size}{how} is larger than the training set of {train_size} samples: "
-                       f"use at most {train_size // per_sample}")
-    if not spec.needs_second_batch or not PAIRINGS[config.pairing].whole_set:
-        return
-    if config.batch_size * config.world_size >= train_size:
-        raise BadValue(f"--batch-size {config.batch_size}{how} covers the whole training set of {train_size} samples, "
-                       f"so S2 holds the same samples as S1 and {spec.label}'s match is 0: use a batch smaller than the "
-                       "training set (or --method ce)")
-
-
-def check_world_size(config: TrainConfig, dist: Dist) -> None:
-    """A run trains (and resumes) on the number of processes it was started with: its global batch depends on it."""
-    if config.world_size == dist.world_size:
-        return
-    how = (f"launch it with torchrun --nproc-per-node {config.world_size} (nodes x processes per node = "
-           f"{config.world_size})" if config.world_size > 1 else "run it without torchrun")
-    raise BadValue(f"{config.name} trains on {config.world_size} process(es) (global batch {config.world_size} x "
-                     f"{config.batch_size}), but this job has {dist.world_size}: {how}")
 
 
 def call_hooks(state: TrainState, hooks: Sequence[Callback], event: str, *args: Any) -> None:

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from itra import ITRALoss, PairedLoader  # noqa: E402
 from itra.config import TrainConfig  # noqa: E402
 from itra.integrations.lightning import ITRAModule, PairedBatches, PairedDataModule  # noqa: E402
-from itra.methods import Objective  # noqa: E402
+from itra.objective import Objective  # noqa: E402
 from itra.metrics import classification_metrics  # noqa: E402
 from itra.models.cnn import small_cnn  # noqa: E402
 from itra.train import build_optimizer, train_step  # noqa: E402

@@ -21,7 +21,7 @@ from transformers import (BertConfig, BertForSequenceClassification, BertModel, 
 from itra import ITRALoss, PairedLoader
 from itra.data.wordnet import DATA_FILES, DEFAULT_DIR
 from itra.integrations.transformers import ITRATrainer, PairedSampler, find_classification_layer, split_pairs
-from itra.methods import Objective
+from itra.objective import Objective
 from itra.models import Classifier
 from itra.train import train_step
 

@@ -36,16 +36,41 @@ class PairedLoader:
     `collate_fn`, goes through a `DataLoader` with the same order, `collate_fn` (a batch is then what
     it returns), `num_workers` and `pin_memory`.
 
+    Args:
+        dataset: a map-style dataset of N items (`(*inputs, label)`).
+        batch_size: S1's size, per process; the last batch of an epoch may be smaller unless `drop_last`.
+        second_batch_size: S2's size, per process (default: `batch_size`); S2 is always full.
+        seed: fixes both streams with the epoch (and the rank).
+        drop_last: drop S1's last, incomplete batch (always, with several processes).
+        paired: yield `(S1, S2)`; False: S1 alone, the same batches.
+        num_workers, collate_fn, pin_memory: as `DataLoader` takes them (a dataset that is not a `TensorDataset`).
+        rank, world_size: this process's share of the global batches (above).
+
+    Yields:
+        `(S1, S2)`, each what the dataset's items collate to: for a `TensorDataset` of inputs (N, ...) and labels
+        (N,), `((x1 (B, ...), y1 (B,)), (x2 (B2, ...), y2 (B2,)))`; S1 alone with `paired=False`. `len(loader)` is
+        the number of steps of an epoch.
+
     Raises:
         BadValue: a dataset without a length; `seed` not an int in [0, 2**64) (what torch and numpy both take:
             `checks.check_seed`); a batch size, `num_workers`, `rank` or `world_size` not a count in range, or a
             batch larger than the dataset.
 
     Example:
-        loader = PairedLoader(train_set, batch_size=128, seed=0)
-        for epoch in range(epochs):
-            for (x1, y1), (x2, y2) in loader:   # a new order every epoch
-                ...
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from itra import PairedLoader
+        >>> train_set = TensorDataset(torch.randn(10, 3), torch.arange(10) % 2)
+        >>> loader = PairedLoader(train_set, batch_size=4, seed=0)
+        >>> len(loader)  # steps per epoch: 4 + 4 + 2 samples
+        3
+        >>> for (x1, y1), (x2, y2) in loader:  # epoch 0; the next `for` is epoch 1, in a new order
+        ...     print(tuple(x1.shape), tuple(y1.shape), tuple(x2.shape))
+        (4, 3) (4,) (4, 3)
+        (4, 3) (4,) (4, 3)
+        (2, 3) (2,) (4, 3)
+        >>> loader.epoch
+        1
     """
 
     def __init__(

@@ -20,7 +20,8 @@ from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
 from itra.experiments.runset import Run, by_group, compactness_log, finished, study_of, study_rows  # noqa: E402
 from itra.experiments.table import mean_std  # noqa: E402
-from itra.methods import METHODS, method_label, variant_label  # noqa: E402
+from itra.methods import METHODS  # noqa: E402
+from itra.experiments.labels import method_label, variant_label
 from itra.metrics import calibration_bins  # noqa: E402
 
 # features (N, D), logits (N, K) and labels (N,) of one run on the test set, as `evaluate.predict` gives them

@@ -25,7 +25,7 @@ from itra.layer_analysis import layerwise
 from itra.experiments.layer_figures import plot_layers
 from itra.experiments.runs import build_model, load_splits
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
-from itra.methods import method_label
+from itra.experiments.labels import method_label
 from itra.checks import check_count
 from itra.errors import BadValue, MissingFile
 

@@ -19,15 +19,17 @@ from typing import Any
 from itra import rundir
 from itra.config import TrainConfig
 from itra.exits import EXIT_MODES
-from itra.resolve import resolve
 from itra.distributed import setup
 from itra.experiments.layer_figures import plot_early_exit, plot_exit_accuracy
 from itra.experiments.layerwise import aggregate_layers, markdown_layers_table, measure_run
 from itra.experiments.launchers import Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, LayerwisePreset
 from itra.experiments.runs import LoadedSplits, run_all
+from itra.experiments.study import preset_config, study_name
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.methods import METHODS
+from itra.experiments.labels import strength_label
+from itra.checks import check_count
 from itra.errors import BadValue
 
 EARLY_EXIT_SHOWN = (0.8, 0.9, 0.99)  # confidence thresholds of the table (the figure has them all)
@@ -35,24 +37,13 @@ EARLY_EXIT_SHOWN = (0.8, 0.9, 0.99)  # confidence thresholds of the table (the f
 
 def layerwise_configs(preset: LayerwisePreset, seeds: int, smoke: bool, **overrides: Any) -> list[TrainConfig]:
     """Every arm, seed 0 of all first, then seed 1, ... `overrides`: TrainConfig fields (device, epochs, ...)."""
-    if seeds < 1:
-        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
-    configs = []
-    for seed in range(seeds):
-        for arm in preset.arms:
-            values: dict[str, Any] = dict(dataset=preset.dataset, model=preset.model, epochs=preset.epochs,
-                                          batch_size=preset.batch_size, lr=preset.lr, seed=seed, **preset.settings, **arm)
-            if smoke:
-                values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
-            values.update({key: value for key, value in overrides.items() if value is not None})
-            configs.append(resolve(TrainConfig(**values)))
-    return configs
+    check_count("seeds", seeds)
+    return [preset_config(preset, seed, smoke, arm, overrides) for seed in range(seeds) for arm in preset.arms]
 
 
 def config_label(config: TrainConfig) -> str:
     """`CE, standard`, `ITRA-c λ=0.6, separate heads`, `ITRA-c λ=0.6, aligned (shared head), matched at every exit`."""
-    spec = METHODS[config.method]
-    method = spec.label if spec.strength is None else f"{spec.label} λ={getattr(config, spec.strength):g}"
+    method = " ".join(filter(None, (METHODS[config.method].label, strength_label(config))))
     return f"{method}, {EXIT_MODES[config.exits].label}" + (", matched at every exit" if config.match_at == "every" else "")
 
 
@@ -64,7 +55,7 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
     if name not in LAYERWISE_PRESETS:
         raise BadValue(f"Unknown layer-wise preset {name!r}; expected one of: {', '.join(LAYERWISE_PRESETS)}")
     out = Path(out)
-    study_dir = out / f"reproduce-{name}{'-smoke' if smoke else ''}"
+    study_dir = out / study_name(name, smoke=smoke)
     configs = layerwise_configs(LAYERWISE_PRESETS[name], seeds, smoke, **overrides)
     splits = LoadedSplits()
     main = setup().is_main  # under torchrun every rank trains; rank 0 alone measures and writes
@@ -86,7 +77,7 @@ def reproduce_layerwise(name: str, out: Path, seeds: int = 3, smoke: bool = Fals
         return result
     study_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(study_dir / "table.json", result)
-    (study_dir / "table.md").write_text(result_table(result))
+    (study_dir / "table.md").write_text(layerwise_markdown(result))
     layered = {label: row["layers"] for label, row in rows.items() if row["layers"] is not None}
     if layered:
         plot_exit_accuracy(layered, study_dir / "exit-accuracy.png")
@@ -117,7 +108,7 @@ def _settings(config: TrainConfig) -> dict[str, Any]:
     return {key: getattr(config, key) for key in keys}
 
 
-def result_table(result: dict[str, Any]) -> str:
+def layerwise_markdown(result: dict[str, Any]) -> str:
     """Per config: the last exit's metrics, the cosine-CKA correlation and the mean saturation layer; then the
     per-exit accuracies (`layerwise.markdown_layers_table`) and early exit at a few confidence thresholds."""
     s = result["settings"]

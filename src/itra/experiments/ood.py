@@ -39,7 +39,7 @@ from itra.device import resolve_device
 from itra.experiments.runs import LoadedSplits, build_model
 from itra.experiments.runset import by_group, find_runs
 from itra.experiments.table import format_mean_std, markdown_table, mean_std
-from itra.methods import method_label
+from itra.experiments.labels import method_label
 from itra.ood import KNN_K, SCORES, OODScorer, auroc, fpr_at_tpr
 from itra.retrieval import METRICS as RETRIEVAL, retrieval_metrics
 from itra.errors import BadValue, MissingFile

@@ -38,7 +38,9 @@ from itra.experiments.runset import (Run, best_groups, by_group, compactness_log
                                      paired_and_reference, representative_runs, study_rows, study_runs)
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.experiments.timing import time_steps
-from itra.methods import METHODS, REFERENCE, Objective, method_label
+from itra.methods import METHODS, REFERENCE
+from itra.experiments.labels import method_label
+from itra.objective import Objective
 
 
 # ---------------------------------------------------------------- tables
@@ -70,7 +72,7 @@ def table(runs: list[Run]) -> str:
     return markdown_table(header, rows)
 
 
-def failures(runs: list[Run]) -> str:
+def failed_runs_table(runs: list[Run]) -> str:
     """A row per failed run: its name and the reason its summary gives."""
     return markdown_table(["run", "reason"], [[r.config.name, r.summary.get("reason", "")] for r in runs if r.failed])
 
@@ -157,7 +159,7 @@ def build_report(paths: list[Path], out: Path, timing_steps: int = 20, tsne_poin
     sections = [f"# ITRA report\n\n{counts} from {', '.join(map(str, paths))}.\n",
                 "## Accuracy, test CE and ECE (mean ± std over seeds)\n", table(ended)]
     if failed:
-        sections.append("## Failed runs (counted above, never averaged in or drawn)\n\n" + failures(ended))
+        sections.append("## Failed runs (counted above, never averaged in or drawn)\n\n" + failed_runs_table(ended))
     if runs:
         sections += figure_sections(runs, out, timing_steps, tsne_points)
     else:

@@ -9,24 +9,25 @@ read back from those run directories, goes to `--out/reproduce-PRESET-MODEL/tabl
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 from itra import rundir
 from itra.config import TrainConfig
-from itra.resolve import resolve
 from itra.data.registry import is_text_dataset
 from itra.distributed import setup
 from itra.experiments.launchers import Launch
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
+from itra.experiments.study import preset_config, study_name
 from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
 from itra.experiments.table import SCALED_METRICS, aggregate, apart, format_mean_std, format_seeds, markdown_table, mean_std
 from itra.experiments.timing import time_steps
-from itra.methods import METHODS, REFERENCE, STRENGTH_SYMBOLS, method_fields
+from itra.methods import METHODS, REFERENCE, method_fields
+from itra.experiments.labels import STRENGTH_SYMBOLS
 from itra.rundir import write_json
-from itra.errors import BadValue, MissingFile
+from itra.checks import check_count
+from itra.errors import MissingFile
 
 __all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
@@ -35,26 +36,11 @@ def preset_configs(preset: Preset, seeds: int, smoke: bool, **overrides: Any) ->
     """One config per method and seed. `overrides` are TrainConfig fields (device, data_dir, epochs...)."""
     configs = []
     for setting in preset.methods:
-        for seed in range(seeds):
-            values: dict[str, Any] = dict(
-                dataset=preset.dataset, model=preset.model, method=setting.method, epochs=preset.epochs,
-                batch_size=preset.batch_size, lr=preset.lr, seed=seed, **preset.settings,
-            )
-            strength = METHODS[setting.method].strength
-            if strength is not None:
-                values[strength] = setting.strength
-            values.update(setting.settings)
-            if smoke:
-                values.update(epochs=1, train_subset=preset.smoke_train, test_subset=preset.smoke_test)
-                if values.get("val_split"):
-                    values["val_split"] = preset.smoke_test
-            values.update({key: value for key, value in overrides.items() if value is not None})
-            configs.append((setting, resolve(TrainConfig(**values))))
+        strength = METHODS[setting.method].strength
+        fields = {"method": setting.method, **({strength: setting.strength} if strength is not None else {}),
+                  **setting.settings}
+        configs += [(setting, preset_config(preset, seed, smoke, fields, overrides)) for seed in range(seeds)]
     return configs
-
-
-def study_name(name: str, model: str, smoke: bool) -> str:
-    return f"reproduce-{name}-{model}{'-smoke' if smoke else ''}"
 
 
 def reproduce(
@@ -74,8 +60,7 @@ def reproduce(
     labels (`modes.measure_study`) and the table gets their section; with `preset.ood`, every run's OOD detection and
     retrieval are measured (`ood.measure_groups`, cached as `<study>/ood/<run>.json`) and the table gets their section."""
     preset = find_preset(name, model)
-    if seeds < 1:
-        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+    check_count("seeds", seeds)
     out = Path(out)
     configs = preset_configs(preset, seeds, smoke, **overrides)
     if table_only:  # read first: with no run ended there is no table to write, and nothing is loaded or written
@@ -118,7 +103,7 @@ def reproduce(
             rows.append(early_stopping_row(row, summaries[setting.label]))
     rows += picked_rows(preset, rows)
     per_method = method_fields() | {"method", "seed"} | {key for s in preset.methods for key in s.settings}
-    settings = {key: value for key, value in dataclasses.asdict(first_seed[0]).items() if key not in per_method}
+    settings = {key: value for key, value in first_seed[0].to_dict().items() if key not in per_method}
     result = {"preset": name, "paper_table": preset.table, "smoke": smoke, "seeds": seeds, "compared": preset.compared,
               "settings": settings, "rows": rows, "not_run": not_run, "step_seconds": step_seconds}
     if setup().is_main:  # under torchrun, rank 0 measures and writes

@@ -25,7 +25,7 @@ from itra.data.text import TextSplits
 from itra.distributed import setup
 from itra.models import Classifier
 from itra.models.libraries import build_library_model, check_library_model, library_of, pretrained_file
-from itra.models.registry import IMAGE_MODELS, build_image_model
+from itra.models.registry import build_image_model
 from itra.train import fit
 from itra.errors import BadValue, MissingFile
 
@@ -44,7 +44,6 @@ def load_splits(config: TrainConfig) -> Splits:
     data = load_dataset(config.dataset, config.data_dir)
     if not isinstance(data, TextSplits):
         return data
-    check_text_model(config)
     from itra.models.text import load_tokenizer, tokenize
 
     tokenizer = load_tokenizer(config.model)
@@ -56,12 +55,6 @@ def load_splits(config: TrainConfig) -> Splits:
                   data.num_classes, data.class_names)
 
 
-def check_text_model(config: TrainConfig) -> None:
-    if config.model in IMAGE_MODELS or library_of(config.model):
-        raise BadValue(f"{config.dataset} is a text dataset, but --model {config.model} is an image model; use "
-                         "--model minilm (offline) or a Hugging Face encoder name or directory")
-
-
 def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     """The config's model for `splits` (from `load_splits`), its initial weights drawn from `config.seed`;
     a text model starts from its pretrained weights (only its heads are drawn); a timm or torchvision model
@@ -69,7 +62,6 @@ def build_model(config: TrainConfig, splits: Splits) -> Classifier:
     a head per exit (`Classifier.add_exit_heads`), drawn after the model's own weights."""
     torch.manual_seed(config.seed)
     if is_text_dataset(config.dataset):
-        check_text_model(config)
         from itra.models.text import load_text_classifier
 
         model = load_text_classifier(config.model, splits.num_classes)
@@ -116,7 +108,7 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     summary, started = setup().on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
-    return run_dir, _fit(config, splits, run_dir, resume=started, progress=progress)
+    return run_dir, _build_and_fit(config, splits, run_dir, resume=started, progress=progress)
 
 
 class LoadedSplits:
@@ -247,10 +239,11 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     summary, started = dist.on_main(find_run, run_dir, config)
     if summary is not None:
         return run_dir, summary
-    return run_dir, _fit(config, None, run_dir, resume=started, progress=progress)
+    return run_dir, _build_and_fit(config, None, run_dir, resume=started, progress=progress)
 
 
-def _fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _build_and_fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    """`train.fit` of `config` on `splits` (loaded here when None) with the model it names, built here."""
     splits = splits if splits is not None else load_splits(config)
     try:
         return fit(config, splits, build_model(config, splits), run_dir, resume=resume, progress=progress)

@@ -18,7 +18,8 @@ import numpy as np
 from itra import rundir
 from itra.config import TrainConfig
 from itra.experiments.table import aggregate
-from itra.methods import METHODS, REFERENCE, method_label, variant_label
+from itra.methods import METHODS, REFERENCE
+from itra.experiments.labels import method_label, variant_label
 from itra.errors import BadValue, MissingFile
 
 

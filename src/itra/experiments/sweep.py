@@ -18,6 +18,7 @@ from itra.experiments.runs import run_all
 from itra.config import TrainConfig
 from itra.resolve import resolve
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
+from itra.checks import check_count
 from itra.errors import BadValue
 
 
@@ -31,8 +32,7 @@ def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig
     """Every combination of the grid's values, resolved (`itra.resolve`), for seeds 0..seeds-1; combinations that
     resolve to the same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
     is a run of its own: its name holds every field in effect that differs from its default."""
-    if seeds < 1:
-        raise BadValue(f"Expected `seeds` to be an integer larger than 0, but got {seeds}")
+    check_count("seeds", seeds)
     configs: dict[str, TrainConfig] = {}
     for point in grid_points(grid):
         for seed in range(seeds):

@@ -49,7 +49,7 @@ def format_seeds(row: dict[str, Any]) -> str:
     return f"{row['seeds']}" + (f" ({ended})" if ended else "")
 
 
-def failures(rows: list[dict[str, Any]]) -> int:
+def count_failed(rows: list[dict[str, Any]]) -> int:
     """How many runs of `aggregate` rows ended without finishing."""
     return sum(row[status] for row in rows for status in FAILURES)
 

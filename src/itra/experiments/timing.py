@@ -20,7 +20,7 @@ from itra.distributed import setup
 from itra.data import PairedLoader, Splits
 from itra.data.batches import Batch
 from itra.data.splits import run_splits
-from itra.methods import build_objective
+from itra.objective import build_objective
 from itra.models import Classifier
 from itra.state import Precision
 from itra.train import build_optimizer, step_loader, train_step

@@ -53,10 +53,12 @@ except ModuleNotFoundError as error:
 from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
-from itra.methods import Batch, Objective
+from itra.data.batches import Batch
+from itra.objective import Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
+from itra.optimizers import cosine_schedule, sgd
 from itra.pairing import DEFAULT_S2_STATE
 from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
 
@@ -191,6 +193,30 @@ class ITRAModule(LightningModule):
     Training logs, every logged step: `train_ce`, `train_match` (with lam > 0), `train_loss` and `lam`, the
     step's λ_t. Validation and test log `val_*` / `test_*`: `accuracy` (%), `cross_entropy` and `ece` (15 bins)
     of the whole set, from `itra.metrics.metric_sums` summed over batches and ranks, as `itra train` reports them.
+
+    Batches: `training_step` takes a pair `((*x1, y1), (*x2, y2))` from `PairedDataModule` (S1 alone with lam=0):
+    inputs (B, ...) and labels (B,); `module(*inputs)` gives the logits (B, K).
+
+    Raises:
+        BadValue: `lam` not a finite number >= 0, a warm-up `itra.warmup.check_warmup` refuses, an unknown
+            `bandwidth` or `s2_state`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.utils.data import TensorDataset
+        >>> from lightning.pytorch import Trainer
+        >>> from itra.integrations.lightning import ITRAModule, PairedDataModule
+        >>> from itra.models.classifier import Classifier
+        >>> module = ITRAModule(Classifier(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 3)), lam=0.5)
+        >>> module(torch.randn(2, 4)).shape  # logits (B, K)
+        torch.Size([2, 3])
+        >>> data = PairedDataModule(TensorDataset(torch.randn(12, 4), torch.arange(12) % 3), batch_size=6, seed=0)
+        >>> trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(module, data)
+        >>> trainer.global_step  # 12 samples in S1 batches of 6, each with an S2 of 6
+        2
     """
 
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
@@ -244,9 +270,8 @@ class ITRAModule(LightningModule):
         if self.optimizer_factory is not None:
             return self.optimizer_factory(self.parameters())
         defaults = TrainConfig()
-        optimizer = torch.optim.SGD(self.parameters(), lr=defaults.lr, momentum=defaults.momentum,
-                                    weight_decay=defaults.weight_decay, nesterov=True)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.estimated_stepping_batches)
+        optimizer = sgd(self.parameters(), defaults.lr, defaults.momentum, defaults.weight_decay)
+        cosine = cosine_schedule(optimizer, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from transformers import Trainer
 from transformers.trainer_utils import has_length
 
+from itra.checks import check_choice
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
@@ -115,7 +116,9 @@ class PairedSampler(Sampler[int]):
 class ITRATrainer(Trainer):
     """A `Trainer` whose training loss is CE(S1) + λ_t · Match(H1, H2) (see the module docstring).
 
-    Args (keywords, besides `Trainer`'s own):
+    It takes `Trainer`'s arguments and these keywords.
+
+    Args:
         lam: λ, the weight of the match.
         conditional: ITRA-c (Eq. (5): the match per class, the default) or plain ITRA (Eq. (3)).
         bandwidth, squared: the kernel bandwidth and MMD² instead of MMD, as `itra.ITRALoss` takes them.
@@ -128,6 +131,37 @@ class ITRATrainer(Trainer):
 
     Training logs hold `train_ce` and `train_match` (means over the steps since the last log, like
     `loss`) and `lam`, the λ of the last step.
+
+    Batches: each collated training batch is a dict of tensors with one row per sample (B, ...) and `labels` (B,);
+    the model's output holds `loss` for S1 (or `compute_loss_func` computes it) and its head's input gives H1, H2.
+
+    Raises:
+        BadValue: `lam` not a finite number >= 0, a warm-up `itra.warmup.check_warmup` refuses, an unknown
+            `s2_state`, no classification layer by that name, or a run on several GPUs through `nn.DataParallel`.
+
+    Example:
+        >>> import tempfile
+        >>> import torch
+        >>> from torch import nn
+        >>> from transformers import PrinterCallback, TrainingArguments
+        >>> from itra.integrations.transformers import ITRATrainer
+        >>> class Model(nn.Module):  # any model that takes the batch's columns; its head is found by name
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body, self.classifier = nn.Linear(4, 8), nn.Linear(8, 3)
+        ...     def forward(self, x, labels=None):
+        ...         logits = self.classifier(self.body(x).relu())
+        ...         return {"logits": logits} if labels is None else {
+        ...             "loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+        >>> train_set = [{"x": torch.randn(4), "labels": i % 3} for i in range(12)]
+        >>> args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=6, max_steps=2, use_cpu=True,
+        ...                          report_to="none", save_strategy="no", disable_tqdm=True)
+        >>> trainer = ITRATrainer(model=Model(), args=args, train_dataset=train_set, lam=0.5)
+        >>> trainer.head_name, trainer.match
+        ('classifier', ITRALoss(conditional=True, bandwidth='batch', num_classes=None, squared=False))
+        >>> trainer.remove_callback(PrinterCallback)  # no log lines in this example
+        >>> trainer.train().global_step
+        2
     """
 
     loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides it by the number of accumulated batches
@@ -138,8 +172,7 @@ class ITRATrainer(Trainer):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         check_warmup(lam_warmup, lam_warmup_ratio)
-        if s2_state not in S2_STATES:
-            raise BadValue(f"Expected `s2_state` in {', '.join(S2_STATES)}, but got {s2_state!r}")
+        check_choice("s2_state", s2_state, S2_STATES)
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:
             raise BadValue(f"ITRATrainer reads features with a hook, which nn.DataParallel's replicas share; "

@@ -43,13 +43,35 @@ class CenterLoss(nn.Module):
     """Center loss with centres held as a buffer and moved by `center_update` on every training call.
 
     Args:
-        num_classes: K. feat_dim: D. alpha: the centre learning rate of Wen et al. (0 freezes them).
+        num_classes: K.
+        feat_dim: D, the width of the features.
+        alpha: the centre learning rate of Wen et al., in [0, 1] (0 freezes the centres).
         validate_args: check shapes, labels and finite values on every call (a device sync each).
 
-    `forward(features (B, D), labels (B,))` (the regularisers' common signature: a second batch, if
-    given, is not used) returns `center_loss` computed with the current centres,
-    then (in training mode only) updates the centres from the detached features, as Wen et al.'s
-    Algorithm 1 does after each mini-batch. Centres start at zero, as in their code.
+    `forward(features, labels, h2=None, y2=None)` (the regularisers' common signature: a second batch, if given, is
+    not used) returns `center_loss` computed with the current centres, then (in training mode only) updates the
+    centres from the detached features, as Wen et al.'s Algorithm 1 does after each mini-batch. Centres start at
+    zero, as in their code.
+
+    Forward:
+        features: (B, D) features; labels: (B,) integer labels in [0, K).
+
+    Returns:
+        A scalar tensor, `L_C = 1/2 mean_i ||x_i - c_{y_i}||^2` (Wen et al., Eq. (2)).
+
+    Raises:
+        BadValue: at construction, `num_classes` or `feat_dim` not an integer >= 1, or `alpha` outside [0, 1]; in a
+            call, features not a finite floating-point (B, D) tensor or labels out of range (with `validate_args`).
+
+    Example:
+        >>> import torch
+        >>> from itra import CenterLoss
+        >>> center = CenterLoss(num_classes=2, feat_dim=2, alpha=0.5)
+        >>> center(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))  # centres at 0: 1/2 mean of 1
+        tensor(0.5000)
+        >>> center.centers  # each moved alpha / 2 of the way to its one sample
+        tensor([[0.2500, 0.0000],
+                [0.0000, 0.2500]])
     """
 
     centers: torch.Tensor

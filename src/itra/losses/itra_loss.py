@@ -26,7 +26,31 @@ class ITRALoss(nn.Module):
         squared: match with MMD^2 instead of MMD (the square root's gradient does not vanish as
             MMD -> 0; MMD^2's does).
 
-    Shapes: h1 (n, D), y1 (n,), h2 (m, D), y2 (m,) -> scalar. The caller multiplies by lambda.
+    Forward (the regularisers' one signature, `forward(h1, y1, h2, y2)`):
+        h1: (n, D) features of mini-batch S1; y1: (n,) their labels (unused by plain ITRA).
+        h2: (m, D) features of mini-batch S2; y2: (m,) their labels.
+
+    Returns:
+        A scalar tensor, Match(H1, H2) (`itra.class_conditional_mmd`, or `itra.mmd` unconditionally); the caller
+        multiplies it by lambda: `loss = CE(C(h1), y1) + lam * match(h1, y1, h2, y2)`.
+
+    Raises:
+        BadValue: at construction, `num_classes` not an integer >= 1 or an unknown `bandwidth`; in a call, no second
+            batch, no labels for ITRA-c, or inputs that `itra.class_conditional_mmd` refuses (with `validate_args`).
+
+    Example:
+        >>> import torch
+        >>> from itra import ITRALoss
+        >>> match = ITRALoss()  # ITRA-c, one median bandwidth for the pooled batch
+        >>> h1, h2 = torch.tensor([[0.0], [0.0], [5.0], [5.0]]), torch.tensor([[1.0], [1.0], [5.0], [5.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> value = match(h1, y, h2, y)
+        >>> value.shape, bool(value > 0)
+        (torch.Size([]), True)
+        >>> round(ITRALoss.paper()(h1, y, h2, y).item(), 4)  # a median per class: (sqrt(2 (1 - e^-1)) + 0) / 2
+        0.5622
+        >>> match(h1, y, h1, y)  # the same features: nothing to match
+        tensor(0.)
     """
 
     needs_second_batch = True

@@ -109,9 +109,35 @@ def split_classifier(model: nn.Module, head_name: str | None = None,
     mode without gradient, or the model is left whole and the split refused. Give one whenever you can; itra gives
     one for the timm and torchvision models it builds (`itra.models.libraries`).
 
+    Args:
+        model: the classifier, built with its K classes; it is changed in place (its head becomes `nn.Identity`).
+        head_name: the name of its final linear layer in `model.named_modules()` (default: timm's classifier, or
+            the first of `HEAD_NAMES` it has).
+        example_input: a batch (B, ...) the model takes, or a tuple of its forward's inputs, to verify the split.
+
+    Returns:
+        A `Classifier`: `.extractor(x)` gives h (B, D), the head's input; `.head(h)` the logits (B, K); calling it
+        is the model's own forward.
+
     Raises:
         BadValue: `model` is not an `nn.Module`; it has no linear head by that name; the split does not give the
             model's own logits on `example_input`.
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> import torch
+        >>> from torch import nn
+        >>> from itra.models.adapter import split_classifier
+        >>> model = nn.Sequential(OrderedDict(body=nn.Linear(4, 8), act=nn.ReLU(), fc=nn.Linear(8, 3)))
+        >>> x = torch.randn(2, 4)
+        >>> logits = model(x)
+        >>> classifier = split_classifier(model, example_input=x)  # `fc` found by name, the split verified on x
+        >>> classifier.head
+        Linear(in_features=8, out_features=3, bias=True)
+        >>> classifier.extractor(x).shape  # h, the head's input
+        torch.Size([2, 8])
+        >>> torch.equal(classifier(x), logits)
+        True
     """
     if not isinstance(model, nn.Module):
         raise BadValue(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__} {model!r}: build the "

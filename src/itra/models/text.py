@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from itra.checks import check_choice
 from itra.models.classifier import Classifier
 from itra.data.hub import hub_reachable
 from itra.errors import BadValue, MissingPackage, NoNetwork
@@ -76,8 +77,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, encoder: PreTrainedModel, pooling: str = "mean") -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise BadValue(f"Expected `pooling` in {', '.join(POOLINGS)}, but got {pooling!r}")
+        check_choice("pooling", pooling, POOLINGS)
         self.encoder = encoder
         self.pooling = pooling
 

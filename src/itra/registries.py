@@ -1,9 +1,10 @@
-"""What the tables of `itra` share (`METHODS`, `PAIRINGS`, `OPTIMIZERS`: one entry per choice of a config field):
+"""What the registries of `itra` share (`METHODS`, `PAIRINGS`, `OPTIMIZERS`: one entry per choice of a config field):
 looking a choice up, and adding one."""
 from __future__ import annotations
 
 from typing import Mapping, TypeVar
 
+from itra.checks import check_choice
 from itra.errors import BadValue
 
 Entry = TypeVar("Entry")
@@ -11,8 +12,7 @@ Entry = TypeVar("Entry")
 
 def entry(table: Mapping[str, Entry], field: str, name: str) -> Entry:
     """`table[name]`, the entry of config field `field`'s choice `name`; a one-line error listing the choices."""
-    if name not in table:
-        raise BadValue(f"Expected `{field}` in {', '.join(table)}, but got {name!r}")
+    check_choice(field, name, table)
     return table[name]
 
 
