@@ -210,7 +210,8 @@ def picked_rows(preset: Preset, rows: list[dict[str, Any]]) -> list[dict[str, An
     for method in dict.fromkeys(s.method for s in preset.methods if s.grid):
         grid = strength_grid(preset, method)
         measured = [by_label[s.label] for s in grid if s.label in by_label and by_label[s.label].get("val_cross_entropy")]
-        candidates = [row for row in measured if row["seeds"] == max(row["seeds"] for row in measured)]
+        most = max((row["seeds"] for row in measured), default=0)
+        candidates = [row for row in measured if row["seeds"] == most]
         if len(candidates) < 2:
             continue
         best = min(candidates, key=lambda row: row["val_cross_entropy"][0])
