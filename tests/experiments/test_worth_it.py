@@ -30,6 +30,15 @@ def test_no_separated_gain_is_said_and_a_study_without_the_control_is_left_out()
     assert worth_it_rows([("regime", {"rows": table["rows"][:2]})]) == []
 
 
+def test_a_study_with_one_seed_so_far_calls_no_difference_separated():
+    table = {"rows": [row(CE, (89.0, 0.0)), row(ITRA, (90.0, 0.0), (0.2, 0.0), 2.0), row(CONTROL, (89.05, 0.0))]}
+    for one in table["rows"]:
+        one["seeds"] = 1
+    (cells,) = worth_it_rows([("regime", table)])
+    assert cells[1] == "1" and cells[3] == "+0.95" and cells[4] == "+0.05"  # the differences, none called separated
+    assert cells[10] == "one seed so far: no difference can be called"
+
+
 def test_the_committed_verdict_regenerates_from_the_committed_studies():
     spec = importlib.util.spec_from_file_location("worth_it_script", ROOT / "benchmarks/worth_it.py")
     script = importlib.util.module_from_spec(spec)

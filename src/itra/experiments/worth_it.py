@@ -22,10 +22,16 @@ HEADER = ("regime", "seeds", "acc (%): CE / ITRA-c", "Δ acc: matching loss (ITR
           "ECE after TS: CE / ITRA-c", "ITRA-c, S2 keeps state: acc", "step time / CE", "verdict")
 
 
+def separated(first: dict[str, Any], second: dict[str, Any], metric: str) -> bool:
+    """Whether two rows differ in `metric` by more than their spread over seeds: never with one seed a row, whose
+    spread is unknown (a study run in parts)."""
+    return min(first["seeds"], second["seeds"]) > 1 and apart(first[metric], second[metric])
+
+
 def _delta(first: dict[str, Any], second: dict[str, Any], metric: str, digits: int) -> str:
     """`+0.29 (separated)`: first minus second in `metric`."""
     a, b = first[metric], second[metric]
-    return f"{a[0] - b[0]:+.{digits}f}" + (" (separated)" if apart(a, b) else "")
+    return f"{a[0] - b[0]:+.{digits}f}" + (" (separated)" if separated(first, second, metric) else "")
 
 
 def _pair(first: dict[str, Any], second: dict[str, Any], metric: str, digits: int) -> str:
@@ -34,11 +40,13 @@ def _pair(first: dict[str, Any], second: dict[str, Any], metric: str, digits: in
 
 def verdict(ce: dict[str, Any], itra: dict[str, Any], control: dict[str, Any]) -> str:
     """What is separated: ITRA-c's accuracy against CE (and whose it is), and its test CE before and after scaling."""
+    if min(row["seeds"] for row in (ce, itra, control)) < 2:
+        return "one seed so far: no difference can be called"
     parts = []
-    if apart(itra["test_accuracy"], ce["test_accuracy"]):
+    if separated(itra, ce, "test_accuracy"):
         gain = itra["test_accuracy"][0] - ce["test_accuracy"][0]
         whose = [name for name, (a, b) in (("the matching loss", (itra, control)), ("the second pass", (control, ce)))
-                 if apart(a["test_accuracy"], b["test_accuracy"])]
+                 if separated(a, b, "test_accuracy")]
         parts.append(f"accuracy {gain:+.2f}" + (f", from {' and '.join(whose)}" if whose else
                                                  ", split between the matching loss and the second pass"))
     else:
