@@ -21,7 +21,7 @@ from itra.experiments.launchers import Launch
 from itra.experiments.presets import PRESETS, MethodSetting, Preset, find_preset
 from itra.experiments.study import preset_config, study_name
 from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, find_run, run_all
-from itra.experiments.table import SCALED_METRICS, aggregate, apart, format_mean_std, format_seeds, markdown_table, mean_std
+from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std, separated
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, method_fields
 from itra.experiments.labels import STRENGTH_SYMBOLS
@@ -299,8 +299,9 @@ def differences_table(compared: dict[str, Any], rows: list[dict[str, Any]], scal
             if compared.get(metric) is None or row.get(metric) is None:
                 cells += ["–", "–"]
                 continue
-            separated = "yes" if apart(compared[metric], row[metric]) else "no"
-            cells += [f"{compared[metric][0] - row[metric][0]:+.{digits}f}", separated if compared["seeds"] > 1 and row["seeds"] > 1 else "– (1 seed)"]
+            verdict = ("yes" if separated(compared, row, metric) else "no") if min(compared["seeds"], row["seeds"]) > 1 \
+                else "– (1 seed)"
+            cells += [f"{compared[metric][0] - row[metric][0]:+.{digits}f}", verdict]
         lines.append(cells)
     header = ["other row"] + [part for _, name, _ in metrics for part in (name, "separated")]
     return markdown_table(header, lines)

@@ -39,6 +39,12 @@ def apart(first: list[float], second: list[float]) -> bool:
     return abs(m1 - m0) > s1 + s0
 
 
+def separated(first: dict[str, Any], second: dict[str, Any], metric: str) -> bool:
+    """Whether two table rows (`aggregate`'s) are `apart` in `metric`: never when one has a single seed, whose spread is
+    unknown (a study run in parts)."""
+    return min(first["seeds"], second["seeds"]) > 1 and apart(first[metric], second[metric])
+
+
 def format_mean_std(value: list[float] | None, digits: int) -> str:
     return "–" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 

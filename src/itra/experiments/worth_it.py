@@ -6,7 +6,7 @@ Each study (`itra reproduce PRESET`) has the rows CE, ITRA-c and the control, "I
 passed as ITRA-c's is, no matching loss. So ITRA-c's difference to CE splits in two: ITRA-c minus the control is the
 matching loss's part, the control minus CE the second pass's (the batch-norm statistics S2 updates, the random draws
 it takes: `--s2-state`). A difference counts as separated when the mean ± std intervals over seeds do not overlap
-(`table.apart`), as in every study table; the verdict column says only what is separated.
+(`table.separated`; never with one seed), as in every study table; the verdict column says only what is separated.
 """
 from __future__ import annotations
 
@@ -14,18 +14,12 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from itra.experiments.table import apart, format_mean_std, markdown_table
+from itra.experiments.table import apart, format_mean_std, markdown_table, separated
 
 CE, ITRA, CONTROL, KEEP = "Baseline (CE)", "ITRA-c", "ITRA-c λ=0 (control)", "ITRA-c (S2 keeps state)"
 HEADER = ("regime", "seeds", "acc (%): CE / ITRA-c", "Δ acc: matching loss (ITRA-c − control)",
           "Δ acc: second pass (control − CE)", "test CE: CE / ITRA-c", "after TS: CE / ITRA-c",
           "ECE after TS: CE / ITRA-c", "ITRA-c, S2 keeps state: acc", "step time / CE", "verdict")
-
-
-def separated(first: dict[str, Any], second: dict[str, Any], metric: str) -> bool:
-    """Whether two rows differ in `metric` by more than their spread over seeds: never with one seed a row, whose
-    spread is unknown (a study run in parts)."""
-    return min(first["seeds"], second["seeds"]) > 1 and apart(first[metric], second[metric])
 
 
 def _delta(first: dict[str, Any], second: dict[str, Any], metric: str, digits: int) -> str:
