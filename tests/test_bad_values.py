@@ -15,7 +15,6 @@ import dataclasses
 import math
 import typing
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -140,7 +139,7 @@ def _given_at_default() -> list[list[str]]:
 def test_a_config_flag_given_with_resume_is_refused(tmp_path, capsys, no_data, flags):
     assert main(["train", "--resume", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--resume reads the run's own config" in err and f"leave {flags[0]} out" in err
+    assert err.count("\n") == 1 and "--resume reads the run's own config" in err and f"leave {flags[0]} out" in err
 
 
 def test_a_validation_split_under_two_samples_per_class_is_one_line(tmp_path, capsys):

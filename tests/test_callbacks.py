@@ -9,7 +9,6 @@ import torch
 
 from itra.callbacks import CollapseGuard, LambdaWarmup, RunFailed, TensorBoard
 from itra.cli import main
-from itra.config import TrainConfig
 from itra.experiments.runs import run
 from itra.objective import build_objective
 from itra.models.registry import build_image_model

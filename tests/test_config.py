@@ -80,7 +80,8 @@ def test_exit_fields_that_one_exit_does_not_read_are_reset_and_previous_matches_
         resolved(model="vit", exits="shared", match_at="every", pairing="previous")
     with pytest.raises(ValueError, match="--exits separate: --model cnn has no layer-wise exits"):
         resolved(exits="separate")  # before any data loads
-    with pytest.raises(ValueError, match="the exits of --model resnet18 differ in width: use --exits separate"):
+    with pytest.raises(ValueError, match=r"which takes width 512, but the exits of --model resnet18 differ in width "
+                                         r"\(\[64, 128, 256, 512\]\): use --exits separate$"):
         resolved(model="resnet18", exits="shared")
     with pytest.raises(ValueError, match="Expected `exits` in last, shared, separate, but got 'all'"):
         resolved(exits="all")

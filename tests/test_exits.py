@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from itra.config import TrainConfig
 from itra.layer_analysis import layerwise
 from itra.exits import exit_weight_vector, weighted_sum
 from itra.losses import ITRALoss
@@ -121,7 +120,8 @@ def test_detached_every_exit_match_sends_no_gradient_through_s2():
 
 def test_what_a_model_cannot_do_is_one_clear_error():
     resnet = build_image_model("resnet18", 4, 1)
-    with pytest.raises(ValueError, match=r"exits are \[64, 128, 256, 512\] wide: use --exits separate"):
+    with pytest.raises(ValueError, match=r"the exits of this ResNet\w* differ in width \(\[64, 128, 256, 512\]\): "
+                                         r"use --exits separate$"):
         Objective(resnet, exits="shared")
     with pytest.raises(ValueError, match="call model.add_exit_heads"):
         Objective(resnet, exits="separate")

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from itra import rundir
-from itra.config import TrainConfig
 from tests.helpers import resolved
 
 

@@ -212,14 +212,26 @@ def test_a_deterministic_run_trains_and_leaves_the_settings_as_they_were(tmp_pat
     from itra.experiments.runs import build_model
     from itra.train import fit
 
-    config = TrainConfig(dataset="digits", method="ce", epochs=1, train_subset=256, test_subset=100, device="cpu",
-                         deterministic=True)
+    config = resolved(dataset="digits", method="ce", epochs=1, train_subset=256, test_subset=100, device="cpu",
+                      deterministic=True)
     splits = load_digits()
     summary = fit(config, splits, build_model(config, splits), tmp_path, progress=False)
     assert summary["status"] == "finished" and not torch.are_deterministic_algorithms_enabled()
-    plain = fit(TrainConfig(**{**config.__dict__, "deterministic": False}), splits,
+    plain = fit(resolved(**{**config.__dict__, "deterministic": False}), splits,
                 build_model(config, splits), tmp_path / "plain", progress=False)
     assert abs(plain["test_accuracy"] - summary["test_accuracy"]) < 5  # the same run up to the pools' rounding
+
+
+def test_fit_trains_a_resolved_config_only(tmp_path):
+    from itra.data.digits import load_digits
+    from itra.experiments.runs import build_model
+    from itra.train import fit
+
+    config, splits = TrainConfig(dataset="digits", method="ce", epochs=1, device="cpu"), load_digits()
+    with pytest.raises(ValueError, match=r"^fit trains the config in effect, but got an unresolved TrainConfig: pass "
+                                         r"itra.resolve.resolve\(config\)$"):
+        fit(config, splits, build_model(config, splits), tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # refused before it writes anything
 
 
 def test_a_new_optimizer_is_one_table_entry(tmp_path):

@@ -20,11 +20,15 @@ summaries of it give it) or `uniform` w_l = 1/L. With ITRA (`--match-at every`) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from itra.checks import check_choice
 from itra.errors import BadValue
+
+if TYPE_CHECKING:
+    from itra.models import Classifier
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,29 @@ EXIT_MODES: dict[str, ExitMode] = {
 }
 EXIT_WEIGHTS = ("linear", "uniform")
 MATCH_AT = ("last", "every")
+
+
+def check_exit_widths(model: "Classifier", exits: str, label: str) -> None:
+    """That `model` (`label` in the message: "--model resnet18") has the exits that `exits` (a mode of `EXIT_MODES`)
+    reads: with `shared` or `separate`, exits at all (else `Classifier.exit_dims`' NotImplementedError), with `shared`
+    every exit as wide as the head's input. The one statement of the rule: `itra.resolve` checks itra's own image
+    models with it before any data loads (on a model without weights, `models.registry.meta_model`), `Objective` the
+    model it is given.
+
+    >>> from itra.models.registry import meta_model
+    >>> check_exit_widths(meta_model("vit"), "shared", "--model vit")  # every block 64 wide, as the features
+    >>> check_exit_widths(meta_model("resnet18"), "shared", "--model resnet18")
+    Traceback (most recent call last):
+    ...
+    itra.errors.BadValue: --exits shared reads every exit with the last layer's head, which takes width 512, but the exits of --model resnet18 differ in width ([64, 128, 256, 512]): use --exits separate
+    """
+    mode = EXIT_MODES[exits]
+    if not mode.every_exit:
+        return
+    widths = model.exit_dims
+    if not mode.own_heads and any(width != model.feature_dim for width in widths):
+        raise BadValue(f"--exits shared reads every exit with the last layer's head, which takes width "
+                       f"{model.feature_dim}, but the exits of {label} differ in width ({widths}): use --exits separate")
 
 
 def exit_weight_vector(count: int, kind: str = "linear") -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch import nn
 
 from itra.data.batches import Batch
 from itra.distributed import MATCH_RANKS, with_every_rank_s2
-from itra.exits import EXIT_MODES, MATCH_AT, exit_weight_vector, match_term, matched_layers, weighted_sum
+from itra.exits import EXIT_MODES, MATCH_AT, check_exit_widths, exit_weight_vector, match_term, matched_layers, weighted_sum
 from itra.methods import METHODS
 from itra.models import Classifier
 from itra.pairing import (DEFAULT_PAIRING, DEFAULT_S2_STATE, PAIRINGS, S2_STATES, PreviousBatch, check_match_at,
@@ -172,10 +172,8 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
     check_match_at(pairing, match_at)
     if not mode.every_exit:
         return
-    widths = model.exit_dims  # NotImplementedError for a model without exits
-    if not mode.own_heads and any(width != model.feature_dim for width in widths):
-        raise BadValue(f"--exits shared reads every exit with the last layer's head, which takes width {model.feature_dim}, "
-                         f"but this model's exits are {widths} wide: use --exits separate")
+    check_exit_widths(model, exits, f"this {type(model.extractor).__name__}")  # NotImplementedError without exits
+    widths = model.exit_dims
     if mode.own_heads and len(model.exit_heads) != len(widths) - 1:
         raise BadValue(f"--exits separate needs a head per exit: call model.add_exit_heads() first "
                          f"(this model has {len(model.exit_heads)} for {len(widths)} exits)")

@@ -18,10 +18,11 @@ name say what the run computed), canonicalises aliases, and checks every rule be
 The rules that need what only the run knows are here too, checked by `train.fit` when it has it: the batch against
 the training set (`check_second_batch`), the processes against the run's (`check_world_size`). Beside them, the
 machine's (`device.check_machine`: device, precision, compilers), the model's files (`runs.check_model_files`) and
-a built model's exits (`objective.check_exits`, which a library user's `Objective` needs too).
+a built model's exits (`objective.check_exits`, which a library user's `Objective` needs too; the width rule
+it shares with `check_exits_of_model` is one function, `exits.check_exit_widths`).
 
 What it returns is a `ResolvedConfig`, the one kind of config everything below (`train`, `objective`, the
-experiments, a run directory) trusts; `train.fit` resolves what it is given, so no run trains an unresolved one.
+experiments, a run directory) trusts; `train.fit` refuses any other, so no run trains an unresolved one.
 A rule that code below also states for its own callers (a library user's `Objective`) is one function both call:
 `pairing.check_match_at`, `checks.check_choice`. `ignored` names the fields a user set
 that the run does not read, for the one-line note the CLI prints.
@@ -33,10 +34,11 @@ import dataclasses
 from itra.config import FIELD_ORDER, TrainConfig
 from itra.data.registry import is_text_dataset
 from itra.methods import METHODS, method_fields
-from itra.exits import EXIT_MODES
+from itra.exits import EXIT_MODES, check_exit_widths
 from itra.mmd import parse_bandwidth
 from itra.models.libraries import library_of
-from itra.models.registry import EQUAL_WIDTH_EXITS, IMAGE_MODELS, WITH_EXITS
+from itra.models.classifier import MODELS_WITH_EXITS
+from itra.models.registry import IMAGE_MODELS, meta_model
 from itra.optimizers import OPTIMIZER_FIELDS, check_optimizer
 from itra.distributed import Dist
 from itra.pairing import PAIRINGS, check_match_at, check_pairing, samples_per_step
@@ -116,19 +118,16 @@ def check_model_of_dataset(config: TrainConfig) -> None:
 
 
 def check_exits_of_model(config: TrainConfig) -> None:
-    """`--exits shared|separate` on one of itra's own image models that has the exits they need (a timm, torchvision
-    or text model is checked once built: `objective.check_exits`)."""
-    mode = EXIT_MODES[config.exits]
-    if not mode.every_exit or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
+    """`--exits shared|separate` against one of itra's own image models, before any data loads
+    (`exits.check_exit_widths` on the model without weights; a timm, torchvision or text model is checked once built,
+    by `Objective`)."""
+    if not EXIT_MODES[config.exits].every_exit or config.model not in IMAGE_MODELS or is_text_dataset(config.dataset):
         return
-    if config.model not in WITH_EXITS:
-        raise BadValue(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use one that has "
-                         f"({', '.join(WITH_EXITS)}, a text encoder, a timm model with forward_intermediates) or "
-                         "--exits last")
-    if not mode.own_heads and config.model not in EQUAL_WIDTH_EXITS:
-        raise BadValue(f"--exits shared reads every exit with the last layer's head, but the exits of --model "
-                         f"{config.model} differ in width: use --exits separate, or a model whose exits are as wide "
-                         f"as its features ({', '.join(EQUAL_WIDTH_EXITS)}, the text encoders)")
+    try:
+        check_exit_widths(meta_model(config.model), config.exits, f"--model {config.model}")
+    except NotImplementedError:
+        raise BadValue(f"--exits {config.exits}: --model {config.model} has no layer-wise exits; use a model with "
+                       f"exits ({MODELS_WITH_EXITS}) or --exits last") from None
 
 
 # Rules against what only the run knows, checked by `train.fit` once it has it: the size of the training set (after

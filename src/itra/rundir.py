@@ -31,7 +31,7 @@ import torch
 from itra import checkpoint
 from itra.checkpoint import PartMismatch, Stateful
 from itra.config import FIELD_ORDER, LOCATION_FIELDS, TrainConfig
-from itra.resolve import resolve
+from itra.resolve import ResolvedConfig, resolve
 from itra.errors import BadValue, CannotWrite, MissingFile, first_line
 
 RUN_FORMAT = 2  # in config.json; runs written before 0.2 (no format) were not reproducible from their seed
@@ -167,7 +167,7 @@ def writing(run_dir: Path, resume: bool) -> Iterator[None]:
         os.close(handle)
 
 
-def read_config(run_dir: Path) -> TrainConfig:
+def read_config(run_dir: Path) -> ResolvedConfig:
     """The run's config, resolved (`itra.resolve`: a directory of an older itra, which kept the defaults of fields
     the run did not read, reads as the same run; a field it did not have takes its default); a directory written by an
     itra older than 0.2 is a clear error, and so is a file that is not a JSON object of valid config fields."""
@@ -183,7 +183,7 @@ def read_config(run_dir: Path) -> TrainConfig:
     return _parse_config(path, values)
 
 
-def _parse_config(path: Path, values: dict[str, Any]) -> TrainConfig:
+def _parse_config(path: Path, values: dict[str, Any]) -> ResolvedConfig:
     """`values` (of `config.json`, or of a checkpoint's or summary's identity) as a resolved config. A field that is
     null although the run reads it (a run's files hold the config in effect, `itra.resolve`) is refused: it would
     read as no value where the run used one."""

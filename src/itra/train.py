@@ -2,7 +2,7 @@
 
     itra train --dataset fashion-mnist --model cnn --method itra-c --lam 0.6 --epochs 15 --seed 0 --out runs/
 
-`fit` trains one `TrainConfig` into a run directory. What happens around the steps is a short list
+`fit` trains one resolved config (`itra.resolve`) into a run directory. What happens around the steps is a short list
 of callbacks (`itra.callbacks`): `DivergenceGuard` (a non-finite loss or metric fails the run),
 `CollapseGuard` (collapsed features end it), `LambdaWarmup`, `CompactnessProbe`, `TensorBoard` (with
 `config.tensorboard`), `Progress`, and `Recorder` (metrics, checkpoint and summary, always last).
@@ -33,7 +33,7 @@ from itra.callbacks import (LOG_EVERY, Callback, CallbackStates, CollapseGuard, 
                             LambdaWarmup, Progress, RunFailed, TensorBoard)
 from itra.checkpoint import NoState, SavedOnCPU, RandomStreams, Stateful
 from itra.config import TrainConfig
-from itra.resolve import ResolvedConfig, check_second_batch, check_world_size, resolve
+from itra.resolve import ResolvedConfig, check_second_batch, check_world_size
 from itra.device import check_machine, deterministic, resolve_device
 from itra.data import PairedLoader, Splits
 from itra.distributed import Dist, setup
@@ -49,6 +49,7 @@ from itra.pairing import S2_STATES, samples_per_step
 from itra.state import Precision, TrainState
 from itra.warmup import warmup_steps
 from itra.notes import note
+from itra.errors import BadValue
 
 def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Optimizer, first: Batch,
                second: Batch | None, precision: Precision = Precision()) -> dict[str, torch.Tensor]:
@@ -180,16 +181,18 @@ def early_stopping(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"early_stopping": {name: best[name] for name in EARLY_STOPPING_FIELDS}}
 
 
-def fit(config: TrainConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool = False,
+def fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Path, resume: bool = False,
         progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train `model` under `config` into `run_dir` (from its checkpoint with `resume`); returns the summary,
     whose `"status"` is "finished" or, when a callback ended the run, "failed" or "collapsed" with the
     `"reason"`. With `config.tensorboard` and no `tensorboard` package installed, it fails before writing anything.
     Under torchrun, every rank calls it (with the same arguments) and gets the same summary. With
     `config.deterministic`, it trains with deterministic kernels (`itra.device.deterministic`) and the adaptive
-    pools replaced by their exact fixed-window form (`models.layers.exact_pools`). `config` is trained as
-    `itra.resolve.resolve` makes it (`ResolvedConfig`), whatever the caller passed."""
-    config = resolve(config)  # the config in effect (idempotent: a run's own config is resolved already)
+    pools replaced by their exact fixed-window form (`models.layers.exact_pools`). `config` is a `ResolvedConfig`
+    (`itra.resolve.resolve(config)`: the config in effect, its rules checked); any other is refused in one line."""
+    if not isinstance(config, ResolvedConfig):
+        raise BadValue(f"fit trains the config in effect, but got an unresolved {type(config).__name__}: pass "
+                       "itra.resolve.resolve(config)")
     with deterministic(config.deterministic):
         return _fit(config, splits, exact_pools(model) if config.deterministic else model, Path(run_dir), resume,
                     progress, callbacks)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from itra.config import TrainConfig
 from itra.experiments import figures
 from itra.experiments.runset import Run
 from itra.methods import METHODS

@@ -7,7 +7,6 @@ import pytest
 
 from itra import rundir
 from itra.cli import main
-from itra.config import TrainConfig
 from itra.experiments.layerwise import aggregate_layers, markdown_layers, markdown_layers_table
 
 from tests.helpers import needs_fmnist, resolved

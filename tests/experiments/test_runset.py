@@ -4,7 +4,6 @@ import math
 import pytest
 
 from itra import rundir
-from itra.config import TrainConfig
 from itra.experiments.runset import (best_groups, by_group, compactness_log, find_runs, finished, main_runs,
                                      paired_and_reference, representative_runs, study_rows, study_runs)
 from itra.methods import METHODS

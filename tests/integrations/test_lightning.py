@@ -16,7 +16,6 @@ from lightning.pytorch import Callback, Trainer  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 from itra import ITRALoss, PairedLoader  # noqa: E402
-from itra.config import TrainConfig  # noqa: E402
 from itra.integrations.lightning import ITRAModule, PairedBatches, PairedDataModule  # noqa: E402
 from itra.objective import Objective  # noqa: E402
 from itra.metrics import classification_metrics  # noqa: E402

@@ -9,7 +9,6 @@ from transformers import AutoModel, BertConfig, BertTokenizerFast, DistilBertCon
 from itra.models.text import (
     MINILM, TextEncoder, load_text_classifier, load_tokenizer, resolve_text_model, text_classifier, tokenize,
 )
-from itra.config import TrainConfig
 from itra.objective import build_objective
 from itra.train import train_step
 from tests.helpers import resolved

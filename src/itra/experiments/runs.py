@@ -18,7 +18,7 @@ from itra.exits import EXIT_MODES
 from itra.experiments.launchers import LAUNCHERS, InProcess, Launch, torch_threads
 from itra.methods import METHODS
 from itra.pairing import PAIRINGS
-from itra.resolve import resolve
+from itra.resolve import ResolvedConfig, resolve
 from itra.data import Splits
 from itra.data.registry import image_stem, is_text_dataset, load_dataset
 from itra.data.text import TextSplits
@@ -242,7 +242,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     return run_dir, _build_and_fit(config, None, run_dir, resume=started, progress=progress)
 
 
-def _build_and_fit(config: TrainConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _build_and_fit(config: ResolvedConfig, splits: Splits | None, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
     """`train.fit` of `config` on `splits` (loaded here when None) with the model it names, built here."""
     splits = splits if splits is not None else load_splits(config)
     try:

@@ -5,6 +5,9 @@ import torch
 from torch import nn
 from itra.errors import BadValue
 
+# The models whose extractor has layer-wise exits (`Classifier.exits`), as errors name them.
+MODELS_WITH_EXITS = "vit, resnet18, resnet50, resnet101, the text encoders and timm models with forward_intermediates"
+
 
 class Classifier(nn.Module):
     """`f(x) = C(E(x))`: `extractor` gives the penultimate features `h` (B, D), `head` the logits (B, K).
@@ -62,7 +65,5 @@ class Classifier(nn.Module):
         value = getattr(self.extractor, name, None)
         if value is None:
             raise NotImplementedError(
-                f"{type(self.extractor).__name__} has no layer-wise exits; models with exits: vit, resnet18, "
-                "resnet50, resnet101, the text encoders and timm models with forward_intermediates"
-            )
+                f"{type(self.extractor).__name__} has no layer-wise exits; models with exits: {MODELS_WITH_EXITS}")
         return value

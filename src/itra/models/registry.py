@@ -1,7 +1,10 @@
 """Image models by name, as `--model` takes them."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
+
+import torch
 
 from itra.models.classifier import Classifier
 from itra.models.cnn import small_cnn
@@ -22,8 +25,6 @@ IMAGE_MODELS: dict[str, Callable[..., Classifier]] = {
     "vit": small_vit,
 }
 SINGLE_DESIGN = ("cnn", "vit")  # built for small images alone: no stem to choose
-WITH_EXITS = ("resnet18", "resnet50", "resnet101", "vit")  # a representation after every stage or block (`exits`)
-EQUAL_WIDTH_EXITS = ("vit",)  # every exit as wide as the features: the last head reads them all (--exits shared)
 
 
 def build_image_model(name: str, num_classes: int, in_channels: int, stem: str = "cifar") -> Classifier:
@@ -39,3 +40,11 @@ def build_image_model(name: str, num_classes: int, in_channels: int, stem: str =
     if name in SINGLE_DESIGN:
         return IMAGE_MODELS[name](num_classes, in_channels)
     return IMAGE_MODELS[name](num_classes, in_channels, stem)
+
+
+@functools.cache
+def meta_model(name: str) -> Classifier:
+    """Image model `name` (of `IMAGE_MODELS`) on the meta device: its shapes (`feature_dim`, `exit_dims`) without
+    weights, to check a config against the model before any data loads (`itra.resolve`)."""
+    with torch.device("meta"):
+        return build_image_model(name, num_classes=2, in_channels=3)
