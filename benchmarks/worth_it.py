@@ -16,6 +16,8 @@ STUDIES = [
     *((f"image, few labels ({size:,} images)",
        RUNS / f"fashion-mnist-few/reproduce-fashion-mnist-few{size}-cnn/table.json") for size in (500, 1000, 2000)),
     ("text, MiniLM fine-tuned (WordNet, 10 classes)", RUNS / "wordnet-top10/reproduce-wordnet-top10-minilm/table.json"),
+    ("image, 6 of 10 classes: OOD detection and retrieval (6,000 images, 40 epochs)",
+     RUNS / "ood-fmnist/reproduce-ood-fmnist-cnn/table.json"),
 ]
 OUT = RUNS / "worth-it.md"
 

@@ -2,6 +2,7 @@ import importlib.util
 from pathlib import Path
 
 from itra.experiments.worth_it import CE, CONTROL, ITRA, KEEP, worth_it_rows
+from itra.ood import SCORES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,22 @@ def test_a_study_with_one_seed_so_far_calls_no_difference_separated():
     (cells,) = worth_it_rows([("regime", table)])
     assert cells[1] == "1" and cells[3] == "+0.95" and cells[4] == "+0.05"  # the differences, none called separated
     assert cells[10] == "one seed so far: no difference can be called"
+
+
+def test_an_ood_study_adds_each_method_s_best_detection_score_and_retrieval_to_its_verdict():
+    def measures(auroc: dict[str, float], map_at_r: float) -> dict:
+        detection = {score: {"auroc": [auroc.get(score, 0.5), 0.01], "fpr95": [0.5, 0.01]} for score in SCORES}
+        detection["msp_ts"]["auroc"] = None  # a run without a validation split has no MSP after TS
+        return {"seeds": 3, "detection": {"held-out": detection}, "retrieval": {"map_at_r": [map_at_r, 0.005]}}
+
+    table = {"rows": [row(CE, (89.0, 0.2)), row(ITRA, (89.1, 0.2), (0.3, 0.01)), row(CONTROL, (89.0, 0.2))],
+             "ood": {"sets": {"held-out": 4000}, "rows": {CE: measures({"energy": 0.77, "knn": 0.76}, 0.78),
+                                                         ITRA: measures({"mahalanobis": 0.725, "knn": 0.72}, 0.835),
+                                                         CONTROL: measures({}, 0.78)}}}
+    (cells,) = worth_it_rows([("regime", table)])
+    assert cells[10].endswith("test CE after TS level with CE's; OOD AUROC (%, each one's best score), CE / ITRA-c: "
+                              "held-out 77.0 (energy) / 72.5 (Mahalanobis) (separated); retrieval MAP@R (%) 78.0 / "
+                              "83.5 (separated)")
 
 
 def test_the_committed_verdict_regenerates_from_the_committed_studies():

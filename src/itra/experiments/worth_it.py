@@ -7,6 +7,8 @@ passed as ITRA-c's is, no matching loss. So ITRA-c's difference to CE splits in 
 matching loss's part, the control minus CE the second pass's (the batch-norm statistics S2 updates, the random draws
 it takes: `--s2-state`). A difference counts as separated when the mean ± std intervals over seeds do not overlap
 (`table.separated`; never with one seed), as in every study table; the verdict column says only what is separated.
+A study that measured what the features are worth after training (`itra reproduce ood-fmnist`: OOD detection and
+retrieval, `itra.experiments.ood`) adds those measures to its verdict (`ood_verdict`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from itra.experiments.table import apart, format_mean_std, markdown_table, separated
+from itra.ood import SCORES
 
 CE, ITRA, CONTROL, KEEP = "Baseline (CE)", "ITRA-c", "ITRA-c λ=0 (control)", "ITRA-c (S2 keeps state)"
 HEADER = ("regime", "seeds", "acc (%): CE / ITRA-c", "Δ acc: matching loss (ITRA-c − control)",
@@ -53,6 +56,29 @@ def verdict(ce: dict[str, Any], itra: dict[str, Any], control: dict[str, Any]) -
     return "; ".join(parts)
 
 
+def _best_score(row: dict[str, Any], name: str) -> tuple[str, list[float]]:
+    """The detection score of highest mean AUROC against OOD set `name`, and its [mean, std]."""
+    measured = {score: row["detection"][name][score]["auroc"] for score in SCORES}
+    return max(((score, auroc) for score, auroc in measured.items() if auroc is not None), key=lambda item: item[1][0])
+
+
+def ood_verdict(ood: dict[str, Any]) -> str:
+    """`OOD AUROC (%, each method's best score): held-out 76.9 (Mahalanobis) / 72.8 (Mahalanobis), ...; MAP@R (%) 77.9 /
+    83.5 (separated)`: CE's / ITRA-c's, from an OOD study's `ood` section (`itra.experiments.ood.measure_groups`), each
+    difference marked where the mean ± std intervals over seeds do not overlap (never with one seed)."""
+    ce, itra = ood["rows"][CE], ood["rows"][ITRA]
+    seeds = min(ce["seeds"], itra["seeds"])
+    mark = lambda a, b: " (separated)" if seeds > 1 and apart(a, b) else ""  # noqa: E731
+    sets = []
+    for name in ood["sets"]:
+        (ce_score, ce_auroc), (itra_score, itra_auroc) = _best_score(ce, name), _best_score(itra, name)
+        sets.append(f"{name} {100 * ce_auroc[0]:.1f} ({SCORES[ce_score]}) / {100 * itra_auroc[0]:.1f} "
+                    f"({SCORES[itra_score]}){mark(ce_auroc, itra_auroc)}")
+    ce_map, itra_map = ce["retrieval"]["map_at_r"], itra["retrieval"]["map_at_r"]
+    return (f"OOD AUROC (%, each one's best score), CE / ITRA-c: {', '.join(sets)}; retrieval MAP@R (%) "
+            f"{100 * ce_map[0]:.1f} / {100 * itra_map[0]:.1f}{mark(ce_map, itra_map)}")
+
+
 def worth_it_rows(studies: Sequence[tuple[str, dict[str, Any]]]) -> list[list[str]]:
     """One row per (regime, table.json content) that has CE, ITRA-c and the control (the others are left out)."""
     rows = []
@@ -67,7 +93,8 @@ def worth_it_rows(studies: Sequence[tuple[str, dict[str, Any]]]) -> list[list[st
             _delta(itra, control, "test_accuracy", 2), _delta(control, ce, "test_accuracy", 2),
             _pair(ce, itra, "test_cross_entropy", 3), _pair(ce, itra, "ts_test_cross_entropy", 3),
             _pair(ce, itra, "ts_test_ece", 4), format_mean_std(keep["test_accuracy"], 2) if keep else "–",
-            f"{itra['step_time_ratio']:.2f}", verdict(ce, itra, control)])
+            f"{itra['step_time_ratio']:.2f}",
+            verdict(ce, itra, control) + (f"; {ood_verdict(table['ood'])}" if table.get("ood") else "")])
     return rows
 
 
