@@ -83,11 +83,11 @@ REMEDIES = {
 }
 
 
-def remedies(config: "TrainConfig", failure: str) -> str:
-    """`try a lower --lr or --lam`: the `REMEDIES` of `failure` ("collapsed", "diverged") that `config`'s method reads."""
-    reads = {*METHODS[config.method].fields, "lr"}
-    tips = [tip for field, tip in REMEDIES[failure]
-            if field in reads and not (field == "match" and config.match == "mmd2")]
+def remedies(method: str, match: str | None, failure: str) -> str:
+    """`try a lower --lr or --lam`: the `REMEDIES` of `failure` ("collapsed", "diverged") whose field `method` reads;
+    `match` is the run's `--match` (None where its method reads none)."""
+    reads = {*METHODS[method].fields, "lr"}
+    tips = [tip for field, tip in REMEDIES[failure] if field in reads and not (field == "match" and match == "mmd2")]
     return "try " + (", ".join(tips[:-1]) + " or " if len(tips) > 1 else "") + tips[-1]
 
 

@@ -239,7 +239,8 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
         except RunFailed as failure:
             return recorder.end(state, failure)
         except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
-            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; {remedies(config, 'diverged')}"
+            reason = (f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; "
+                      f"{remedies(config.method, config.match, 'diverged')}")
             return recorder.end(state, RunFailed(reason))
         finally:
             for hook in hooks:
