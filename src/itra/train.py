@@ -199,7 +199,8 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
          callbacks: Sequence[Callback]) -> dict[str, Any]:
     dist = setup()
     check_world_size(config, dist)
-    check_machine(config)  # what `runs.run` checks before it loads data, for a caller of `fit` itself
+    # what `runs.run` checks before it loads data, for a caller of `fit` itself
+    check_machine(config.device, config.precision, config.compile)
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
     device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
