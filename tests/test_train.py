@@ -230,9 +230,9 @@ def test_a_new_optimizer_is_one_table_entry(tmp_path):
 
     built = []
 
-    def heavy_ball(config, parameters):  # SGD without Nesterov: reads momentum like sgd
-        built.append(config.momentum)
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    def heavy_ball(parameters, lr, weight_decay, momentum):  # SGD without Nesterov: reads momentum like sgd
+        built.append(momentum)
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     with pytest.raises(ValueError, match="reads fields no optimizer has: beta"):
         register_optimizer("bad", OptimizerSpec(heavy_ball, ("beta",)))

@@ -87,10 +87,12 @@ def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
-    """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) and a cosine
-    schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the "split" pairing; per global batch
-    with several ranks)."""
-    optimizer = OPTIMIZERS[config.optimizer].build(config, parameters)
+    """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) given the
+    fields it reads, and a cosine schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the
+    "split" pairing; per global batch with several ranks) over the config's epochs of `train_size` samples."""
+    spec = OPTIMIZERS[config.optimizer]
+    optimizer = spec.build(parameters, lr=config.lr, weight_decay=config.weight_decay,
+                           **{name: getattr(config, name) for name in spec.fields})
     steps = config.epochs * steps_per_epoch(config, train_size)
     return optimizer, cosine_schedule(optimizer, steps)
 
