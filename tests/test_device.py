@@ -56,7 +56,8 @@ def test_compile_on_cuda_without_a_c_compiler_is_one_line(monkeypatch):
 
 def test_a_negative_worker_count_is_one_line():
     with pytest.raises(ValueError, match="Expected `workers` to be an integer >= 0, but got -1"):
-        check_machine(TrainConfig(dataset="digits", device="cpu", workers=-1))
+        config = TrainConfig(dataset="digits", device="cpu", workers=-1)
+        check_machine(config.device, config.precision, config.compile)
 
 
 def test_deterministic_sets_the_kernels_and_puts_them_back(monkeypatch):

@@ -198,6 +198,7 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     and the CE is over both; with the "ranks" pairing S2 is the other slices of S1). The optimiser and schedule are
     `fit`'s."""
     from itra.data.splits import run_splits
+    from itra.pairing import samples_per_step
     from itra.train import build_optimizer, step_loader
 
     config = equivalence_config(case)
@@ -208,7 +209,8 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     train = run_splits(splits, config.train_subset, None, 0.0, config.seed).train
     objective = build_objective(single, mlp(), splits.num_classes).train()
     optimizer, schedule = build_optimizer(single, objective.parameters(), len(train))
-    for batch in step_loader(single, train, objective):
+    for batch in step_loader(train, objective, samples_per_step(single.pairing, single.batch_size),
+                             single.second_batch_size, single.seed, single.workers):
         if config.pairing == "split":  # batch: S1 of 2 * WORLD * M; no batch norm, so one pass is every slice's
             (x, y), half = batch, len(batch[1]) // (2 * WORLD)
             features = objective.model.extractor(x).chunk(WORLD)

@@ -8,7 +8,7 @@ from torch import nn
 
 from itra.cli import main
 from itra.data.fashion_mnist import DEFAULT_DIR
-from itra.methods import METHODS, MethodSpec, register_method
+from itra.methods import METHODS, MethodSpec, Regularizer, register_method
 from itra.objective import build_objective
 from itra.models.registry import build_image_model
 from tests.helpers import resolved
@@ -34,6 +34,9 @@ def test_register_method_checks_its_input():
         register_method("ce", METHODS["ce"])
     with pytest.raises(ValueError, match="Method 'new' reads unknown config fields: temperature"):
         register_method("new", MethodSpec("New", "k", fields=("temperature",)))
+    with pytest.raises(ValueError, match="Method 'new'.s regulariser reads fields its `fields` do not name: match"):
+        register_method("new", MethodSpec("New", "k", fields=("lam",),
+                                          regularizer=Regularizer(FeatureNorm, ("match",))))
     assert "new" not in METHODS
 
 
@@ -49,7 +52,7 @@ class FeatureNorm(nn.Module):
 @pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_a_registered_regulariser_trains_through_the_whole_cli(tmp_path, capsys):
     register_method("norm", MethodSpec("FeatureNorm", "tab:red", "Reds", ("lam",), "lam", "norm",
-                                       regularizer=lambda config, num_classes, feature_dim: FeatureNorm()))
+                                       regularizer=Regularizer(lambda num_classes, feature_dim: FeatureNorm())))
     try:
         common = ["--epochs", "1", "--train-subset", "256", "--test-subset", "128", "--batch-size", "64",
                   "--out", str(tmp_path), "--quiet"]

@@ -58,11 +58,12 @@ def test_optimizer_choice():
 
 
 def test_an_epoch_of_several_ranks_drops_its_incomplete_global_batch():
+    from itra.pairing import samples_per_step
     from itra.train import steps_per_epoch
 
-    assert steps_per_epoch(resolved(batch_size=32), 300) == 10  # one process keeps the last, partial batch
-    assert steps_per_epoch(resolved(batch_size=32, world_size=2), 300) == 4  # global batches of 64
-    assert steps_per_epoch(resolved(batch_size=32, world_size=2, pairing="split"), 300) == 2  # of 2 x 64
+    assert steps_per_epoch(300, 32, 1) == 10  # one process keeps the last, partial batch
+    assert steps_per_epoch(300, 32, 2) == 4  # global batches of 64
+    assert steps_per_epoch(300, samples_per_step("split", 32), 2) == 2  # of 2 x 64
 
 
 @needs_fmnist
@@ -242,9 +243,9 @@ def test_a_new_optimizer_is_one_table_entry(tmp_path):
 
     built = []
 
-    def heavy_ball(config, parameters):  # SGD without Nesterov: reads momentum like sgd
-        built.append(config.momentum)
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    def heavy_ball(parameters, lr, weight_decay, momentum):  # SGD without Nesterov: reads momentum like sgd
+        built.append(momentum)
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     with pytest.raises(ValueError, match="reads fields no optimizer has: beta"):
         register_optimizer("bad", OptimizerSpec(heavy_ball, ("beta",)))

@@ -95,13 +95,13 @@ class DivergenceGuard(Callback):
             if not all(math.isfinite(value) for value in terms.values()):
                 shown = ", ".join(f"{name} {value:.4g}" for name, value in terms.items())
                 raise RunFailed(f"diverged at step {step} (epoch {state.epoch + 1}): {shown}; "
-                                f"{remedies(state.config, 'diverged')}")
+                                f"{remedies(state.config.method, state.config.match, 'diverged')}")
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
         if bad:
             raise RunFailed(f"diverged in epoch {state.epoch + 1}: {', '.join(bad)} not finite; "
-                            f"{remedies(state.config, 'diverged')}")
+                            f"{remedies(state.config.method, state.config.match, 'diverged')}")
 
 
 class CompactnessProbe(Callback):
@@ -206,7 +206,7 @@ class CollapseGuard(Callback):
             raise RunFailed(
                 f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
                 f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
-                f"{remedies(config, 'collapsed')}", status="collapsed")
+                f"{remedies(config.method, config.match, 'collapsed')}", status="collapsed")
 
     def state_dict(self) -> dict[str, Any]:
         return {"strikes": self.strikes}  # a collapse that began before a resume counts on after it

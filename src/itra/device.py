@@ -1,21 +1,18 @@
-"""The machine a run trains on: its device, and what a config asks of it, checked before any data loads.
+"""The machine a run trains on: its device, and what a run asks of it, checked before any data loads.
 
 `resolve_device` turns `--device` into a `torch.device`; `check_machine` says in one line what this machine
-lacks for a config (a GPU, fp16's CUDA, bf16 on an older GPU, --compile's compiler); `deterministic` is
-`--deterministic`: the settings under which a CUDA run is the same every time.
+lacks for a run's device, precision and --compile (a GPU, fp16's CUDA, bf16 on an older GPU, --compile's compiler);
+`deterministic` is `--deterministic`: the settings under which a CUDA run is the same every time.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from itra.errors import BadValue, MissingFile, MissingPackage
-
-if TYPE_CHECKING:
-    from itra.config import TrainConfig
 
 # cuBLAS's deterministic workspace setting, which torch.use_deterministic_algorithms asks for on CUDA >= 10.2.
 CUBLAS_WORKSPACE = ":4096:8"
@@ -70,13 +67,13 @@ def check_compile(device: torch.device) -> None:
                                 "apt-get install g++, or leave --compile off") from None
 
 
-def check_machine(config: "TrainConfig") -> None:
-    """What `config` asks of this machine, before any data is loaded: its device, the precision's arithmetic,
-    --compile's compilers."""
-    device = resolve_device(config.device)
-    check_precision(config.precision, device)
-    if config.compile:
-        check_compile(device)
+def check_machine(device: str, precision: str, compile: bool) -> None:
+    """What a run's `--device` (auto, cpu, cuda, cuda:N), `--precision` (32, bf16, fp16) and `--compile` ask of this
+    machine, before any data is loaded: the device, the precision's arithmetic, the compilers."""
+    found = resolve_device(device)
+    check_precision(precision, found)
+    if compile:
+        check_compile(found)
 
 
 @contextlib.contextmanager

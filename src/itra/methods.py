@@ -12,20 +12,28 @@ presets and the CLI read method facts from it and nowhere else. The step's forwa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 from torch import nn
 
 from itra.losses import CenterLoss, ITRALoss
 from itra.errors import BadValue
+from itra.mmd import Bandwidth
 from itra.registries import check_new
 
-if TYPE_CHECKING:
-    from itra.config import TrainConfig
+# A regulariser is an nn.Module called as `R(h1, y1, h2=None, y2=None)` -> scalar, with a `needs_second_batch`
+# attribute; its factory is called as `build(num_classes, feature_dim, **fields)`, with the config fields it reads.
+RegularizerFactory = Callable[..., nn.Module]
 
-# A regulariser is an nn.Module called as `R(h1, y1, h2=None, y2=None)` -> scalar, with a
-# `needs_second_batch` attribute; it is built from (config, num_classes, feature_dim).
-RegularizerFactory = Callable[["TrainConfig", int, int], nn.Module]
+
+@dataclass(frozen=True)
+class Regularizer:
+    """How a method builds its regulariser: `build(num_classes, feature_dim, **{field: value for field in reads})`,
+    with the config fields it reads (among its method's `MethodSpec.fields`) by keyword; `objective.build_objective`
+    takes them from the config."""
+
+    build: RegularizerFactory
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,19 +47,18 @@ class MethodSpec:
     strength: Optional[str] = None  # the field that sets how strongly it acts (lam, smoothing): labels, λ studies
     term: Optional[str] = None  # its regulariser's term, logged as `train_<term>`
     needs_second_batch: bool = False  # whether its regulariser matches S1 against S2
-    regularizer: Optional[RegularizerFactory] = None
+    regularizer: Optional[Regularizer] = None
 
 
-def _center(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Module:
-    return CenterLoss(num_classes, feature_dim, config.center_alpha, validate_args=False)
+def _center(num_classes: int, feature_dim: int, center_alpha: float) -> nn.Module:
+    return CenterLoss(num_classes, feature_dim, center_alpha, validate_args=False)
 
 
-def _itra(conditional: bool) -> RegularizerFactory:
-    def build(config: "TrainConfig", num_classes: int, feature_dim: int) -> nn.Module:
-        return ITRALoss(conditional, config.bandwidth, num_classes, validate_args=False,
-                        squared=config.match == "mmd2")
+def _itra(conditional: bool) -> Regularizer:
+    def build(num_classes: int, feature_dim: int, bandwidth: Bandwidth, match: str) -> nn.Module:
+        return ITRALoss(conditional, bandwidth, num_classes, validate_args=False, squared=match == "mmd2")
 
-    return build
+    return Regularizer(build, ("bandwidth", "match"))
 
 
 _ITRA_FIELDS = ("lam", "bandwidth", "match", "lam_warmup", "lam_warmup_ratio", "second_batch_size", "pairing",
@@ -60,7 +67,7 @@ METHODS: dict[str, MethodSpec] = {
     "ce": MethodSpec("CE", "tab:gray"),
     "lsr": MethodSpec("LSR", "tab:orange", "Oranges", ("smoothing",), "smoothing"),
     "center": MethodSpec("Center", "tab:green", "Greens", ("lam", "center_alpha"), "lam", "center",
-                         regularizer=_center),
+                         regularizer=Regularizer(_center, ("center_alpha",))),
     "itra": MethodSpec("ITRA", "tab:purple", "Purples", _ITRA_FIELDS, "lam", "match", True, _itra(False)),
     "itra-c": MethodSpec("ITRA-c", "tab:blue", "Blues", _ITRA_FIELDS, "lam", "match", True, _itra(True)),
 }
@@ -83,11 +90,11 @@ REMEDIES = {
 }
 
 
-def remedies(config: "TrainConfig", failure: str) -> str:
-    """`try a lower --lr or --lam`: the `REMEDIES` of `failure` ("collapsed", "diverged") that `config`'s method reads."""
-    reads = {*METHODS[config.method].fields, "lr"}
-    tips = [tip for field, tip in REMEDIES[failure]
-            if field in reads and not (field == "match" and config.match == "mmd2")]
+def remedies(method: str, match: str | None, failure: str) -> str:
+    """`try a lower --lr or --lam`: the `REMEDIES` of `failure` ("collapsed", "diverged") whose field `method` reads;
+    `match` is the run's `--match` (None where its method reads none)."""
+    reads = {*METHODS[method].fields, "lr"}
+    tips = [tip for field, tip in REMEDIES[failure] if field in reads and not (field == "match" and match == "mmd2")]
     return "try " + (", ".join(tips[:-1]) + " or " if len(tips) > 1 else "") + tips[-1]
 
 
@@ -100,4 +107,7 @@ def register_method(name: str, spec: MethodSpec) -> None:
                and field not in TrainConfig.__dataclass_fields__]
     if unknown:
         raise BadValue(f"Method {name!r} reads unknown config fields: {', '.join(unknown)}")
+    undeclared = [field for field in (spec.regularizer.reads if spec.regularizer else ()) if field not in spec.fields]
+    if undeclared:
+        raise BadValue(f"Method {name!r}'s regulariser reads fields its `fields` do not name: {', '.join(undeclared)}")
     METHODS[name] = spec

@@ -180,10 +180,12 @@ def check_exits(model: Classifier, exits: str, match_at: str, pairing: str, matc
 
 
 def build_objective(config: "TrainConfig", model: Classifier, num_classes: int) -> Objective:
-    """The method of a resolved config (`itra.resolve`) as an `Objective` around `model`; a field not in effect
-    (None) is the objective's neutral value (no λ, no smoothing, one exit, the default pairing)."""
+    """The method of a resolved config (`itra.resolve`) as an `Objective` around `model`, its regulariser built from
+    the config fields it reads (`methods.Regularizer`); a field not in effect (None) is the objective's neutral value
+    (no λ, no smoothing, one exit, the default pairing)."""
     spec = METHODS[config.method]
-    regularizer = None if spec.regularizer is None else spec.regularizer(config, num_classes, model.feature_dim)
+    regularizer = None if spec.regularizer is None else spec.regularizer.build(
+        num_classes, model.feature_dim, **{name: getattr(config, name) for name in spec.regularizer.reads})
     in_effect = {"lam": config.lam, "label_smoothing": config.smoothing, "term": spec.term, "pairing": config.pairing,
                  "s2_state": config.s2_state,
                  "exit_weights": config.exit_weights, "match_at": config.match_at, "match_ranks": config.match_ranks}

@@ -1,29 +1,29 @@
-"""The `--optimizer` choices, in one table: how each is built from the config and which config fields it reads.
+"""The `--optimizer` choices, in one table: each one's factory and the config fields it reads.
 
-Every run steps its optimizer once per step under a cosine schedule (`train.build_optimizer`); the table says only
-what the optimizer is. A new one is one `register_optimizer` call (see `tests/test_train.py`).
+A factory is called as `build(parameters, lr=..., weight_decay=..., **fields)`, with the fields its entry names
+(`momentum` for SGD) by keyword; `train.build_optimizer` is the one place that takes them from a config, and steps
+every run's optimizer once per step under a cosine schedule: the table says only what the optimizer is. A new one
+is one `register_optimizer` call (see `tests/test_train.py`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 from itra.errors import BadValue
 from itra.registries import check_new, entry
-
-if TYPE_CHECKING:
-    from itra.config import TrainConfig
 
 Parameters = Iterable[torch.nn.Parameter]
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """One optimizer: `build(config, parameters)`, and the config fields it reads beyond `lr` and `weight_decay` (the
-    others are off: `itra.resolve`)."""
+    """One optimizer: its factory, `build(parameters, lr=..., weight_decay=..., **{field: value for field in fields})`,
+    and the config fields it reads beyond `lr` and `weight_decay`, passed to it by keyword (the others are off:
+    `itra.resolve`)."""
 
-    build: Callable[["TrainConfig", Parameters], torch.optim.Optimizer]
+    build: Callable[..., torch.optim.Optimizer]
     fields: tuple[str, ...] = ()
 
 
@@ -38,17 +38,9 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def _sgd(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:
-    return sgd(parameters, config.lr, config.momentum, config.weight_decay)
-
-
-def _adamw(config: "TrainConfig", parameters: Parameters) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-
-
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(_sgd, ("momentum",)),  # with Nesterov momentum
-    "adamw": OptimizerSpec(_adamw),  # the usual choice to fine-tune a text encoder
+    "sgd": OptimizerSpec(sgd, ("momentum",)),  # with Nesterov momentum
+    "adamw": OptimizerSpec(torch.optim.AdamW),  # the usual choice to fine-tune a text encoder
 }
 OPTIMIZER_FIELDS = ("momentum",)  # the fields some optimizer reads
 

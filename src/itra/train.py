@@ -70,29 +70,34 @@ def train_step(objective: Objective | torch.nn.Module, optimizer: torch.optim.Op
     return {name: value.detach() for name, value in terms.items()}
 
 
-def step_loader(config: TrainConfig, train_set: Dataset, objective: Objective, dist: Dist = Dist(),
-                device: torch.device = torch.device("cpu")) -> PairedLoader:
-    """The batches of each step under `config`: S1 (2m samples with the "split" pairing), and S2 where the
-    objective draws one; with several ranks, this rank's slice of each global batch. `config.workers` processes
-    load them (the same batches as none), into pinned memory when they go to a CUDA `device`."""
-    return PairedLoader(train_set, samples_per_step(config.pairing, config.batch_size), config.second_batch_size,
-                        config.seed, paired=objective.draws_second_batch, num_workers=config.workers,
-                        pin_memory=device.type == "cuda", rank=dist.rank, world_size=dist.world_size)
+def step_loader(train_set: Dataset, objective: Objective, samples: int, second_batch_size: int | None, seed: int,
+                workers: int, dist: Dist = Dist(), device: torch.device = torch.device("cpu")) -> PairedLoader:
+    """The batches of each step: S1 of `samples` samples (`pairing.samples_per_step`: 2m with the "split" pairing), and
+    S2 (of `second_batch_size`, None: as many) where the objective draws one, in the order `seed` draws; with several
+    ranks, this rank's slice of each global batch. `workers` processes load them (the same batches as none), into
+    pinned memory when they go to a CUDA `device`."""
+    return PairedLoader(train_set, samples, second_batch_size, seed, paired=objective.draws_second_batch,
+                        num_workers=workers, pin_memory=device.type == "cuda", rank=dist.rank,
+                        world_size=dist.world_size)
 
 
-def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
-    """Steps of one epoch: ceil(N / s) in one process, s = `samples_per_step`; floor(N / (world_size * s)) with
-    several ranks, whose last, incomplete global batch is dropped (`PairedLoader`)."""
-    step = samples_per_step(config.pairing, config.batch_size) * config.world_size
-    return train_size // step if config.world_size > 1 else math.ceil(train_size / step)
+def steps_per_epoch(train_size: int, samples: int, world_size: int) -> int:
+    """Steps of one epoch of `train_size` samples, each step `samples` per rank (`pairing.samples_per_step`):
+    ceil(N / samples) in one process; floor(N / (world_size * samples)) with several ranks, whose last, incomplete
+    global batch is dropped (`PairedLoader`)."""
+    step = samples * world_size
+    return train_size // step if world_size > 1 else math.ceil(train_size / step)
 
 
 def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
-    """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) and a cosine
-    schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the "split" pairing; per global batch
-    with several ranks)."""
-    optimizer = OPTIMIZERS[config.optimizer].build(config, parameters)
-    steps = config.epochs * steps_per_epoch(config, train_size)
+    """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) given the
+    fields it reads, and a cosine schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the
+    "split" pairing; per global batch with several ranks) over the config's epochs of `train_size` samples."""
+    spec = OPTIMIZERS[config.optimizer]
+    optimizer = spec.build(parameters, lr=config.lr, weight_decay=config.weight_decay,
+                           **{name: getattr(config, name) for name in spec.fields})
+    steps = config.epochs * steps_per_epoch(train_size, samples_per_step(config.pairing, config.batch_size),
+                                            config.world_size)
     return optimizer, cosine_schedule(optimizer, steps)
 
 
@@ -202,7 +207,8 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
          callbacks: Sequence[Callback]) -> dict[str, Any]:
     dist = setup()
     check_world_size(config, dist)
-    check_machine(config)  # what `runs.run` checks before it loads data, for a caller of `fit` itself
+    # what `runs.run` checks before it loads data, for a caller of `fit` itself
+    check_machine(config.device, config.precision, config.compile)
     logger = [TensorBoard(run_dir)] if config.tensorboard else []  # on every rank: the check that it is installed
     device = dist.device(resolve_device(config.device))
     precision = Precision.of(config.precision, device)
@@ -213,7 +219,8 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
     objective = build_objective(config, model, splits.num_classes).to(device)
     if config.compile:
         objective.compile_extractor()
-    loader = step_loader(config, data.train, objective, dist, device)
+    loader = step_loader(data.train, objective, samples_per_step(config.pairing, config.batch_size),
+                         config.second_batch_size, config.seed, config.workers, dist, device)
     optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, 3, dist.rank), device,
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
@@ -242,7 +249,8 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
         except RunFailed as failure:
             return recorder.end(state, failure)
         except RuntimeError as error:  # torch gave up (e.g. an lr that overflows float32): the run failed, a sweep goes on
-            reason = f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; {remedies(config, 'diverged')}"
+            reason = (f"{type(error).__name__} in epoch {state.epoch + 1}: {error}; "
+                      f"{remedies(config.method, config.match, 'diverged')}")
             return recorder.end(state, RunFailed(reason))
         finally:
             for hook in hooks:

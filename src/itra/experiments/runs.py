@@ -101,7 +101,7 @@ def run(config: TrainConfig, out: Path, splits: Splits | None = None, progress: 
     the model's files (`check_model_files`) are checked, before any data is loaded.
     Under torchrun every rank calls it; rank 0 reads the directory and tells the others what it found."""
     config = resolve(config)
-    check_machine(config)
+    check_machine(config.device, config.precision, config.compile)
     check_model_files(config)
     run_dir = Path(out) / config.name
     check_run_dir(run_dir)
@@ -234,7 +234,7 @@ def resume(run_dir: Path, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     run_dir = Path(run_dir)
     dist = setup()
     config = dist.on_main(rundir.read_config, run_dir)
-    check_machine(config)
+    check_machine(config.device, config.precision, config.compile)
     check_model_files(config)
     summary, started = dist.on_main(find_run, run_dir, config)
     if summary is not None:

@@ -6,7 +6,6 @@ step of each, in turn, and a busy machine slows them alike; their ratios stay me
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import platform
 import time
@@ -22,6 +21,7 @@ from itra.data.batches import Batch
 from itra.data.splits import run_splits
 from itra.objective import build_objective
 from itra.models import Classifier
+from itra.pairing import samples_per_step
 from itra.state import Precision
 from itra.train import build_optimizer, step_loader, train_step
 
@@ -65,7 +65,8 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
         if config.compile:
             objective.compile_extractor()
         optimizer, _ = build_optimizer(config, objective.parameters(), len(train_set))  # type: ignore[arg-type]
-        loader = step_loader(dataclasses.replace(config, seed=first.seed), train_set, objective)
+        loader = step_loader(train_set, objective, samples_per_step(config.pairing, config.batch_size),
+                             config.second_batch_size, first.seed, config.workers)
         pairs = _step_batches(loader, steps + 1, device)
         precision = Precision.of(config.precision, device)
         runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs, pr=precision: train_step(o, opt, *p[i], pr))
