@@ -15,7 +15,6 @@ def test_each_step_runs_in_turn_and_the_medians_come_back():
 
 def test_each_config_is_timed_on_its_own_shape_of_batches(monkeypatch):
     import itra.experiments.timing as timing
-    from itra.config import TrainConfig
     from itra.data import Splits
     from itra.models.registry import build_image_model
     from itra.pairing import ONE_PROCESS
