@@ -17,8 +17,8 @@ from tests.helpers import needs_fmnist, small, resolved
 
 
 
-def state_with(objective, config, step=0):
-    return SimpleNamespace(objective=objective, config=config, step=step, epoch=0, device=torch.device("cpu"))
+def state_with(objective, config, step=0, epoch=0):
+    return SimpleNamespace(objective=objective, config=config, step=step, epoch=epoch, device=torch.device("cpu"))
 
 
 def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
@@ -36,6 +36,39 @@ def test_the_guard_waits_for_patience_then_names_step_lambda_and_variant():
     message = str(failure.value)
     assert failure.value.status == "collapsed" and "collapsed at step 6" in message
     assert "lam 3.0" in message and "bandwidth class" in message and "try a lower --lam" in message
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_the_last_epoch_s_end_is_checked_whatever_the_strikes(epochs):
+    # A run shorter than every x patience steps gets no three strikes: its end is checked once.
+    config = resolved(method="center", epochs=epochs)
+    model = build_image_model("cnn", 10, 1)
+    objective = build_objective(config, model, 10)
+    guard = CollapseGuard((torch.randn(32, 1, 28, 28), torch.zeros(32, dtype=torch.long)), every=100, patience=3)
+    healthy = state_with(objective, config, step=epochs * 7, epoch=epochs - 1)
+    guard.on_epoch_end(healthy, {})  # healthy features at the end: nothing to say
+    torch.nn.init.zeros_(model.extractor[-2].weight)  # every feature 0 after the last ReLU
+    torch.nn.init.zeros_(model.extractor[-2].bias)
+    for epoch in range(epochs - 1):  # the epochs before the last are the strikes' business
+        guard.on_epoch_end(state_with(objective, config, step=(epoch + 1) * 7, epoch=epoch), {})
+    with pytest.raises(RunFailed) as failure:
+        guard.on_epoch_end(healthy, {})
+    assert failure.value.status == "collapsed" and f"collapsed at step {epochs * 7} (epoch {epochs})" in str(failure.value)
+    assert objective.training
+
+
+@pytest.mark.parametrize("lam,epochs", [(0.6, 2), (0.6, 3), (2.0, 2)])
+def test_a_short_run_that_ends_collapsed_is_collapsed_not_finished(tmp_path, capsys, lam, epochs):
+    # Center loss pulls the digits CNN's features to 0 (spread exactly 0 after the last ReLU) within 24 steps, fewer
+    # than the 30 (every 10 x patience 3) the strikes need: it used to finish at 10 % accuracy, said to be fine.
+    flags = ["train", "--dataset", "digits", "--method", "center", "--lam", str(lam), "--epochs", str(epochs),
+             "--out", str(tmp_path), "--quiet"]
+    assert main(flags) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"collapsed: features collapsed at step {12 * epochs} (epoch {epochs})" in err
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "collapsed" and "try a lower --lam" in summary["reason"]
 
 
 def test_a_healthy_model_is_never_stopped():

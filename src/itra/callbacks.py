@@ -181,7 +181,9 @@ class TensorBoard(Callback):
 class CollapseGuard(Callback):
     """Ends the run as "collapsed" when the features of a fixed training batch (eval mode, every
     `every` steps) have lost their spread (`collapse.feature_spread` below `threshold`) at `patience`
-    checks in a row: every sample has (nearly) the same feature vector, and it does not come back."""
+    checks in a row: every sample has (nearly) the same feature vector, and it does not come back. The end of
+    the last epoch is checked too, once, whatever the strikes: a run too short for `patience` checks (fewer than
+    `every * patience` steps) that ends with collapsed features is collapsed, not finished at chance accuracy."""
 
     def __init__(self, probe: Batch, every: int = 10, patience: int = 3, threshold: float = COLLAPSE_THRESHOLD,
                  size: int = 64) -> None:
@@ -192,21 +194,35 @@ class CollapseGuard(Callback):
     def on_step(self, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
         if state.step % self.every:
             return
+        spread = self._spread(state)
+        self.strikes = self.strikes + 1 if spread < self.threshold else 0
+        if self.strikes >= self.patience:
+            self._fail(state, spread)
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        if state.epoch + 1 < state.config.epochs:
+            return
+        spread = self._spread(state)
+        if spread < self.threshold:
+            self._fail(state, spread)
+
+    def _spread(self, state: TrainState) -> float:
+        """`feature_spread` of the probe's features, the model in eval mode (and back in training mode after)."""
         *inputs, _ = self.probe
         state.objective.eval()
         with torch.no_grad():
             features, _ = state.objective.embed(*(x.to(state.device) for x in inputs))
         state.objective.train()
-        spread = float(feature_spread(features))
-        self.strikes = self.strikes + 1 if spread < self.threshold else 0
-        if self.strikes >= self.patience:
-            config = state.config
-            spec = METHODS[config.method]
-            setting = ", ".join(f"{name} {getattr(config, name)}" for name in spec.fields if name != "second_batch_size")
-            raise RunFailed(
-                f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
-                f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
-                f"{remedies(config.method, config.match, 'collapsed')}", status="collapsed")
+        return float(feature_spread(features))
+
+    def _fail(self, state: TrainState, spread: float) -> None:
+        config = state.config
+        spec = METHODS[config.method]
+        setting = ", ".join(f"{name} {getattr(config, name)}" for name in spec.fields if name != "second_batch_size")
+        raise RunFailed(
+            f"features collapsed at step {state.step} (epoch {state.epoch + 1}): every sample has the same "
+            f"feature vector (spread {spread:.1e}); {config.method} with {setting or 'its defaults'}; "
+            f"{remedies(config.method, config.match, 'collapsed')}", status="collapsed")
 
     def state_dict(self) -> dict[str, Any]:
         return {"strikes": self.strikes}  # a collapse that began before a resume counts on after it
