@@ -1,6 +1,6 @@
 """README's "Is ITRA worth it?" table: one row per regime, from the committed studies (`itra.experiments.worth_it`).
 
-    python benchmarks/worth_it.py          # prints the table and writes benchmarks/runs/worth-it.md
+    python benchmarks/worth_it.py          # prints the table, writes benchmarks/runs/worth-it.md and README's copy
 """
 from __future__ import annotations
 
@@ -20,8 +20,19 @@ STUDIES = [
      RUNS / "ood-fmnist/reproduce-ood-fmnist-cnn/table.json"),
 ]
 OUT = RUNS / "worth-it.md"
+README = RUNS.parents[1] / "README.md"
+MARKERS = ("<!-- worth-it table: benchmarks/worth_it.py -->\n", "<!-- end of the worth-it table -->\n")
+
+
+def with_table(readme: str, table: str) -> str:
+    """`readme` with `table` between the two `MARKERS` of its "Is ITRA worth it?" section."""
+    before, rest = readme.split(MARKERS[0], 1)
+    _, after = rest.split(MARKERS[1], 1)
+    return before + MARKERS[0] + table + MARKERS[1] + after
+
 
 if __name__ == "__main__":
     table = worth_it_table(STUDIES)
     OUT.write_text(table)
+    README.write_text(with_table(README.read_text(), table))
     print(table)

@@ -63,3 +63,5 @@ def test_the_committed_verdict_regenerates_from_the_committed_studies():
     from itra.experiments.worth_it import worth_it_table
 
     assert script.OUT.read_text() == worth_it_table(script.STUDIES)
+    readme = script.README.read_text()
+    assert script.with_table(readme, script.OUT.read_text()) == readme  # README holds the table the script writes
