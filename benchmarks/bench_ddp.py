@@ -55,7 +55,7 @@ def _worker(rank: int, world: int, port: int, batch_size: int, steps: int, threa
         torch.manual_seed(0)
         objective = build_objective(config, build_image_model("cnn", CLASSES, 1), CLASSES).train()
         module = dist.wrap(objective, device)
-        optimizer, _ = build_optimizer(config, objective.parameters(), 10 * batch_size * world)
+        optimizer, _ = build_optimizer(config, objective.parameters(), steps=10)
         first, second = batch(), batch()
         runners[label] = (lambda _, m=module, o=optimizer, s1=first, s2=second if objective.draws_second_batch else None:
                           train_step(m, o, s1, s2))

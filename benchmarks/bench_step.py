@@ -76,7 +76,7 @@ def step_runner(name: str, mode: str, compiled: bool, first: Batch, second: Batc
     objective = build_objective(config, build_model(name), CLASSES).to(device).train()
     if compiled:
         objective.compile_extractor()
-    optimizer, _ = build_optimizer(config, objective.parameters(), train_size=len(first[-1]))
+    optimizer, _ = build_optimizer(config, objective.parameters(), steps=1)
     s1 = tuple(torch.cat(halves) for halves in zip(first, second)) if mode == "split" else first
     s2 = second if objective.draws_second_batch else None
     return lambda _: train_step(objective, optimizer, s1, s2)

@@ -1,6 +1,5 @@
 """What several test modules share: the Fashion-MNIST skip mark, a small real-data config, and a run killed
 after its first epoch."""
-import math
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,14 @@ def small(method="itra-c", **kwargs) -> TrainConfig:
 def fit_first_epoch_then_interrupt(config: TrainConfig, splits, run_dir: Path) -> None:
     """Train `config` (with a `train_subset`) into `run_dir` and interrupt it at the first step of epoch 2, as a
     kill would: the run directory holds epoch 1's row and checkpoint."""
+    from itra.data.paired import PairedLoader
     from itra.experiments.runs import build_model
     from itra.objective import Objective
     from itra.pairing import samples_per_step
     from itra.train import fit
 
-    steps_per_epoch = math.ceil(config.train_subset / samples_per_step(config.pairing, config.batch_size))
+    steps_per_epoch = len(PairedLoader(list(range(config.train_subset)),
+                                       samples_per_step(config.pairing, config.batch_size), seed=0))
     calls = {"n": 0}
     original = Objective.forward
 

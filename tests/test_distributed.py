@@ -208,9 +208,10 @@ def one_process_on_global_batches(case: str) -> dict[str, torch.Tensor]:
     splits = digits()
     train = run_splits(splits, config.train_subset, None, 0.0, config.seed).train
     objective = build_objective(single, mlp(), splits.num_classes).train()
-    optimizer, schedule = build_optimizer(single, objective.parameters(), len(train))
-    for batch in step_loader(train, objective, samples_per_step(single.pairing, single.batch_size),
-                             single.second_batch_size, single.seed, single.workers):
+    loader = step_loader(train, objective, samples_per_step(single.pairing, single.batch_size),
+                         single.second_batch_size, single.seed, single.workers)
+    optimizer, schedule = build_optimizer(single, objective.parameters(), len(loader) * single.epochs)
+    for batch in loader:
         if config.pairing == "split":  # batch: S1 of 2 * WORLD * M; no batch norm, so one pass is every slice's
             (x, y), half = batch, len(batch[1]) // (2 * WORLD)
             features = objective.model.extractor(x).chunk(WORLD)

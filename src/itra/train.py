@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,23 +80,13 @@ def step_loader(train_set: Dataset, objective: Objective, samples: int, second_b
                         world_size=dist.world_size)
 
 
-def steps_per_epoch(train_size: int, samples: int, world_size: int) -> int:
-    """Steps of one epoch of `train_size` samples, each step `samples` per rank (`pairing.samples_per_step`):
-    ceil(N / samples) in one process; floor(N / (world_size * samples)) with several ranks, whose last, incomplete
-    global batch is dropped (`PairedLoader`)."""
-    step = samples * world_size
-    return train_size // step if world_size > 1 else math.ceil(train_size / step)
-
-
-def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], train_size: int):
+def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter], steps: int):
     """The config's optimizer (`itra.optimizers.OPTIMIZERS`: SGD with Nesterov momentum, AdamW, ...) given the
-    fields it reads, and a cosine schedule stepped once per step (per S1 mini-batch, or per batch of 2m with the
-    "split" pairing; per global batch with several ranks) over the config's epochs of `train_size` samples."""
+    fields it reads, and a cosine schedule stepped once per optimizer step over the run's `steps` (`fit`: the
+    epochs times the step loader's length, `PairedLoader.__len__`)."""
     spec = OPTIMIZERS[config.optimizer]
     optimizer = spec.build(parameters, lr=config.lr, weight_decay=config.weight_decay,
                            **{name: getattr(config, name) for name in spec.fields})
-    steps = config.epochs * steps_per_epoch(train_size, samples_per_step(config.pairing, config.batch_size),
-                                            config.world_size)
     return optimizer, cosine_schedule(optimizer, steps)
 
 
@@ -221,12 +210,12 @@ def _fit(config: ResolvedConfig, splits: Splits, model: Classifier, run_dir: Pat
         objective.compile_extractor()
     loader = step_loader(data.train, objective, samples_per_step(config.pairing, config.batch_size),
                          config.second_batch_size, config.seed, config.workers, dist, device)
-    optimizer, schedule = build_optimizer(config, objective.parameters(), len(data.train))  # type: ignore[arg-type]
+    total_steps = len(loader) * config.epochs
+    optimizer, schedule = build_optimizer(config, objective.parameters(), total_steps)
     state = TrainState(config, objective, optimizer, schedule, epoch_generator(config.seed, 0, 3, dist.rank), device,
                        precision, len(loader), train_size=len(data.train), test_size=len(data.test),  # type: ignore[arg-type]
                        dist=dist, step_module=dist.wrap(objective, device))
     probe = compactness_probe(data.train, epoch_generator(config.seed, 0, stream=5))  # two fixed training batches
-    total_steps = len(loader) * config.epochs
     warmup = warmup_steps(config.lam_warmup, config.lam_warmup_ratio, total_steps)
     progress = progress and dist.is_main
     hooks = [DivergenceGuard(), CollapseGuard(probe[0]), CompactnessProbe(probe, config.compactness_every),

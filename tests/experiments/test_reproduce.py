@@ -10,8 +10,8 @@ from itra.experiments.presets import find_preset
 from itra.experiments.reproduce import picked_rows, preset_configs, reuse_step_times, strength_grid
 from itra.methods import METHODS
 from itra.rundir import read_metrics
+from itra.data.paired import PairedLoader
 from itra.pairing import samples_per_step
-from itra.train import steps_per_epoch
 from itra.warmup import warmup_steps
 
 from tests.helpers import needs_fmnist
@@ -113,8 +113,9 @@ def test_the_wordnet_top10_preset_trains_minilm_at_full_lambda_for_most_of_its_s
                     "ITRA-c": ("itra-c", 0.5, None), "ITRA-c (previous)": ("itra-c", 0.5, None),
                     "ITRA-c λ=1": ("itra-c", 1.0, None), "ITRA-c λ=0 (control)": ("itra-c", 0.0, None)}
     for setting, config in configs:
-        samples = samples_per_step(config.pairing, config.batch_size)
-        steps = config.epochs * steps_per_epoch(config.train_subset, samples, config.world_size)  # the preset's 12 x 63
+        loader = PairedLoader(list(range(config.train_subset)), samples_per_step(config.pairing, config.batch_size),
+                              seed=0, world_size=config.world_size)  # the length `fit`'s schedule and warm-up count
+        steps = config.epochs * len(loader)  # the preset's 12 x 63
         assert steps == 756 and config.val_split == 500 and config.test_subset == 1000 and config.max_length == 32
         if config.method == "itra-c":  # λ full for at least three quarters of the run
             assert warmup_steps(config.lam_warmup, config.lam_warmup_ratio, steps) <= steps / 4

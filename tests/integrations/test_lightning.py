@@ -106,8 +106,9 @@ def test_an_epoch_with_the_default_optimizer_equals_itra_trains_loop():
     reference = Objective(copy.deepcopy(model), ITRALoss(num_classes=NUM_CLASSES), LAM, term="match")
     module = ITRAModule(model, lam=LAM, lam_warmup=2)
     logs = fit(module, PairedDataModule(images(), BATCH, seed=SEED), epochs=1).logs
-    optimizer, schedule = build_optimizer(resolved(epochs=1, batch_size=BATCH), reference.parameters(), 24)
-    for step, (first, second) in enumerate(PairedLoader(images(), BATCH, seed=SEED), start=1):
+    loader = PairedLoader(images(), BATCH, seed=SEED)
+    optimizer, schedule = build_optimizer(resolved(epochs=1, batch_size=BATCH), reference.parameters(), len(loader))
+    for step, (first, second) in enumerate(loader, start=1):
         reference.lam = LAM * min(1.0, step / 2)
         terms = train_step(reference, optimizer, first, second)
         schedule.step()

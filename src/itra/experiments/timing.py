@@ -64,9 +64,9 @@ def time_steps(configs: Sequence[TrainConfig], splits: Splits, model_factory: Ca
         objective = build_objective(config, model_factory(config), splits.num_classes).to(device).train()
         if config.compile:
             objective.compile_extractor()
-        optimizer, _ = build_optimizer(config, objective.parameters(), len(train_set))  # type: ignore[arg-type]
         loader = step_loader(train_set, objective, samples_per_step(config.pairing, config.batch_size),
                              config.second_batch_size, first.seed, config.workers)
+        optimizer, _ = build_optimizer(config, objective.parameters(), len(loader) * config.epochs)
         pairs = _step_batches(loader, steps + 1, device)
         precision = Precision.of(config.precision, device)
         runners[config.name] = (lambda i, o=objective, opt=optimizer, p=pairs, pr=precision: train_step(o, opt, *p[i], pr))
