@@ -19,10 +19,16 @@ def variant_label(config: TrainConfig) -> str:
     return spec.label + (f" ({', '.join(changed)})" if changed else "")
 
 
+def strength_text(field: str | None, value: float | None) -> str:
+    """A strength as labels write it: `λ=0.6` for ("lam", 0.6), `ε=0.1` for ("smoothing", 0.1); "" without a
+    strength `field`."""
+    return "" if field is None else f"{STRENGTH_SYMBOLS.get(field, field)}={value:g}"
+
+
 def strength_label(config: TrainConfig) -> str:
     """How strongly a run's method acts, as labels write it: `λ=0.6`, `ε=0.1`; "" for a method without a strength."""
     strength = METHODS[config.method].strength
-    return "" if strength is None else f"{STRENGTH_SYMBOLS.get(strength, strength)}={getattr(config, strength):g}"
+    return strength_text(strength, None if strength is None else getattr(config, strength))
 
 
 def method_label(config: TrainConfig) -> str:

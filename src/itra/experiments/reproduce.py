@@ -24,7 +24,7 @@ from itra.experiments.runs import LoadedSplits, build_model, check_run_dirs, fin
 from itra.experiments.table import SCALED_METRICS, aggregate, format_mean_std, format_seeds, markdown_table, mean_std, separated
 from itra.experiments.timing import time_steps
 from itra.methods import METHODS, REFERENCE, method_fields
-from itra.experiments.labels import STRENGTH_SYMBOLS
+from itra.experiments.labels import strength_text
 from itra.rundir import write_json
 from itra.checks import check_count
 from itra.errors import MissingFile
@@ -308,8 +308,7 @@ def differences_table(compared: dict[str, Any], rows: list[dict[str, Any]], scal
 
 
 def _strength(row: dict[str, Any]) -> str:
-    field = row["strength_field"]
-    return "–" if field is None else f"{STRENGTH_SYMBOLS.get(field, field)}={row['strength']:g}"
+    return strength_text(row["strength_field"], row["strength"]) or "–"
 
 
 def print_table(result: dict[str, Any]) -> None:
