@@ -42,13 +42,17 @@ class Loaded(Exception):
     """Raised where a command would load its data (or read its runs): the checks are behind it."""
 
 
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, by name."""
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def numeric_flags() -> list[tuple[str, str, bool]]:
     """(command, flag, is_int) for every flag of every command that takes a number."""
     hints = typing.get_type_hints(TrainConfig)
     fields = {"--" + f.name.replace("_", "-"): hints[f.name] for f in dataclasses.fields(TrainConfig)}
-    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     found = []
-    for command, parser in subparsers.choices.items():
+    for command, parser in commands().items():
         for action in parser._actions:
             flag = next((s for s in action.option_strings if s.startswith("--")), None)
             if flag is None or action.nargs == 0:
@@ -115,6 +119,43 @@ def test_every_numeric_flag_refuses_bad_values_before_any_data_loads(tmp_path, c
     assert last.startswith(f"itra {command}: error: ")
     assert flag in last or f"`{flag[2:].replace('-', '_')}`" in last, last
     assert not (tmp_path / "out").exists()
+
+
+def path_arguments() -> list[tuple[str, str]]:
+    """(command, flag or positional's metavar) for every argument of every command that names a file or folder."""
+    from itra.cli import _path
+
+    return [(command, next(iter(action.option_strings), action.metavar)) for command, parser in commands().items()
+            for action in parser._actions if action.type is _path or action.dest == "data_dir"]
+
+
+PATHS = path_arguments()
+
+
+def test_the_path_arguments_are_read_from_the_parser():
+    assert {("train", "--out"), ("train", "--resume"), ("train", "--data-dir"), ("sweep", "--data-dir"),
+            ("report", "RUN_DIRS"), ("similarity", "RUN_DIR"), ("ood", "--out"), ("reproduce", "--data-dir")} <= set(PATHS)
+    assert {command for command, _ in PATHS} == set(COMMAND_ARGS)
+
+
+@pytest.mark.parametrize("command, argument", PATHS, ids=[f"{c}-{a}" for c, a in PATHS])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch, no_data, command,
+                                                                 argument):
+    """`--out "$OUT"` with OUT unset: one line naming the argument, and nothing written (here or in the current
+    folder)."""
+    monkeypatch.chdir(tmp_path)
+    positional = not argument.startswith("--")
+    argv = [command, *([""] if positional else [*COMMAND_ARGS[command], argument, ""]), "--out",
+            str(tmp_path / "out")] if argument != "--out" else [command, *COMMAND_ARGS[command], "--out", ""]
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"itra {command}: error: "), last
+    assert argument in last or f"`{argument[2:].replace('-', '_')}`" in last, last
+    assert not any(tmp_path.iterdir())
 
 
 def _given_at_default() -> list[list[str]]:
