@@ -158,6 +158,26 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, capsy
     assert not any(tmp_path.iterdir())
 
 
+def _sweep_location_flags() -> list[tuple[str, str]]:
+    """(flag, two values) for every location field that `itra sweep` takes as a list (a switch has one value)."""
+    from itra.cli import _flag_type
+    from itra.config import LOCATION_FIELDS
+
+    hints = typing.get_type_hints(TrainConfig)
+    kinds = {name: _flag_type(hints[name]) for name in LOCATION_FIELDS}
+    return [("--" + name.replace("_", "-"), {int: "0,1", str: "auto,cpu"}[kind]) for name, kind in kinds.items()
+            if kind is not bool]
+
+
+@pytest.mark.parametrize("flag, values", _sweep_location_flags())
+def test_a_sweep_over_a_location_field_is_refused_not_trained_once(tmp_path, capsys, no_data, flag, values):
+    """Runs that differ only where they run have one name: a grid over such a field trained its first value alone."""
+    assert main(["sweep", flag, values, "--out", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"itra sweep: error: {flag} {values}: ") and "give one value" in line
+    assert not any(tmp_path.iterdir())
+
+
 def _given_at_default() -> list[list[str]]:
     """Every config flag of `itra train`, given at its default value (a switch as itself; a field without a default
     value at a value of its type): what `--resume` must refuse as surely as any other value."""
