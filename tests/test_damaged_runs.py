@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import random
 import shutil
@@ -35,16 +36,16 @@ VIT = ["--dataset", "digits", "--model", "vit", "--method", "lsr", "--epochs", "
 STUDY = "reproduce-digits-cnn-smoke"  # the preset's table.json: its step times are reused, not measured per instance
 
 EVERY_FILE = ("deleted", "empty", "random", "truncated", "another")
-WRONG_JSON = ("list", "string", "null", "number", "missing-keys", "wrong-types", "unknown-keys")
+WRONG_JSON = ("list", "string", "null", "number", "missing-keys", "wrong-types", "unknown-keys", "non-finite")
 DAMAGES = {CONFIG: EVERY_FILE + WRONG_JSON,
            METRICS: EVERY_FILE + WRONG_JSON + ("torn-last-line", "extra-row"),
            SUMMARY: EVERY_FILE + WRONG_JSON + ("legacy",),
            CHECKPOINT: EVERY_FILE + ("not-a-dict", "missing-keys", "wrong-types", "legacy", "another-legacy")}
 # The commands that read each file: of an ended run ("finished"), and of a killed one (no summary.json: resumed).
-READERS = {"finished": {CONFIG: ("train", "sweep", "resume", "report", "reproduce", "similarity"),
-                        METRICS: ("train", "sweep", "resume", "report", "reproduce", "similarity"),
-                        SUMMARY: ("train", "sweep", "resume", "report", "reproduce"),
-                        CHECKPOINT: ("report", "similarity")},
+READERS = {"finished": {CONFIG: ("train", "sweep", "resume", "report", "reproduce", "similarity", "ood"),
+                        METRICS: ("train", "sweep", "resume", "report", "reproduce", "similarity", "ood"),
+                        SUMMARY: ("train", "sweep", "resume", "report", "reproduce", "ood"),
+                        CHECKPOINT: ("report", "similarity", "ood")},
            "killed": {CONFIG: ("train", "sweep", "resume"), METRICS: ("train", "sweep", "resume"),
                       CHECKPOINT: ("train", "sweep", "resume")}}
 # (state, file, damage): {command: what happens} where it is not a refusal naming the file
@@ -53,10 +54,10 @@ NONE_ENDED = "none ended"  # exit 2: `reproduce --table-only` of a study none of
 OK = "ok"
 DOCUMENTED = {
     ("finished", CONFIG, "deleted"): {"train": OK, "sweep": OK, "reproduce": OK,  # the summary is the command's run's
-                                      "report": NOT_A_RUN},
+                                      "report": NOT_A_RUN, "ood": NOT_A_RUN},
     ("killed", CONFIG, "deleted"): {"train": OK, "sweep": OK},  # the checkpoint is the command's run's: resumed
     ("finished", SUMMARY, "deleted"): {"train": OK, "sweep": OK, "resume": OK,  # not ended: resumed
-                                       "reproduce": NONE_ENDED, "report": NOT_A_RUN},
+                                       "reproduce": NONE_ENDED, "report": NOT_A_RUN, "ood": NOT_A_RUN},
     ("killed", CHECKPOINT, "deleted"): {"train": OK, "sweep": OK, "resume": OK},  # nothing to resume: trained afresh
     ("finished", METRICS, "extra-row"): {"similarity": OK},  # a kill between a row and its checkpoint leaves one more
     ("killed", METRICS, "extra-row"): {"train": OK, "sweep": OK, "resume": OK},  # that row is trained again
@@ -116,9 +117,13 @@ def damage(path: Path, kind: str, other: Path) -> None:
         value = json.loads(text.decode().splitlines()[0] if path.name == METRICS else text)
         missing = {CONFIG: ("method", "dataset"), METRICS: rundir.TEST_METRICS, SUMMARY: tuple(value)}[path.name]
         wrong = {CONFIG: {"lr": "abc"}, METRICS: {"test_accuracy": "abc"}, SUMMARY: {"epoch": "one"}}[path.name]
+        # NaN, which itra never writes (a non-finite number is null): read as a number, it would be averaged in
+        non_finite = {CONFIG: {"lr": math.nan}, METRICS: {"test_accuracy": math.nan},
+                      SUMMARY: {"test_accuracy": math.nan}}[path.name]
         changed = {"list": [1, 2, 3], "string": "x", "null": None, "number": 3,
                    "missing-keys": {k: v for k, v in value.items() if k not in missing} or {"status": "finished"},
                    "wrong-types": {**value, **wrong}, "unknown-keys": {**value, "colour": "red"},
+                   "non-finite": {**value, **non_finite},
                    "legacy": {k: v for k, v in value.items() if k != "identity"}}[kind]
         path.write_text(json.dumps(changed) + "\n")
 
@@ -129,6 +134,7 @@ def command_line(command: str, flags: list[str], run_dir: Path, out: Path, tmp: 
             "resume": ["train", "--resume", str(run_dir), "--quiet"],
             "report": ["report", str(out), "--out", str(tmp / "report"), "--timing-steps", "1", "--tsne-points", "20"],
             "similarity": ["similarity", str(run_dir), "--out", str(tmp / "similarity")],
+            "ood": ["ood", str(run_dir), "--out", str(tmp / "ood")],
             "reproduce": ["reproduce", "digits", "--smoke", "--table-only", "--seeds", "1", "--out", str(out),
                           "--quiet"]}[command]
 
@@ -169,7 +175,8 @@ def test_a_damaged_run_file_is_one_line_naming_it_or_documented(prepared, tmp_pa
 
 def test_the_grid_covers_every_file_damage_and_command():
     assert {file for _, file, _, _ in CASES} == {CONFIG, METRICS, SUMMARY, CHECKPOINT}
-    assert {command for *_, command in CASES} == {"train", "sweep", "resume", "report", "reproduce", "similarity"}
+    assert {command for *_, command in CASES} == {"train", "sweep", "resume", "report", "reproduce", "similarity",
+                                                  "ood"}
     assert len(CASES) > 300
 
 
