@@ -86,6 +86,7 @@ def prepared(tmp_path_factory):
     assert main(["reproduce", "digits", "--smoke", "--table-only", "--seeds", "1", "--out", str(root / "cnn"),
                  "--quiet"]) == 0
     runs = {name: next(path for path in (root / name).iterdir() if path.name != STUDY) for name in ("cnn", "vit")}
+    assert main(["ood", str(runs["cnn"]), "--out", str(root / "ood")]) == 0
     return root, runs
 
 
@@ -178,6 +179,40 @@ def test_the_grid_covers_every_file_damage_and_command():
     assert {command for *_, command in CASES} == {"train", "sweep", "resume", "report", "reproduce", "similarity",
                                                   "ood"}
     assert len(CASES) > 300
+
+
+# ---------------------------------------------------------------- files a command writes into --out and reads back
+# reproduce --table-only reuses the step times of the study's table.json; ood reuses a run's measures, <run>.json
+DERIVED_DAMAGES = ("empty", "random", "truncated", "list", "wrong-types", "non-finite", "another")
+DERIVED_CASES = [(file, kind) for file in ("table.json", "measures") for kind in DERIVED_DAMAGES
+                 if (file, kind) != ("table.json", "another")]  # another study's times are of other runs: timed anew
+
+
+@pytest.mark.parametrize("file, damage_kind", DERIVED_CASES, ids=["-".join(case) for case in DERIVED_CASES])
+def test_a_damaged_file_of_a_commands_own_output_is_one_line_naming_it(prepared, tmp_path, capsys, file, damage_kind):
+    root, runs = prepared
+    out = tmp_path.resolve() / "runs"
+    run_dir = out / runs["cnn"].name
+    shutil.copytree(runs["cnn"], run_dir)
+    shutil.copytree(root / "cnn" / STUDY, out / STUDY)
+    shutil.copytree(root / "ood", tmp_path / "ood")
+    path = out / STUDY / "table.json" if file == "table.json" else tmp_path / "ood" / f"{run_dir.name}.json"
+    if damage_kind in ("empty", "random", "truncated"):
+        damage(path, damage_kind, path)
+    else:
+        value = json.loads(path.read_text())
+        key, changed = ("step_seconds", {name: {"wrong-types": "abc", "non-finite": math.nan}.get(damage_kind)
+                                         for name in value["step_seconds"]}) if file == "table.json" else \
+            {"wrong-types": ("accuracy", "abc"), "non-finite": ("accuracy", math.nan), "another": ("run", "other")}.get(
+                damage_kind, (None, None))
+        path.write_text(json.dumps([1, 2, 3] if damage_kind == "list" else {**value, key: changed}))
+    capsys.readouterr()
+
+    argv = command_line("reproduce", CNN, run_dir, out, tmp_path) if file == "table.json" else \
+        ["ood", str(run_dir), "--out", str(tmp_path / "ood")]
+    code = main(argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
+    assert code == 2 and len(lines) == 1 and str(path) in lines[0], lines
 
 
 # ---------------------------------------------------------------- writes that fail, and a run directory that is a file
