@@ -2,9 +2,10 @@
 
 (a) every numeric flag of every command (read from `build_parser`, so a new flag is covered as it is added) x
     (0, negative, NaN, inf, huge): exit 2 and one line naming the flag before any data loads, or, where the value
-    is valid (`VALID`), the command goes on to load its data;
-(b) every public function x wrong types, out-of-range labels, empty and non-finite tensors: `BadValue` naming the
-    argument;
+    is valid (`VALID`), the command goes on to load its data; every path argument of every command x the empty
+    string, and every location field of `itra sweep` x two values: exit 2, one line naming it, nothing written;
+(b) every public function x wrong types, out-of-range or bool labels, empty and non-finite tensors, non-bool flags:
+    `BadValue` naming the argument;
 (c) `split_classifier` over a grid of model shapes (post-head transforms, misleading names): a split whose logits
     are the model's own, or a one-line refusal.
 """
