@@ -2,9 +2,10 @@
 
 (a) every numeric flag of every command (read from `build_parser`, so a new flag is covered as it is added) x
     (0, negative, NaN, inf, huge): exit 2 and one line naming the flag before any data loads, or, where the value
-    is valid (`VALID`), the command goes on to load its data;
-(b) every public function x wrong types, out-of-range labels, empty and non-finite tensors: `BadValue` naming the
-    argument;
+    is valid (`VALID`), the command goes on to load its data; every path argument of every command x the empty
+    string, and every location field of `itra sweep` x two values: exit 2, one line naming it, nothing written;
+(b) every public function x wrong types, out-of-range or bool labels, empty and non-finite tensors, non-bool flags:
+    `BadValue` naming the argument;
 (c) `split_classifier` over a grid of model shapes (post-head transforms, misleading names): a split whose logits
     are the model's own, or a one-line refusal.
 """
@@ -42,13 +43,17 @@ class Loaded(Exception):
     """Raised where a command would load its data (or read its runs): the checks are behind it."""
 
 
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, by name."""
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def numeric_flags() -> list[tuple[str, str, bool]]:
     """(command, flag, is_int) for every flag of every command that takes a number."""
     hints = typing.get_type_hints(TrainConfig)
     fields = {"--" + f.name.replace("_", "-"): hints[f.name] for f in dataclasses.fields(TrainConfig)}
-    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     found = []
-    for command, parser in subparsers.choices.items():
+    for command, parser in commands().items():
         for action in parser._actions:
             flag = next((s for s in action.option_strings if s.startswith("--")), None)
             if flag is None or action.nargs == 0:
@@ -115,6 +120,63 @@ def test_every_numeric_flag_refuses_bad_values_before_any_data_loads(tmp_path, c
     assert last.startswith(f"itra {command}: error: ")
     assert flag in last or f"`{flag[2:].replace('-', '_')}`" in last, last
     assert not (tmp_path / "out").exists()
+
+
+def path_arguments() -> list[tuple[str, str]]:
+    """(command, flag or positional's metavar) for every argument of every command that names a file or folder."""
+    from itra.cli import _path
+
+    return [(command, next(iter(action.option_strings), action.metavar)) for command, parser in commands().items()
+            for action in parser._actions if action.type is _path or action.dest == "data_dir"]
+
+
+PATHS = path_arguments()
+
+
+def test_the_path_arguments_are_read_from_the_parser():
+    assert {("train", "--out"), ("train", "--resume"), ("train", "--data-dir"), ("sweep", "--data-dir"),
+            ("report", "RUN_DIRS"), ("similarity", "RUN_DIR"), ("ood", "--out"), ("reproduce", "--data-dir")} <= set(PATHS)
+    assert {command for command, _ in PATHS} == set(COMMAND_ARGS)
+
+
+@pytest.mark.parametrize("command, argument", PATHS, ids=[f"{c}-{a}" for c, a in PATHS])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch, no_data, command,
+                                                                 argument):
+    """`--out "$OUT"` with OUT unset: one line naming the argument, and nothing written (here or in the current
+    folder)."""
+    monkeypatch.chdir(tmp_path)
+    positional = not argument.startswith("--")
+    argv = [command, *([""] if positional else [*COMMAND_ARGS[command], argument, ""]), "--out",
+            str(tmp_path / "out")] if argument != "--out" else [command, *COMMAND_ARGS[command], "--out", ""]
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"itra {command}: error: "), last
+    assert argument in last or f"`{argument[2:].replace('-', '_')}`" in last, last
+    assert not any(tmp_path.iterdir())
+
+
+def _sweep_location_flags() -> list[tuple[str, str]]:
+    """(flag, two values) for every location field that `itra sweep` takes as a list (a switch has one value)."""
+    from itra.cli import _flag_type
+    from itra.config import LOCATION_FIELDS
+
+    hints = typing.get_type_hints(TrainConfig)
+    kinds = {name: _flag_type(hints[name]) for name in LOCATION_FIELDS}
+    return [("--" + name.replace("_", "-"), {int: "0,1", str: "auto,cpu"}[kind]) for name, kind in kinds.items()
+            if kind is not bool]
+
+
+@pytest.mark.parametrize("flag, values", _sweep_location_flags())
+def test_a_sweep_over_a_location_field_is_refused_not_trained_once(tmp_path, capsys, no_data, flag, values):
+    """Runs that differ only where they run have one name: a grid over such a field trained its first value alone."""
+    assert main(["sweep", flag, values, "--out", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"itra sweep: error: {flag} {values}: ") and "give one value" in line
+    assert not any(tmp_path.iterdir())
 
 
 def _given_at_default() -> list[list[str]]:
@@ -191,15 +253,18 @@ def _with(value, index=(0, 0)):
 FEATURE_DAMAGES = {
     "numpy": lambda t: t.numpy(), "list": lambda t: t.tolist(), "text": lambda t: "abc",
     "integer dtype": lambda t: t.long(), "1-D": lambda t: t[:, 0], "empty": lambda t: t[:0],
+    "no feature": lambda t: t[:, :0],
     "NaN": _with(math.nan), "inf": _with(math.inf),
 }
 LABEL_DAMAGES = {
     "numpy": lambda y: y.numpy(), "list": lambda y: y.tolist(), "text": lambda y: "abc",
-    "float dtype": lambda y: y.float(), "label K": _with(3, 0), "label -1": _with(-1, 0), "2-D": lambda y: y[:, None],
+    "float dtype": lambda y: y.float(), "bool dtype": lambda y: y.bool(), "label K": _with(3, 0), "label -1": _with(-1, 0), "2-D": lambda y: y[:, None],
     "one too few": lambda y: y[1:],
 }
 SCALAR_DAMAGES = {"NaN": math.nan, "inf": math.inf, "negative": -1, "zero": 0, "fraction": 1.5, "text": "abc",
                   "bool": True, "huge": 10**30, "None": None}
+# a bool argument: anything else is refused, not read by its truth value ("no" is true)
+FLAG_DAMAGES = {"text": "no", "None": None, "number": 1}
 
 
 def _dataset(n=20):
@@ -212,6 +277,31 @@ def _paired(**kwargs):
     next(iter(PairedLoader(**{"dataset": _dataset(), "batch_size": 4, **kwargs})))
 
 
+def _module(**kwargs):
+    from itra.integrations.lightning import ITRAModule
+
+    ITRAModule(**kwargs)
+
+
+def _classifier(head=None):
+    from itra.models.classifier import Classifier
+
+    return Classifier(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), head or nn.Linear(4, 3))
+
+
+def _trainer(**kwargs):
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from itra.integrations.transformers import ITRATrainer
+
+    model = nn.Sequential()
+    model.add_module("body", nn.Linear(3, 4))
+    model.add_module("classifier", nn.Linear(4, 3))
+    args = TrainingArguments("unused", report_to=[], use_cpu=True)
+    ITRATrainer(model, args, **kwargs)
+
+
 def _split(**kwargs):
     from itra.models.adapter import split_classifier
 
@@ -222,27 +312,43 @@ def _split(**kwargs):
 LABELS = torch.tensor([0, 1, 2, 0, 1, 2])
 FUNCTIONS = {
     "mmd": (lambda **a: __import__("itra").mmd(**a), dict(x=_features(), y=_features(seed=1)),
-            {"x": FEATURE_DAMAGES, "y": FEATURE_DAMAGES, "bandwidth": SCALAR_DAMAGES}, {"bandwidth": {"fraction", "huge"}}),
+            {"x": FEATURE_DAMAGES, "y": FEATURE_DAMAGES, "bandwidth": SCALAR_DAMAGES, "squared": FLAG_DAMAGES},
+            {"bandwidth": {"fraction", "huge"}}),
     "class_conditional_mmd": (lambda **a: __import__("itra").class_conditional_mmd(**a),
                               dict(h1=_features(), y1=LABELS, h2=_features(seed=1), y2=LABELS, num_classes=3),
                               {"h1": FEATURE_DAMAGES, "y1": LABEL_DAMAGES, "h2": FEATURE_DAMAGES, "y2": LABEL_DAMAGES,
-                               "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES},
+                               "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "squared": FLAG_DAMAGES},
                               {"bandwidth": {"fraction", "huge"}}),
     "ITRALoss": (lambda h1, y1, h2, y2, **a: __import__("itra").ITRALoss(**a)(h1, y1, h2, y2),
                  dict(h1=_features(), y1=LABELS, h2=_features(seed=1), y2=LABELS, num_classes=3),
                  {"h1": FEATURE_DAMAGES, "y1": LABEL_DAMAGES, "h2": FEATURE_DAMAGES, "y2": LABEL_DAMAGES,
-                  "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES},
+                  "num_classes": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "conditional": FLAG_DAMAGES,
+                  "validate_args": FLAG_DAMAGES, "squared": FLAG_DAMAGES},
                  {"bandwidth": {"fraction", "huge"}, "num_classes": {"None"}}),
     "CenterLoss": (lambda features, labels, **a: __import__("itra").CenterLoss(**a)(features, labels),
                    dict(features=_features(), labels=LABELS, num_classes=3, feat_dim=3),
                    {"features": FEATURE_DAMAGES, "labels": LABEL_DAMAGES, "num_classes": SCALAR_DAMAGES,
-                    "feat_dim": SCALAR_DAMAGES, "alpha": SCALAR_DAMAGES}, {"alpha": {"zero", "bool"}}),
+                    "feat_dim": SCALAR_DAMAGES, "alpha": SCALAR_DAMAGES, "validate_args": FLAG_DAMAGES},
+                   {"alpha": {"zero", "bool"}}),
     "PairedLoader": (_paired, {}, {"seed": SCALAR_DAMAGES, "batch_size": SCALAR_DAMAGES,
-                                  "second_batch_size": SCALAR_DAMAGES, "num_workers": SCALAR_DAMAGES},
+                                  "second_batch_size": SCALAR_DAMAGES, "num_workers": SCALAR_DAMAGES,
+                                  "drop_last": FLAG_DAMAGES, "paired": FLAG_DAMAGES, "pin_memory": FLAG_DAMAGES,
+                                  "collate_fn": {"number": 3, "text": "abc"}},
                      {"seed": {"zero"}, "second_batch_size": {"None"}, "num_workers": {"zero"}}),
     "fit_temperature": (lambda **a: __import__("itra.calibration").calibration.fit_temperature(**a),
                         dict(logits=_features(), labels=LABELS),
-                        {"logits": FEATURE_DAMAGES, "labels": LABEL_DAMAGES}, {}),
+                        {"logits": FEATURE_DAMAGES, "labels": LABEL_DAMAGES, "tolerance": SCALAR_DAMAGES},
+                        {"tolerance": {"fraction", "huge"}}),
+    "ITRAModule": (_module, dict(model=_classifier()),
+                   {"model": {"Sequential": lambda _: nn.Sequential(nn.Linear(3, 3)), "None": None,
+                              "Sequential head": lambda _: _classifier(nn.Sequential(nn.Linear(4, 3)))},
+                    "lam": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "conditional": FLAG_DAMAGES,
+                    "squared": FLAG_DAMAGES, "s2_state": {"text": "abc", "None": None}},
+                   {"lam": {"zero", "fraction", "huge"}, "bandwidth": {"fraction", "huge"}}),
+    "ITRATrainer": (_trainer, {}, {"lam": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "conditional": FLAG_DAMAGES,
+                                   "squared": FLAG_DAMAGES, "s2_state": {"text": "abc", "None": None},
+                                   "head_name": {"missing": "fc", "not linear": "body.x", "number": 3}},
+                    {"lam": {"zero", "fraction", "huge"}, "bandwidth": {"fraction", "huge"}}),
     "split_classifier": (_split, {}, {"model": {"name": "resnet18", "number": 3, "None": None},
                                       "head_name": {"missing": "fc", "not linear": "1", "number": 3},
                                       "example_input": {"wrong width": torch.randn(2, 5), "text": "abc"}}, {}),
@@ -269,6 +375,20 @@ def test_every_public_function_names_a_bad_argument(name, argument, kind):
         call(**{**valid, argument: value})
     message = str(error.value)
     assert "\n" not in message and argument.strip("_") in message, message
+
+
+FEATURE_PAIRS = {name: [a for a, kinds in FUNCTIONS[name][2].items() if kinds is FEATURE_DAMAGES] for name in FUNCTIONS}
+EMPTY = {"no sample": lambda t: t[:0], "no feature": lambda t: t[:, :0], "neither": lambda t: t[:0, :0]}
+
+
+@pytest.mark.parametrize("name", [name for name, pair in FEATURE_PAIRS.items() if len(pair) == 2])
+@pytest.mark.parametrize("kind", list(EMPTY))
+def test_both_feature_batches_empty_alike_are_refused(name, kind):
+    """Emptied alike, the two batches agree in width, so only the check of each finds them empty."""
+    call, valid, _, _ = FUNCTIONS[name]
+    first, second = FEATURE_PAIRS[name]
+    with pytest.raises(BadValue, match=f"Expected `{first}` to hold at least one sample of at least one feature"):
+        call(**{**valid, first: EMPTY[kind](valid[first]), second: EMPTY[kind](valid[second])})
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))

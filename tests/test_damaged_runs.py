@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import random
 import shutil
@@ -35,16 +36,16 @@ VIT = ["--dataset", "digits", "--model", "vit", "--method", "lsr", "--epochs", "
 STUDY = "reproduce-digits-cnn-smoke"  # the preset's table.json: its step times are reused, not measured per instance
 
 EVERY_FILE = ("deleted", "empty", "random", "truncated", "another")
-WRONG_JSON = ("list", "string", "null", "number", "missing-keys", "wrong-types", "unknown-keys")
+WRONG_JSON = ("list", "string", "null", "number", "missing-keys", "wrong-types", "unknown-keys", "non-finite")
 DAMAGES = {CONFIG: EVERY_FILE + WRONG_JSON,
            METRICS: EVERY_FILE + WRONG_JSON + ("torn-last-line", "extra-row"),
            SUMMARY: EVERY_FILE + WRONG_JSON + ("legacy",),
            CHECKPOINT: EVERY_FILE + ("not-a-dict", "missing-keys", "wrong-types", "legacy", "another-legacy")}
 # The commands that read each file: of an ended run ("finished"), and of a killed one (no summary.json: resumed).
-READERS = {"finished": {CONFIG: ("train", "sweep", "resume", "report", "reproduce", "similarity"),
-                        METRICS: ("train", "sweep", "resume", "report", "reproduce", "similarity"),
-                        SUMMARY: ("train", "sweep", "resume", "report", "reproduce"),
-                        CHECKPOINT: ("report", "similarity")},
+READERS = {"finished": {CONFIG: ("train", "sweep", "resume", "report", "reproduce", "similarity", "ood"),
+                        METRICS: ("train", "sweep", "resume", "report", "reproduce", "similarity", "ood"),
+                        SUMMARY: ("train", "sweep", "resume", "report", "reproduce", "ood"),
+                        CHECKPOINT: ("report", "similarity", "ood")},
            "killed": {CONFIG: ("train", "sweep", "resume"), METRICS: ("train", "sweep", "resume"),
                       CHECKPOINT: ("train", "sweep", "resume")}}
 # (state, file, damage): {command: what happens} where it is not a refusal naming the file
@@ -53,10 +54,10 @@ NONE_ENDED = "none ended"  # exit 2: `reproduce --table-only` of a study none of
 OK = "ok"
 DOCUMENTED = {
     ("finished", CONFIG, "deleted"): {"train": OK, "sweep": OK, "reproduce": OK,  # the summary is the command's run's
-                                      "report": NOT_A_RUN},
+                                      "report": NOT_A_RUN, "ood": NOT_A_RUN},
     ("killed", CONFIG, "deleted"): {"train": OK, "sweep": OK},  # the checkpoint is the command's run's: resumed
     ("finished", SUMMARY, "deleted"): {"train": OK, "sweep": OK, "resume": OK,  # not ended: resumed
-                                       "reproduce": NONE_ENDED, "report": NOT_A_RUN},
+                                       "reproduce": NONE_ENDED, "report": NOT_A_RUN, "ood": NOT_A_RUN},
     ("killed", CHECKPOINT, "deleted"): {"train": OK, "sweep": OK, "resume": OK},  # nothing to resume: trained afresh
     ("finished", METRICS, "extra-row"): {"similarity": OK},  # a kill between a row and its checkpoint leaves one more
     ("killed", METRICS, "extra-row"): {"train": OK, "sweep": OK, "resume": OK},  # that row is trained again
@@ -85,6 +86,7 @@ def prepared(tmp_path_factory):
     assert main(["reproduce", "digits", "--smoke", "--table-only", "--seeds", "1", "--out", str(root / "cnn"),
                  "--quiet"]) == 0
     runs = {name: next(path for path in (root / name).iterdir() if path.name != STUDY) for name in ("cnn", "vit")}
+    assert main(["ood", str(runs["cnn"]), "--out", str(root / "ood")]) == 0
     return root, runs
 
 
@@ -116,9 +118,13 @@ def damage(path: Path, kind: str, other: Path) -> None:
         value = json.loads(text.decode().splitlines()[0] if path.name == METRICS else text)
         missing = {CONFIG: ("method", "dataset"), METRICS: rundir.TEST_METRICS, SUMMARY: tuple(value)}[path.name]
         wrong = {CONFIG: {"lr": "abc"}, METRICS: {"test_accuracy": "abc"}, SUMMARY: {"epoch": "one"}}[path.name]
+        # NaN, which itra never writes (a non-finite number is null): read as a number, it would be averaged in
+        non_finite = {CONFIG: {"lr": math.nan}, METRICS: {"test_accuracy": math.nan},
+                      SUMMARY: {"test_accuracy": math.nan}}[path.name]
         changed = {"list": [1, 2, 3], "string": "x", "null": None, "number": 3,
                    "missing-keys": {k: v for k, v in value.items() if k not in missing} or {"status": "finished"},
                    "wrong-types": {**value, **wrong}, "unknown-keys": {**value, "colour": "red"},
+                   "non-finite": {**value, **non_finite},
                    "legacy": {k: v for k, v in value.items() if k != "identity"}}[kind]
         path.write_text(json.dumps(changed) + "\n")
 
@@ -129,6 +135,7 @@ def command_line(command: str, flags: list[str], run_dir: Path, out: Path, tmp: 
             "resume": ["train", "--resume", str(run_dir), "--quiet"],
             "report": ["report", str(out), "--out", str(tmp / "report"), "--timing-steps", "1", "--tsne-points", "20"],
             "similarity": ["similarity", str(run_dir), "--out", str(tmp / "similarity")],
+            "ood": ["ood", str(run_dir), "--out", str(tmp / "ood")],
             "reproduce": ["reproduce", "digits", "--smoke", "--table-only", "--seeds", "1", "--out", str(out),
                           "--quiet"]}[command]
 
@@ -169,8 +176,43 @@ def test_a_damaged_run_file_is_one_line_naming_it_or_documented(prepared, tmp_pa
 
 def test_the_grid_covers_every_file_damage_and_command():
     assert {file for _, file, _, _ in CASES} == {CONFIG, METRICS, SUMMARY, CHECKPOINT}
-    assert {command for *_, command in CASES} == {"train", "sweep", "resume", "report", "reproduce", "similarity"}
+    assert {command for *_, command in CASES} == {"train", "sweep", "resume", "report", "reproduce", "similarity",
+                                                  "ood"}
     assert len(CASES) > 300
+
+
+# ---------------------------------------------------------------- files a command writes into --out and reads back
+# reproduce --table-only reuses the step times of the study's table.json; ood reuses a run's measures, <run>.json
+DERIVED_DAMAGES = ("empty", "random", "truncated", "list", "wrong-types", "non-finite", "another")
+DERIVED_CASES = [(file, kind) for file in ("table.json", "measures") for kind in DERIVED_DAMAGES
+                 if (file, kind) != ("table.json", "another")]  # another study's times are of other runs: timed anew
+
+
+@pytest.mark.parametrize("file, damage_kind", DERIVED_CASES, ids=["-".join(case) for case in DERIVED_CASES])
+def test_a_damaged_file_of_a_commands_own_output_is_one_line_naming_it(prepared, tmp_path, capsys, file, damage_kind):
+    root, runs = prepared
+    out = tmp_path.resolve() / "runs"
+    run_dir = out / runs["cnn"].name
+    shutil.copytree(runs["cnn"], run_dir)
+    shutil.copytree(root / "cnn" / STUDY, out / STUDY)
+    shutil.copytree(root / "ood", tmp_path / "ood")
+    path = out / STUDY / "table.json" if file == "table.json" else tmp_path / "ood" / f"{run_dir.name}.json"
+    if damage_kind in ("empty", "random", "truncated"):
+        damage(path, damage_kind, path)
+    else:
+        value = json.loads(path.read_text())
+        key, changed = ("step_seconds", {name: {"wrong-types": "abc", "non-finite": math.nan}.get(damage_kind)
+                                         for name in value["step_seconds"]}) if file == "table.json" else \
+            {"wrong-types": ("accuracy", "abc"), "non-finite": ("accuracy", math.nan), "another": ("run", "other")}.get(
+                damage_kind, (None, None))
+        path.write_text(json.dumps([1, 2, 3] if damage_kind == "list" else {**value, key: changed}))
+    capsys.readouterr()
+
+    argv = command_line("reproduce", CNN, run_dir, out, tmp_path) if file == "table.json" else \
+        ["ood", str(run_dir), "--out", str(tmp_path / "ood")]
+    code = main(argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
+    assert code == 2 and len(lines) == 1 and str(path) in lines[0], lines
 
 
 # ---------------------------------------------------------------- writes that fail, and a run directory that is a file

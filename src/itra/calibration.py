@@ -61,7 +61,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
 
     Raises:
         BadValue: `logits` not a floating-point (N, K) tensor with K >= 1, or not finite; `labels` not an integer
-            (N,) tensor in [0, K); no sample on any shard.
+            (N,) tensor in [0, K); no sample on any shard; `tolerance` not a finite number > 0.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])  # 2 of 3 right: T = 2 / log 2
@@ -73,6 +73,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 1 or not logits.is_floating_point():
         shown = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise BadValue(f"Expected logits (N, K), a floating-point torch.Tensor with K >= 1, but got {shown}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < math.inf:
+        raise BadValue(f"Expected `tolerance` to be a finite number > 0, but got {tolerance!r}")
     if not torch.isfinite(logits).all():
         raise BadValue("Expected finite logits to fit a temperature on, but some are NaN or infinite")
     if len(logits):  # a shard of a distributed set may be empty

@@ -37,6 +37,12 @@ def check_choice(name: str, value: object, allowed: Iterable[str]) -> None:
         raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
 
 
+def check_flag(name: str, value: object) -> None:
+    """A bool: anything else (the string "no", None, 0) is refused, not read as true or false by its truth value."""
+    if not isinstance(value, bool):
+        raise BadValue(f"Expected `{name}` to be True or False, but got {value!r}")
+
+
 def check_seed(name: str, value: object) -> None:
     """An integer (not a bool) in `SEED_RANGE`, which both torch and numpy accept."""
     low, high = SEED_RANGE
@@ -46,13 +52,14 @@ def check_seed(name: str, value: object) -> None:
 
 
 def check_features(name: str, h: torch.Tensor) -> None:
-    """A non-empty, finite, floating-point (N, D) tensor."""
+    """A finite, floating-point (N, D) tensor with N, D >= 1."""
     if not isinstance(h, torch.Tensor):
         raise BadValue(f"Expected `{name}` to be a torch.Tensor, but got {type(h).__name__}")
     if h.ndim != 2:
         raise BadValue(f"Expected `{name}` to be 2-D (num_samples, feature_dim), but got shape {tuple(h.shape)}")
-    if h.shape[0] == 0:
-        raise BadValue(f"Expected `{name}` to hold at least one sample, but got shape {tuple(h.shape)}")
+    if h.numel() == 0:
+        raise BadValue(f"Expected `{name}` to hold at least one sample of at least one feature, but got shape "
+                       f"{tuple(h.shape)}")
     if not h.is_floating_point():
         raise BadValue(f"Expected `{name}` to be a floating-point tensor, but got dtype {h.dtype}")
     if not torch.isfinite(h).all():
@@ -76,9 +83,9 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None
 
 
 def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes: int) -> None:
-    """Integer class indices (N,) in [0, num_classes), one per row of `features`."""
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex():
-        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+    """Integer class indices (N,) in [0, num_classes), one per row of `features`; a bool tensor (a mask) is not."""
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        shape = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise BadValue(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
     if y.shape[0] != features.shape[0]:
         raise BadValue(

@@ -61,6 +61,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _path(text: str) -> Path:
+    """A path that names something: an empty one (an unset shell variable, `--out "$OUT"`) is refused, not read as
+    the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, but got an empty string")
+    return Path(text)
+
+
+_path.__name__ = "path"  # what argparse names in its error
+
+
 def _list_of(kind: type):
     def parse(text: str) -> list:
         values = [kind(item) for item in text.split(",") if item.strip()]
@@ -128,30 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = add_parser("train", help="train one model with one method", description="Train one run.")
     add_config_flags(train)
-    train.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR with its own config (no config flag may be given with it)")
+    train.add_argument("--out", type=_path, default=Path("runs"), help="parent of the run directory (default: runs)")
+    train.add_argument("--resume", type=_path, metavar="RUN_DIR", help="continue the run in RUN_DIR with its own config (no config flag may be given with it)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sweep = add_parser("sweep", help="a grid of runs (comma-separated values)",
                                 description="Run every combination of the comma-separated flag values, for --seeds seeds.")
     add_config_flags(sweep, lists=True, skip=("seed",))
     sweep.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 for every combination (default: 3)")
-    sweep.add_argument("--out", type=Path, default=Path("runs"), help="where the runs go (default: runs)")
+    sweep.add_argument("--out", type=_path, default=Path("runs"), help="where the runs go (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     add_launch_flags(sweep)
 
     report = add_parser("report", help="tables and figures from run directories",
                                  description="Write report.md and PNG figures from finished run directories.")
-    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIRS", help="run directories or folders of them")
-    report.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report)")
+    report.add_argument("runs", nargs="+", type=_path, metavar="RUN_DIRS", help="run directories or folders of them")
+    report.add_argument("--out", type=_path, default=Path("report"), help="report directory (default: report)")
     report.add_argument("--timing-steps", type=_positive_int, default=20, help="steps per method for the overhead (default: 20)")
     report.add_argument("--tsne-points", type=_positive_int, default=2000, help="test samples in the t-SNE (default: 2000)")
 
     similarity = add_parser("similarity", help="layer-wise similarity and per-layer accuracy of trained runs",
                                      description="For each run: the accuracy of its head after every layer, the "
                                      "sample-wise cosine with the last layer and linear CKA between layers, on its test set.")
-    similarity.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories with a checkpoint")
-    similarity.add_argument("--out", type=Path, default=Path("similarity"), help="where the results go (default: similarity)")
+    similarity.add_argument("runs", nargs="+", type=_path, metavar="RUN_DIR", help="run directories with a checkpoint")
+    similarity.add_argument("--out", type=_path, default=Path("similarity"), help="where the results go (default: similarity)")
     similarity.add_argument("--test-subset", type=int, help="measure on a fixed random subset of the test set of this "
                             "size (default: each run's own test set)")
     similarity.add_argument("--device", default="auto", help="auto (the run's device), cpu, cuda, ... (default: auto)")
@@ -162,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "kNN) against each OOD set, and precision@1, R-precision and MAP@R of its test features; mean ± std "
                      "over the seeds of each config, written to OUT/ood.md and ood.json (each run's measures to "
                      "OUT/<run>.json, reused).")
-    ood.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIRS", help="run directories with a checkpoint, or "
+    ood.add_argument("runs", nargs="+", type=_path, metavar="RUN_DIRS", help="run directories with a checkpoint, or "
                      "folders of them (of one study)")
-    ood.add_argument("--out", type=Path, default=Path("ood"), help="where the measures and the table go (default: ood)")
+    ood.add_argument("--out", type=_path, default=Path("ood"), help="where the measures and the table go (default: ood)")
     ood.add_argument("--sets", type=_list_of(str), help="comma-separated OOD sets: held-out (the test images of the "
                      "classes a dataset such as fashion-mnist-first6 leaves out), digits (scikit-learn's, resized), "
                      "noise (uniform), or an image dataset of the runs' image shape (default: those of the first three "
@@ -179,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--model", help="which of the paper's models for that dataset (default: the first)")
     reproduce.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (default: 3)")
     reproduce.add_argument("--smoke", action="store_true", help="a small subset and one epoch: checks the pipeline in seconds")
-    reproduce.add_argument("--out", type=Path, default=Path("runs"), help="where the runs and the table go (default: runs)")
+    reproduce.add_argument("--out", type=_path, default=Path("runs"), help="where the runs and the table go (default: runs)")
     reproduce.add_argument("--epochs", type=int, help="override the preset's epochs")
     reproduce.add_argument("--device", help="auto, cpu, cuda, ... (default: auto)")
     reproduce.add_argument("--data-dir", help="dataset directory (default: the dataset's standard location)")

@@ -198,6 +198,9 @@ class TrainConfig:
             if value is not None:
                 check_count(name, value, minimum, hint)
         check_seed("seed", self.seed)
+        if self.data_dir == "":  # an unset shell variable: not the current folder
+            raise BadValue("Expected `data_dir` to be a folder, but got an empty string (leave it unset for the "
+                           "dataset's standard location)")
         ranges = (("lam", lambda v: v >= 0, ">= 0"), ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
                   ("center_alpha", lambda v: 0 <= v <= 1, "in [0, 1]"), ("label_noise", lambda v: 0 <= v <= 1, "in [0, 1]"),
                   ("lr", lambda v: v > 0, "> 0"),

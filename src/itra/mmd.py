@@ -16,7 +16,7 @@ from typing import Literal, Union
 
 import torch
 
-from itra.checks import check_bandwidth, check_count, check_labels, check_pair
+from itra.checks import check_bandwidth, check_count, check_flag, check_labels, check_pair
 from itra.errors import BadValue
 
 # One vocabulary for `mmd` and `class_conditional_mmd`: "batch" (the median of the pooled batch),
@@ -427,7 +427,7 @@ def mmd(
 
     Raises:
         BadValue: x or y not a non-empty, finite, floating-point 2-D tensor, their feature dims, dtypes or devices
-            differ, or `bandwidth` is none of the above (with `validate_args`).
+            differ, `bandwidth` is none of the above, or `squared` is not a bool (with `validate_args`).
 
     Example:
         >>> import torch
@@ -443,6 +443,7 @@ def mmd(
     if validate_args:
         check_pair(x, y, ("x", "y"))
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
+        check_flag("squared", squared)
     return _mmd_per_group(x, y, None, None, bandwidth, squared)
 
 
@@ -480,7 +481,7 @@ def class_conditional_mmd(
 
     Raises:
         BadValue: features as `mmd` refuses them; labels not 1-D integer tensors, one per row, in [0, num_classes);
-            `num_classes` not an integer >= 1; an unknown `bandwidth` (with `validate_args`).
+            `num_classes` not an integer >= 1; an unknown `bandwidth`; `squared` not a bool (with `validate_args`).
 
     No Python loop over classes computes a kernel. On a GPU all classes come from one pooled (N, N) kernel with the
     pairs of different classes masked out, K slots whatever the labels, and no value is read back to the host; on
@@ -504,6 +505,7 @@ def class_conditional_mmd(
         check_labels("y1", y1, h1, num_classes)
         check_labels("y2", y2, h2, num_classes)
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
+        check_flag("squared", squared)
     y1, y2 = y1.long(), y2.long()
     counts = tuple(torch.zeros(num_classes, device=y.device).index_add_(0, y, torch.ones(y.shape, device=y.device))
                    for y in (y1, y2))  # (K,) class sizes in S1 and in S2

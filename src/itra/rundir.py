@@ -128,8 +128,9 @@ def read_json(path: Path) -> Any:
         raise _damaged(path, f"not valid JSON ({error})") from None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """A finite number: itra writes a non-finite one as null (strict JSON), so a NaN or Infinity token is damage."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_count(value: Any) -> bool:
@@ -138,7 +139,7 @@ def _is_count(value: Any) -> bool:
 
 def _is_numeric(value: Any) -> bool:
     """A number, null (a non-finite number) or a list of them (e.g. compactness: [[step, value], ...])."""
-    return value is None or _is_number(value) or (isinstance(value, list) and all(map(_is_numeric, value)))
+    return value is None or is_number(value) or (isinstance(value, list) and all(map(_is_numeric, value)))
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
@@ -409,7 +410,7 @@ def _summary_field_fits(key: str, value: Any, finished: bool) -> bool:
     if key == "early_stopping":
         return isinstance(value, dict) and all(map(_is_numeric, value.values()))
     if key in TEST_METRICS and finished:
-        return _is_number(value)
+        return is_number(value)
     return _is_numeric(value)
 
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from itra.data.batches import epoch_generator, shuffled_batches
-from itra.checks import check_count, check_seed
+from itra.checks import check_count, check_flag, check_seed
 from itra.errors import BadValue
 
 
@@ -53,8 +53,9 @@ class PairedLoader:
 
     Raises:
         BadValue: a dataset without a length; `seed` not an int in [0, 2**64) (what torch and numpy both take:
-            `checks.check_seed`); a batch size, `num_workers`, `rank` or `world_size` not a count in range, or a
-            batch larger than the dataset.
+            `checks.check_seed`); a batch size, `num_workers`, `rank` or `world_size` not a count in range, a
+            batch larger than the dataset, `drop_last`, `paired` or `pin_memory` not a bool, or
+            `collate_fn` not callable.
 
     Example:
         >>> import torch
@@ -93,6 +94,10 @@ class PairedLoader:
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
         check_seed("seed", seed)
+        for name, value in (("drop_last", drop_last), ("paired", paired), ("pin_memory", pin_memory)):
+            check_flag(name, value)
+        if collate_fn is not None and not callable(collate_fn):
+            raise BadValue(f"Expected `collate_fn` to be a function of a list of items, or None, but got {collate_fn!r}")
         check_count("num_workers", num_workers, minimum=0)
         check_count("world_size", world_size)
         check_count("rank", rank, minimum=0)

@@ -19,7 +19,8 @@ images (`data.ood_sets`); or any registered image dataset, its test set mapped f
 run's, which must have the run's image shape.
 
 Each run's measures are written once, to `<folder>/<run>.json`, so that a table regenerates without checkpoints
-(committed runs keep none); a file measured with other sets or another k is measured again.
+(committed runs keep none); a file measured with other sets or another k is measured again, and one of another run or
+epoch, or damaged, is one line naming it (`measures_problem`).
 """
 from __future__ import annotations
 
@@ -156,9 +157,13 @@ def measured(run_dir: Path, folder: Path, sets: Sequence[str] | None, k: int, de
     there."""
     path = Path(folder) / f"{Path(run_dir).name}.json"
     if path.exists():
+        config = rundir.read_config(run_dir)
         cached = rundir.read_json(path)
-        wanted = default_sets(rundir.read_config(run_dir).dataset) if sets is None else check_sets(sets)
-        if isinstance(cached, dict) and list(cached.get("sets", {})) == wanted and cached.get("knn_k") == k:
+        problem = measures_problem(cached, config.name, rundir.read_summary(run_dir, config)["epoch"])
+        if problem:
+            raise BadValue(f"{path}: {problem}; delete it, and the run is measured again from its checkpoint")
+        wanted = default_sets(config.dataset) if sets is None else check_sets(sets)
+        if list(cached["sets"]) == wanted and cached["knn_k"] == k:
             return cached
     if progress:
         print(f"ood of {Path(run_dir).name}", flush=True)
@@ -166,6 +171,31 @@ def measured(run_dir: Path, folder: Path, sets: Sequence[str] | None, k: int, de
     Path(folder).mkdir(parents=True, exist_ok=True)
     rundir.write_json(path, result)
     return result
+
+
+def measures_problem(measures: Any, name: str, epoch: int) -> str | None:
+    """What is wrong with `measures` (a `<run>.json` read back) as `measure_run`'s of the run `name` at its last
+    `epoch`, or None: a file of another run, or damaged, would be averaged in as this run's."""
+    if not isinstance(measures, dict):
+        return f"holds a {type(measures).__name__}, not a run's OOD measures (a JSON object)"
+    if measures.get("run") != name or measures.get("epoch") != epoch:
+        return (f"the measures of {measures.get('run')!r} at epoch {measures.get('epoch')!r}, not of {name} at its "
+                f"last epoch {epoch}")
+    sets, detection, retrieval = (measures.get(key) for key in ("sets", "detection", "retrieval"))
+    if not (isinstance(sets, dict) and isinstance(measures.get("knn_k"), int) and isinstance(detection, dict)
+            and isinstance(retrieval, dict)):
+        return "no sets, knn_k, detection or retrieval"
+    numbers = [measures.get("accuracy"), *(retrieval.get(metric) for metric in RETRIEVAL)]
+    undefined_or_numbers = []  # a detection measure is null where it is undefined
+    for ood_set in sets:
+        scores = detection.get(ood_set)
+        if not (isinstance(scores, dict) and all(isinstance(each, dict) for each in scores.values())):
+            return f"no detection measures of {ood_set!r}"
+        undefined_or_numbers += [each.get(metric) for each in scores.values() for metric in DETECTION]
+    if not (all(map(rundir.is_number, numbers)) and
+            all(value is None or rundir.is_number(value) for value in undefined_or_numbers)):
+        return "a measure that is not a number"
+    return None
 
 
 def measure_groups(groups: dict[str, list[Path]], folder: Path, sets: Sequence[str] | None = None, k: int = KNN_K,

@@ -27,7 +27,7 @@ from itra.methods import METHODS, REFERENCE, method_fields
 from itra.experiments.labels import strength_text
 from itra.rundir import write_json
 from itra.checks import check_count
-from itra.errors import MissingFile
+from itra.errors import BadValue, MissingFile
 
 __all__ = ["PRESETS", "preset_configs", "print_table", "reproduce", "result_table", "study_name"]
 
@@ -141,9 +141,7 @@ def reuse_step_times(previous: Path, preset: Preset, first_seed: list[TrainConfi
     ratio measured now times the reference's earlier seconds. Without an earlier table with the reference, all are timed."""
     if not previous.is_file():
         return timed(first_seed)
-    table = json.loads(previous.read_text())
-    known = dict(table.get("step_seconds") or {})  # tables before this key held the times by row label only
-    by_label = {row["label"]: row["step_seconds"] for row in table.get("rows", []) if not row.get("early_stopping")}
+    known, by_label = previous_step_seconds(previous)
     for setting, config in zip(preset.methods, first_seed):
         if config.name not in known and setting.label in by_label:
             known[config.name] = by_label[setting.label]
@@ -154,6 +152,23 @@ def reuse_step_times(previous: Path, preset: Preset, first_seed: list[TrainConfi
         now = timed([next(c for c in first_seed if c.name == reference), *missing])
         known.update({c.name: now[c.name] / now[reference] * known[reference] for c in missing})
     return {config.name: known[config.name] for config in first_seed}
+
+
+def previous_step_seconds(path: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """The step times of the table at `path`: {run name: seconds} and {row label: seconds} (tables before the first
+    held them by row label only), each a number > 0; a file that is not such a table is one line naming it."""
+    table = rundir.read_json(path)
+    rows = table.get("rows", []) if isinstance(table, dict) else None
+    known = (table.get("step_seconds") or {}) if isinstance(table, dict) else None
+    if not (isinstance(known, dict) and isinstance(rows, list) and all(isinstance(row, dict) for row in rows)):
+        raise BadValue(f"{path}: not a table of itra reproduce (a JSON object of rows and step times); delete it, and "
+                       "the step times are measured again")
+    by_label = {row.get("label"): row.get("step_seconds") for row in rows if not row.get("early_stopping")}
+    for name, seconds in (*known.items(), *by_label.items()):
+        if not (isinstance(name, str) and rundir.is_number(seconds) and seconds > 0):
+            raise BadValue(f"{path}: the step time of {name!r} is {seconds!r}, not a number of seconds > 0; delete it, "
+                           "and the step times are measured again")
+    return known, by_label
 
 
 def final_compactness(summaries: list[dict[str, Any]], run_dirs: list[Path]) -> list[float] | None:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from itra.experiments.launchers import Launch
 from itra.experiments.runs import run_all
-from itra.config import TrainConfig
+from itra.config import LOCATION_FIELDS, TrainConfig
 from itra.resolve import resolve
 from itra.experiments.table import aggregate, format_mean_std, format_seeds, markdown_table
 from itra.checks import check_count
@@ -31,8 +31,15 @@ def grid_points(grid: dict[str, Sequence[Any]]) -> list[TrainConfig]:
 def grid_configs(grid: dict[str, Sequence[Any]], seeds: int) -> list[TrainConfig]:
     """Every combination of the grid's values, resolved (`itra.resolve`), for seeds 0..seeds-1; combinations that
     resolve to the same run (e.g. `ce` at two lambdas, which it does not read) appear once. Every other combination
-    is a run of its own: its name holds every field in effect that differs from its default."""
+    is a run of its own: its name holds every field in effect that differs from its default. A location field
+    (`config.LOCATION_FIELDS`: where a run happens) takes one value: its values would make the same runs."""
     check_count("seeds", seeds)
+    for name in LOCATION_FIELDS:
+        values = list(dict.fromkeys(grid.get(name, ())))
+        if len(values) > 1:  # every value would make the same runs, trained once: the others silently dropped
+            raise BadValue(f"--{name.replace('_', '-')} {','.join(map(str, values))}: a sweep's runs differ by what "
+                           f"they compute, and `{name}` is where a run happens, not what it computes (it is not in "
+                           "the run name): give one value")
     configs: dict[str, TrainConfig] = {}
     for point in grid_points(grid):
         for seed in range(seeds):

@@ -58,6 +58,7 @@ from itra.objective import Objective
 from itra.metrics import metric_sums, metrics_from_sums
 from itra.mmd import Bandwidth
 from itra.models import Classifier
+from itra.models.classifier import check_classifier
 from itra.optimizers import cosine_schedule, sgd
 from itra.pairing import DEFAULT_S2_STATE
 from itra.warmup import DEFAULT_RATIO, check_warmup, lam_at, warmup_steps
@@ -198,8 +199,9 @@ class ITRAModule(LightningModule):
     inputs (B, ...) and labels (B,); `module(*inputs)` gives the logits (B, K).
 
     Raises:
-        BadValue: `lam` not a finite number >= 0, a warm-up `itra.warmup.check_warmup` refuses, an unknown
-            `bandwidth` or `s2_state`.
+        BadValue: `model` not a `Classifier` with a linear head, `lam` not a finite number >= 0, a warm-up
+            `itra.warmup.check_warmup` refuses, an unknown `bandwidth` or `s2_state`, `conditional` or `squared` not
+            a bool.
 
     Example:
         >>> import torch
@@ -225,6 +227,7 @@ class ITRAModule(LightningModule):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
         check_warmup(lam_warmup, lam_warmup_ratio)
+        check_classifier("model", model)
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
         match = ITRALoss(conditional, bandwidth, model.head.out_features, validate_args=False, squared=squared)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.checks import check_count, check_features, check_labels
+from itra.checks import check_count, check_features, check_flag, check_labels
 from itra.distributed import sum_over_ranks
 from itra.errors import BadValue
 
@@ -60,7 +60,8 @@ class CenterLoss(nn.Module):
         A scalar tensor, `L_C = 1/2 mean_i ||x_i - c_{y_i}||^2` (Wen et al., Eq. (2)).
 
     Raises:
-        BadValue: at construction, `num_classes` or `feat_dim` not an integer >= 1, or `alpha` outside [0, 1]; in a
+        BadValue: at construction, `num_classes` or `feat_dim` not an integer >= 1, or `alpha` outside [0, 1], or
+            `validate_args` not a bool; in a
             call, features not a finite floating-point (B, D) tensor or labels out of range (with `validate_args`).
 
     Example:
@@ -83,6 +84,7 @@ class CenterLoss(nn.Module):
         check_count("feat_dim", feat_dim)
         if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise BadValue(f"Expected `alpha` in [0, 1], but got {alpha!r}")
+        check_flag("validate_args", validate_args)
         self.alpha = alpha
         self.validate_args = validate_args
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.checks import check_bandwidth, check_count
+from itra.checks import check_bandwidth, check_count, check_flag
 from itra.mmd import BANDWIDTH_MODES, Bandwidth, class_conditional_mmd, mmd
 from itra.errors import BadValue
 
@@ -35,7 +35,8 @@ class ITRALoss(nn.Module):
         multiplies it by lambda: `loss = CE(C(h1), y1) + lam * match(h1, y1, h2, y2)`.
 
     Raises:
-        BadValue: at construction, `num_classes` not an integer >= 1 or an unknown `bandwidth`; in a call, no second
+        BadValue: at construction, `num_classes` not an integer >= 1, an unknown `bandwidth`, or `conditional`,
+            `validate_args` or `squared` not a bool; in a call, no second
             batch, no labels for ITRA-c, or inputs that `itra.class_conditional_mmd` refuses (with `validate_args`).
 
     Example:
@@ -61,6 +62,8 @@ class ITRALoss(nn.Module):
         if num_classes is not None:
             check_count("num_classes", num_classes, hint=" (None: 1 + the largest label seen)")
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
+        for name, value in (("conditional", conditional), ("validate_args", validate_args), ("squared", squared)):
+            check_flag(name, value)
         self.validate_args = validate_args
         self.squared = squared
         self.conditional = conditional

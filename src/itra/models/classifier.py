@@ -9,6 +9,14 @@ from itra.errors import BadValue
 MODELS_WITH_EXITS = "vit, resnet18, resnet50, resnet101, the text encoders and timm models with forward_intermediates"
 
 
+def check_classifier(name: str, model: object) -> None:
+    """`model` a `Classifier` with a linear head, what the objective's passes take apart (extractor, head)."""
+    if not isinstance(model, Classifier) or not isinstance(model.head, nn.Linear):
+        shown = type(model).__name__ + (f" with a {type(model.head).__name__} head" if isinstance(model, Classifier) else "")
+        raise BadValue(f"Expected `{name}` to be an itra Classifier (an extractor, then an nn.Linear head; "
+                       f"itra.models.adapter.split_classifier makes one of a classifier), but got {shown}")
+
+
 class Classifier(nn.Module):
     """`f(x) = C(E(x))`: `extractor` gives the penultimate features `h` (B, D), `head` the logits (B, K).
 
