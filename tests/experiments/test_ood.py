@@ -128,6 +128,10 @@ def test_ood_measures_every_run_and_reuses_its_measures_without_the_checkpoint(t
     assert json.loads((out / "ood.json").read_text()) == result
     line = one_line(capsys, main(["ood", str(runs), "--out", str(out), "--knn-k", "21"]))  # not measured with k 21
     assert str(first / "checkpoint.pt") in line and "no such file" in line
+    cached = out / f"{first.name}.json"
+    cached.write_text(json.dumps({**json.loads(cached.read_text()), "epoch": 0}))  # before the run trained on
+    line = one_line(capsys, main(["ood", str(runs), "--out", str(out), "--knn-k", "20"]))  # so measured again
+    assert str(first / "checkpoint.pt") in line and "no such file" in line
 
 
 DAMAGES = {"deleted": None, "empty": b"", "truncated": "half", "random": bytes(random.Random(0).randbytes(200))}

@@ -153,17 +153,18 @@ def measure_run(run_dir: Path, sets: Sequence[str] | None = None, k: int = KNN_K
 
 def measured(run_dir: Path, folder: Path, sets: Sequence[str] | None, k: int, device: str, loaded: LoadedSplits,
              progress: bool) -> dict[str, Any]:
-    """`folder/<run>.json` when it holds this run's measures on these sets with this k, else `measure_run`'s, written
-    there."""
+    """`folder/<run>.json` when it holds this run's measures at its last epoch on these sets with this k, else
+    `measure_run`'s, written there (measures of an earlier epoch, a run trained on since, are measured again)."""
     path = Path(folder) / f"{Path(run_dir).name}.json"
     if path.exists():
         config = rundir.read_config(run_dir)
         cached = rundir.read_json(path)
-        problem = measures_problem(cached, config.name, rundir.read_summary(run_dir, config)["epoch"])
+        problem = measures_problem(cached, config.name)
         if problem:
             raise BadValue(f"{path}: {problem}; delete it, and the run is measured again from its checkpoint")
         wanted = default_sets(config.dataset) if sets is None else check_sets(sets)
-        if list(cached["sets"]) == wanted and cached["knn_k"] == k:
+        epoch = rundir.read_summary(run_dir, config)["epoch"]
+        if list(cached["sets"]) == wanted and cached["knn_k"] == k and cached["epoch"] == epoch:
             return cached
     if progress:
         print(f"ood of {Path(run_dir).name}", flush=True)
@@ -173,14 +174,15 @@ def measured(run_dir: Path, folder: Path, sets: Sequence[str] | None, k: int, de
     return result
 
 
-def measures_problem(measures: Any, name: str, epoch: int) -> str | None:
-    """What is wrong with `measures` (a `<run>.json` read back) as `measure_run`'s of the run `name` at its last
-    `epoch`, or None: a file of another run, or damaged, would be averaged in as this run's."""
+def measures_problem(measures: Any, name: str) -> str | None:
+    """What is wrong with `measures` (a `<run>.json` read back) as `measure_run`'s of the run `name`, or None: a file
+    of another run, or damaged, would be averaged in as this run's."""
     if not isinstance(measures, dict):
         return f"holds a {type(measures).__name__}, not a run's OOD measures (a JSON object)"
-    if measures.get("run") != name or measures.get("epoch") != epoch:
-        return (f"the measures of {measures.get('run')!r} at epoch {measures.get('epoch')!r}, not of {name} at its "
-                f"last epoch {epoch}")
+    if measures.get("run") != name:
+        return f"the measures of {measures.get('run')!r}, not of {name}"
+    if not rundir.is_number(measures.get("epoch")):
+        return "no epoch"
     sets, detection, retrieval = (measures.get(key) for key in ("sets", "detection", "retrieval"))
     if not (isinstance(sets, dict) and isinstance(measures.get("knn_k"), int) and isinstance(detection, dict)
             and isinstance(retrieval, dict)):
