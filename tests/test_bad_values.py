@@ -179,6 +179,31 @@ def test_a_sweep_over_a_location_field_is_refused_not_trained_once(tmp_path, cap
     assert not any(tmp_path.iterdir())
 
 
+MACHINE_DAMAGES = {"unknown device": ["--device", "nosuch"], "absent GPU": ["--device", "cuda:99"],
+                   "fp16 on the CPU": ["--device", "cpu", "--precision", "fp16"],
+                   "missing text model": ["--dataset", "wordnet", "--model", "/nonexistent/encoder"]}
+STUDY_COMMANDS = {"train": ["train", "--dataset", "digits"], "sweep": ["sweep", "--dataset", "digits", "--seeds", "2"],
+                  "reproduce": ["reproduce", "digits", "--smoke", "--jobs", "2"]}
+
+
+# reproduce takes no --precision, and its preset names the dataset: its text model is given to the wordnet preset
+MACHINE_CASES = [(command, damage) for command in STUDY_COMMANDS for damage in MACHINE_DAMAGES
+                 if (command, damage) != ("reproduce", "fp16 on the CPU")]
+
+
+@pytest.mark.parametrize("command, damage", MACHINE_CASES, ids=[f"{c}-{d}" for c, d in MACHINE_CASES])
+def test_what_the_machine_lacks_is_one_line_before_any_run_starts(tmp_path, capsys, no_data, command, damage):
+    """Every command that trains checks the machine and the model's files of all its runs before the first starts
+    (worker processes included): one line, no data loaded, no run directory made."""
+    argv = [*STUDY_COMMANDS[command], *MACHINE_DAMAGES[damage]]
+    if command == "reproduce" and damage == "missing text model":
+        argv = ["reproduce", "wordnet", "--smoke", "--jobs", "2", "--model", "/nonexistent/encoder"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith(f"itra {command}: error: "), lines
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def _given_at_default() -> list[list[str]]:
     """Every config flag of `itra train`, given at its default value (a switch as itself; a field without a default
     value at a value of its type): what `--resume` must refuse as surely as any other value."""

@@ -148,6 +148,7 @@ def run_all(configs: Sequence[TrainConfig], out: Path, progress: bool = True,
     `LoadedSplits`, shared with the caller that reads the data again afterwards); by default each data source is loaded
     once; worker processes load their own."""
     check_run_dirs(configs, out)
+    check_machines(configs)
     executor, jobs = LAUNCHERS[launch.launcher](launch, configs)
     in_process = isinstance(executor, InProcess)
     shared = (LoadedSplits() if splits is None else splits) if in_process else None
@@ -214,6 +215,16 @@ def check_run_dirs(configs: Sequence[TrainConfig], out: Path) -> None:
     """`check_run_dir` for every config's directory in `out`: before any data of a sweep or study is loaded."""
     for config in configs:
         check_run_dir(Path(out) / resolve(config).name)
+
+
+def check_machines(configs: Sequence[TrainConfig]) -> None:
+    """What `run` checks of each config before its data loads, the machine (`check_machine`) and the model's files
+    (`check_model_files`), for every config of a sweep or study before any run starts (each distinct check once): a
+    bad --device is one line at once, not after the first runs have started."""
+    for device, precision, compile in dict.fromkeys((c.device, c.precision, c.compile) for c in configs):
+        check_machine(device, precision, compile)
+    for config in {(c.model, c.dataset, c.pretrained): c for c in configs}.values():
+        check_model_files(config)
 
 
 def find_run(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Any] | None, bool]:
