@@ -6,7 +6,7 @@ in the training loop's hot path, where the inputs are known to be well formed.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from itra.errors import BadValue
@@ -35,6 +35,13 @@ def check_choice(name: str, value: object, allowed: Iterable[str]) -> None:
     separate, but got 'all'"."""
     if value not in allowed:
         raise BadValue(f"Expected `{name}` in {', '.join(allowed)}, but got {value!r}")
+
+
+def check_number(name: str, value: object, within: Callable[[float], bool], expected: str) -> None:
+    """A real number (an int or float, not a bool) for which `within` holds, else one line: "Expected `name` to be
+    `expected`, but got value" (`expected`: e.g. "a finite number > 0"; NaN fails any comparison `within` makes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not within(value):
+        raise BadValue(f"Expected `{name}` to be {expected}, but got {value!r}")
 
 
 def check_flag(name: str, value: object) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from itra.checks import check_count, check_features, check_labels
+from itra.checks import check_count, check_features, check_labels, check_number
 from itra.errors import BadValue, MissingPackage
 
 # Sun et al. (2022) use k = 50 for CIFAR-10 with its whole training set (50,000 images); here it is the default
@@ -44,8 +44,7 @@ CHUNK = 1024  # queries per block of a distance matrix (CHUNK x N float64)
 
 
 def _check_temperature(temperature: float) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-        raise BadValue(f"Expected `temperature` to be a finite number > 0, but got {temperature!r}")
+    check_number("temperature", temperature, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def msp_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -260,8 +259,7 @@ def fpr_at_tpr(inside: torch.Tensor, outside: torch.Tensor, tpr: float = 0.95) -
     >>> fpr_at_tpr(torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([1.5, 3.0, 9.0]), tpr=0.75)  # t = 2
     0.3333333333333333
     """
-    if isinstance(tpr, bool) or not isinstance(tpr, (int, float)) or not 0 < tpr <= 1:
-        raise BadValue(f"Expected `tpr` in (0, 1], but got {tpr!r}")
+    check_number("tpr", tpr, lambda v: 0 < v <= 1, "a number in (0, 1]")
     scores, is_out = _roc(inside, outside)
     fpr, tprs, _ = _sklearn_metrics().roc_curve(1 - is_out, -scores, drop_intermediate=False)
     return float(fpr[np.searchsorted(tprs, tpr, side="left")])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from itra.checks import check_number
 from itra.errors import BadValue
 
 DEFAULT_RATIO = 0.1  # of the run's optimizer steps
@@ -22,8 +23,7 @@ def check_warmup(steps: object, ratio: object) -> None:
     ratio a number in (0, 1]; `BadValue` naming the bad one."""
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
         raise BadValue(f"Expected `lam_warmup` to be an integer >= 0 (steps), but got {steps!r}")
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise BadValue(f"Expected `lam_warmup_ratio` to be a number in (0, 1] (of the run's steps), but got {ratio!r}")
+    check_number("lam_warmup_ratio", ratio, lambda v: 0 < v <= 1, "a number in (0, 1] (of the run's steps)")
 
 
 def warmup_steps(steps: int | None, ratio: float | None, total_steps: float) -> int:

@@ -50,6 +50,7 @@ except ModuleNotFoundError as error:
     raise MissingPackage('itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"',
                               name="lightning") from None
 
+from itra.checks import check_number
 from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
@@ -224,8 +225,7 @@ class ITRAModule(LightningModule):
     def __init__(self, model: Classifier, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
                  s2_state: str = DEFAULT_S2_STATE, optimizer: OptimizerFactory | None = None) -> None:
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
+        check_number("lam", lam, lambda v: 0 <= v < math.inf, "a finite number >= 0")
         check_warmup(lam_warmup, lam_warmup_ratio)
         check_classifier("model", model)
         super().__init__()

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from transformers import Trainer
 from transformers.trainer_utils import has_length
 
-from itra.checks import check_choice
+from itra.checks import check_choice, check_number
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
@@ -169,8 +169,7 @@ class ITRATrainer(Trainer):
     def __init__(self, *args: Any, lam: float = 0.5, conditional: bool = True, bandwidth: Bandwidth = "batch",
                  squared: bool = False, lam_warmup: int | None = None, lam_warmup_ratio: float = DEFAULT_RATIO,
                  s2_state: str = DEFAULT_S2_STATE, head_name: str | None = None, **kwargs: Any) -> None:
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise BadValue(f"Expected `lam` to be a finite number >= 0, but got {lam!r}")
+        check_number("lam", lam, lambda v: 0 <= v < math.inf, "a finite number >= 0")
         check_warmup(lam_warmup, lam_warmup_ratio)
         check_choice("s2_state", s2_state, S2_STATES)
         super().__init__(*args, **kwargs)
