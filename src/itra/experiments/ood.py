@@ -19,8 +19,8 @@ images (`data.ood_sets`); or any registered image dataset, its test set mapped f
 run's, which must have the run's image shape.
 
 Each run's measures are written once, to `<folder>/<run>.json`, so that a table regenerates without checkpoints
-(committed runs keep none); a file measured with other sets or another k is measured again, and one of another run or
-epoch, or damaged, is one line naming it (`measures_problem`).
+(committed runs keep none); a file measured with other sets, another k or at an earlier epoch of the run is measured
+again, and one of another run, or damaged, is one line naming it (`measures_problem`).
 """
 from __future__ import annotations
 
