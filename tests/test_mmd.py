@@ -508,6 +508,39 @@ def test_no_value_is_read_back_to_the_host(bandwidth, squared, monkeypatch):
     assert mode.reads
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_more_classes_than_samples_cost_slots_for_the_samples_only(data):
+    """K above the N pooled samples: the labels take at most N slots, whatever K (up to 2**63 - 1), with the
+    value and gradients of the same labels renumbered 0, 1, ... in order under K = their count (the path for
+    K <= N), in each layout, and on the pooled path with no value read back to the host."""
+    n, m = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    values = data.draw(st.lists(st.integers(0, 2**63 - 2), min_size=1, max_size=n + m, unique=True))
+    pick = st.lists(st.sampled_from(values), min_size=1, max_size=1)
+    y1 = torch.tensor([data.draw(pick)[0] for _ in range(n)])
+    y2 = torch.tensor([data.draw(pick)[0] for _ in range(m)])
+    num_classes = data.draw(st.integers(max(values) + 1, 2**63 - 1).filter(lambda k: k > n + m))
+    distinct = torch.cat([y1, y2]).unique()  # sorted
+    renumbered = [torch.searchsorted(distinct, y) for y in (y1, y2)]
+    h1, _, h2, _ = make_batches(n, m, 3, 1, seed=n * 10 + m)
+    bandwidth = data.draw(st.sampled_from(["batch", "class", "multi", 0.8]))
+    layout = data.draw(st.sampled_from(list(LAYOUTS)))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_layout(monkeypatch, layout)
+        results = []
+        for labels, classes in (((y1, y2), num_classes), (renumbered, len(distinct))):
+            a, b = h1.clone().requires_grad_(True), h2.clone().requires_grad_(True)
+            with _HostReads() as mode:
+                value = class_conditional_mmd(a, labels[0], b, labels[1], classes, bandwidth, validate_args=False)
+                value.backward()
+            results.append((value, a.grad, b.grad, mode.reads))
+    (got, *got_grads, reads), (expected, *expected_grads, _) = results
+    assert got.item() == pytest.approx(expected.item(), abs=1e-12)
+    for g, e in zip(got_grads, expected_grads):
+        assert torch.allclose(g, e, atol=1e-12, rtol=0)
+    assert layout != "pooled" or reads == []
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("bandwidth", ["batch", "class", "multi", 1.3])

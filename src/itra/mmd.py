@@ -484,9 +484,9 @@ def class_conditional_mmd(
             `num_classes` not an integer >= 1; an unknown `bandwidth`; `squared` not a bool (with `validate_args`).
 
     No Python loop over classes computes a kernel. On a GPU all classes come from one pooled (N, N) kernel with the
-    pairs of different classes masked out, K slots whatever the labels, and no value is read back to the host; on
-    the CPU, where reads are free, large batches and per-class medians take a stack of per-class blocks instead
-    (`BLOCKED_DEVICES`), up to K times less work.
+    pairs of different classes masked out, min(K, N) class slots whatever the labels (`_class_slots`), and no value
+    is read back to the host; on the CPU, where reads are free, large batches and per-class medians take a stack of
+    per-class blocks instead (`BLOCKED_DEVICES`), up to K times less work.
 
     Example:
         >>> import torch
@@ -506,9 +506,22 @@ def class_conditional_mmd(
         check_labels("y2", y2, h2, num_classes)
         check_bandwidth(bandwidth, modes=BANDWIDTH_MODES)
         check_flag("squared", squared)
-    y1, y2 = y1.long(), y2.long()
-    counts = tuple(torch.zeros(num_classes, device=y.device).index_add_(0, y, torch.ones(y.shape, device=y.device))
-                   for y in (y1, y2))  # (K,) class sizes in S1 and in S2
-    present = (counts[0] > 0) & (counts[1] > 0)  # (K,)
-    values = _mmd_per_group(h1, h2, torch.cat([y1, y2]), counts, bandwidth, squared)  # (K,)
+    labels, slots = _class_slots(torch.cat([y1, y2]).long(), num_classes)  # (N,) in [0, slots)
+    counts = tuple(torch.zeros(slots, device=y.device).index_add_(0, y, torch.ones(y.shape, device=y.device))
+                   for y in labels.split([y1.shape[0], y2.shape[0]]))  # (slots,) class sizes in S1 and in S2
+    present = (counts[0] > 0) & (counts[1] > 0)  # (slots,)
+    values = _mmd_per_group(h1, h2, labels, counts, bandwidth, squared)  # (slots,)
     return torch.where(present, values, torch.zeros_like(values)).sum() / present.sum().clamp_min(1)
+
+
+def _class_slots(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, int]:
+    """The pooled labels (N,) and the number of class slots the kernels take: K, or, where K > N, the labels
+    renumbered in their order into [0, N) and N slots (at most N classes can be present; the mean over present
+    classes does not change). A sort and a cumulative sum, nothing read back to the host, so memory and work grow
+    with min(K, N), not with K (`num_classes=10**12` is as cheap as 10)."""
+    if num_classes <= labels.shape[0]:
+        return labels, num_classes
+    values, order = labels.sort()
+    ranks = torch.zeros_like(labels)
+    ranks[order[1:]] = (values[1:] != values[:-1]).long().cumsum(0)  # how many smaller labels there are
+    return ranks, labels.shape[0]
