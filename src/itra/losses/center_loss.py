@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from itra.checks import check_count, check_features, check_flag, check_labels
+from itra.checks import check_count, check_features, check_flag, check_labels, check_number
 from itra.distributed import sum_over_ranks
-from itra.errors import BadValue
+from itra.errors import BadValue, first_line
 
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -60,9 +60,9 @@ class CenterLoss(nn.Module):
         A scalar tensor, `L_C = 1/2 mean_i ||x_i - c_{y_i}||^2` (Wen et al., Eq. (2)).
 
     Raises:
-        BadValue: at construction, `num_classes` or `feat_dim` not an integer >= 1, or `alpha` outside [0, 1], or
-            `validate_args` not a bool; in a
-            call, features not a finite floating-point (B, D) tensor or labels out of range (with `validate_args`).
+        BadValue: at construction, `num_classes` or `feat_dim` not an integer >= 1, or centres too many to allocate;
+            `alpha` not a number in [0, 1]; `validate_args` not a bool; in a call, features not a finite
+            floating-point (B, D) tensor or labels out of range (with `validate_args`).
 
     Example:
         >>> import torch
@@ -82,12 +82,16 @@ class CenterLoss(nn.Module):
         super().__init__()
         check_count("num_classes", num_classes)
         check_count("feat_dim", feat_dim)
-        if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise BadValue(f"Expected `alpha` in [0, 1], but got {alpha!r}")
+        check_number("alpha", alpha, lambda value: 0 <= value <= 1, "a number in [0, 1]")
         check_flag("validate_args", validate_args)
         self.alpha = alpha
         self.validate_args = validate_args
-        self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
+        try:
+            centers = torch.zeros(num_classes, feat_dim)
+        except RuntimeError as error:  # more than this machine's memory, or than an int64 count of elements
+            raise BadValue(f"CenterLoss keeps a centre per class: `num_classes` x `feat_dim` = {num_classes} x "
+                           f"{feat_dim} floats do not fit ({first_line(error)})") from None
+        self.register_buffer("centers", centers)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, h2: torch.Tensor | None = None,
                 y2: torch.Tensor | None = None) -> torch.Tensor:
