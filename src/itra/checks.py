@@ -1,4 +1,5 @@
-"""Input checks of the public loss functions, each a ValueError that names the bad value.
+"""Input checks of the public functions and of the batches a user's data gives itra's steps, each a ValueError
+that names the bad value.
 
 They read values back from the device (a sync per call), so the losses take `validate_args=False`
 in the training loop's hot path, where the inputs are known to be well formed.
@@ -89,8 +90,10 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None
         )
 
 
-def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes: int) -> None:
-    """Integer class indices (N,) in [0, num_classes), one per row of `features`; a bool tensor (a mask) is not."""
+def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes: int, read_values: bool = True
+                 ) -> None:
+    """Integer class indices (N,) in [0, num_classes), one per row of `features` (any tensor of N rows); a bool tensor
+    (a mask) is not. The range is a read back from the device, made only with `read_values`."""
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         shape = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise BadValue(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
@@ -98,10 +101,37 @@ def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes
         raise BadValue(
             f"Expected one label per feature row, but `{name}` has {y.shape[0]} labels for {features.shape[0]} rows"
         )
+    if not read_values or y.numel() == 0:
+        return
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         raise BadValue(f"Expected `{name}` in [0, {num_classes}), but got the label {bad}")
+
+
+def check_batch(name: str, batch: object, num_classes: int, read_values: bool) -> None:
+    """A batch as itra's steps take it from a user's data (Lightning's, Hugging Face's): a tuple or list
+    `(*inputs, labels)` of one or more tensor inputs of N rows each and then their labels, N class indices
+    (`check_labels`; their range only with `read_values`, a read back from the device: `reads_labels`)."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        shape = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
+        raise BadValue(f"Expected {name} to be a batch (*inputs, labels), e.g. (x, y) from a dataset of (x, y) items, "
+                       f"but got {shape}: give the dataset such items, or a collate_fn that makes such batches")
+    *inputs, labels = batch
+    for index, x in enumerate(inputs):
+        if not isinstance(x, torch.Tensor):
+            raise BadValue(f"Expected the inputs of {name} (*inputs, labels) to be tensors, but input {index} is a "
+                           f"{type(x).__name__}")
+        if x.ndim == 0 or x.shape[0] != inputs[0].shape[0]:
+            raise BadValue(f"Expected the inputs of {name} to be tensors of one row per sample, but got shapes "
+                           f"{', '.join(str(tuple(x.shape)) for x in inputs)}")
+    check_labels(f"{name}'s labels", labels, inputs[0], num_classes, read_values)
+
+
+def reads_labels(step: int, device: torch.device) -> bool:
+    """Whether a step checks its labels' range: on the CPU, where a read is free, every step; elsewhere the first of
+    a run or pass only (`step` 0), since each read is a sync."""
+    return step == 0 or device.type == "cpu"
 
 
 def check_bandwidth(bandwidth: object, modes: tuple[str, ...]) -> None:

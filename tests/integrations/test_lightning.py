@@ -304,3 +304,52 @@ def test_the_digits_example_runs_an_epoch(monkeypatch):
     spec.loader.exec_module(example)
     metrics = example.main(example.parse_args(["--smoke"]))
     assert 0 <= metrics["test_accuracy"] <= 100 and metrics["test_cross_entropy"] > 0
+
+
+class Items(torch.utils.data.Dataset):
+    """Eight items `make(x, y)` from 1x8x8 images x and labels y in [0, 3)."""
+
+    def __init__(self, make):
+        self.data, self.make = images(8), make
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return self.make(*self.data[index])
+
+
+ITEM_DAMAGES = {  # what a user's dataset may give instead of (x, y)
+    "a bare input": lambda x, y: x, "a dict": lambda x, y: {"x": x, "y": y}, "no label": lambda x, y: (x,),
+    "nested": lambda x, y: ((x, y),), "swapped": lambda x, y: (y, x), "float label": lambda x, y: (x, float(y)),
+    "text label": lambda x, y: (x, "cat"), "label of shape (1,)": lambda x, y: (x, y[None]),
+    "label K": lambda x, y: (x, torch.tensor(NUM_CLASSES)), "label -1": lambda x, y: (x, torch.tensor(-1)),
+    "input not a tensor": lambda x, y: (x.tolist(), y),
+}
+STEPS = {  # each of ITRAModule's steps, given one batch of the items (S1 and S2 alike)
+    "training, S1": lambda module, batch, good: module.training_step((batch, good), 0),
+    "training, S2": lambda module, batch, good: module.training_step((good, batch), 0),
+    "training, lam 0": lambda module, batch, good: module.training_step((batch, None), 0),
+    "validation": lambda module, batch, good: module.validation_step(batch, 0),
+    "test": lambda module, batch, good: module.test_step(batch, 0),
+}
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a step called without a Trainer
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("damage", [*ITEM_DAMAGES, None])
+def test_a_batch_not_of_input_and_label_items_is_one_line_at_every_step(damage, step):
+    """A batch collated from items that are not (inputs, label) with a label in [0, K): one line naming the batch
+    and what to give, at each step, never an error from inside the model or the loss (None: good items pass)."""
+    module = ITRAModule(tiny_cnn(), lam=0.0 if step == "training, lam 0" else LAM)
+    module.on_validation_epoch_start()
+    good = next(iter(torch.utils.data.DataLoader(Items(lambda x, y: (x, y)), batch_size=4)))
+    if damage is None:
+        STEPS[step](module, good, good)
+        return
+    batch = next(iter(torch.utils.data.DataLoader(Items(ITEM_DAMAGES[damage]), batch_size=4)))
+    with pytest.raises(ValueError) as error:
+        STEPS[step](module, batch, good)
+    message = str(error.value)
+    assert "\n" not in message and any(name in message for name in ("batch", "S1", "S2")), message
+    assert type(error.value).__module__ == "itra.errors", message

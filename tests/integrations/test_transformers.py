@@ -339,3 +339,30 @@ def test_labels_beyond_the_head_and_an_empty_dataset_are_one_line(tmp_path):
     trainer.train_dataset = Texts(size=0)
     with pytest.raises(ValueError, match="ITRATrainer: the train_dataset is empty"):
         trainer.train()
+
+
+class DamagedLabels(Texts):
+    """Texts whose every label is `damage(label)`."""
+
+    def __init__(self, damage: Callable[[torch.Tensor], object]) -> None:
+        super().__init__()
+        self.damage = damage
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        item = super().__getitem__(index)
+        return {**item, "labels": self.damage(item["labels"])}
+
+
+LABEL_DAMAGES = {"float": lambda y: y.float(), "label K": lambda y: torch.tensor(NUM_CLASSES),
+                 "label -1": lambda y: torch.tensor(-1), "shape (1,)": lambda y: y[None]}
+
+
+@pytest.mark.parametrize("damage", LABEL_DAMAGES)
+def test_labels_of_a_torch_dataset_that_are_not_class_indices_are_one_line(tmp_path, damage):
+    """A torch dataset's labels are not read ahead: its batches' labels are checked at each step (their range at
+    the first step, or every step on the CPU), never an error from inside the model or the match."""
+    trainer = itra_trainer(tiny_bert(), tmp_path)
+    trainer.train_dataset = DamagedLabels(LABEL_DAMAGES[damage])
+    with pytest.raises(ValueError, match="`labels`") as error:
+        trainer.train()
+    assert "\n" not in str(error.value) and type(error.value).__module__ == "itra.errors"

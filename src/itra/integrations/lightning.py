@@ -50,7 +50,7 @@ except ModuleNotFoundError as error:
     raise MissingPackage('itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"',
                               name="lightning") from None
 
-from itra.checks import check_number
+from itra.checks import check_batch, check_number, reads_labels
 from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
@@ -202,7 +202,8 @@ class ITRAModule(LightningModule):
     Raises:
         BadValue: `model` not a `Classifier` with a linear head, `lam` not a finite number >= 0, a warm-up
             `itra.warmup.check_warmup` refuses, an unknown `bandwidth` or `s2_state`, `conditional` or `squared` not
-            a bool.
+            a bool; in a step, a batch that is not `(*inputs, labels)` of tensors with class indices in [0, K)
+            (`itra.checks.check_batch`; the range at a pass's first batch, or at every one on the CPU).
 
     Example:
         >>> import torch
@@ -262,6 +263,9 @@ class ITRAModule(LightningModule):
             raise BadValue(f"ITRAModule trains on pairs (S1, S2) of batches (*inputs, labels), S2 None with lam=0, "
                              f"but got a {type(batch).__name__}: draw them with PairedDataModule or PairedBatches")
         first, second = batch
+        for name, part in (("S1", first), ("S2", second)):
+            if part is not None:
+                check_batch(name, part, self.model.head.out_features, reads_labels(batch_idx, self.device))
         self.objective.lam = self.lam_at(self.global_step + 1)
         terms = self.objective(first, second)
         size = len(first[-1])
@@ -278,10 +282,10 @@ class ITRAModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._add_sums(batch)
+        self._add_sums("a validation batch", batch, batch_idx)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._add_sums(batch)
+        self._add_sums("a test batch", batch, batch_idx)
 
     def on_validation_epoch_start(self) -> None:
         self._sums = None
@@ -295,7 +299,8 @@ class ITRAModule(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test_")
 
-    def _add_sums(self, batch: Batch) -> None:
+    def _add_sums(self, name: str, batch: Batch, batch_idx: int) -> None:
+        check_batch(name, batch, self.model.head.out_features, reads_labels(batch_idx, self.device))
         *inputs, labels = batch
         sums = metric_sums(self(*inputs), labels)
         self._sums = sums if self._sums is None else self._sums + sums

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from transformers import Trainer
 from transformers.trainer_utils import has_length
 
-from itra.checks import check_choice, check_number
+from itra.checks import check_choice, check_labels, check_number, reads_labels
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
@@ -219,11 +219,15 @@ class ITRATrainer(Trainer):
         if "labels" not in getattr(self.train_dataset, "column_names", ()):
             return
         labels = torch.as_tensor(self.train_dataset["labels"])  # type: ignore[index]
-        classes = self.accelerator.unwrap_model(self.model).get_submodule(self.head_name).out_features
+        classes = self._classes()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
             raise BadValue(f"ITRATrainer: the train_dataset's labels run from {int(labels.min())} to "
                              f"{int(labels.max())}, but the model's head has {classes} outputs (num_labels): labels "
                              f"must be 0..{classes - 1}")
+
+    def _classes(self) -> int:
+        """K, the outputs of the model's classification layer."""
+        return self.accelerator.unwrap_model(self.model).get_submodule(self.head_name).out_features
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor | tuple[torch.Tensor, Any]:
@@ -234,6 +238,8 @@ class ITRATrainer(Trainer):
         if "labels" not in inputs:
             raise BadValue(f"ITRATrainer needs the class labels of each training batch under `labels`, but the "
                              f"batch holds only {', '.join(inputs)}")
+        labels = inputs["labels"]  # of S1 and S2, (2m,): what any dataset's items collate to
+        check_labels("labels", labels, labels, self._classes(), reads_labels(self.state.global_step, self.args.device))
         first, second = split_pairs(inputs)
         y1, y2 = first["labels"], second.pop("labels")
         head = self.accelerator.unwrap_model(model).get_submodule(self.head_name)
