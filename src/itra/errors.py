@@ -1,5 +1,5 @@
 """The one exception type of a user's mistake: bad input, missing data, a missing optional package, no network, a
-full disk.
+service that does not start, a full disk.
 
 Raised at the boundary (where the input is first read) with a one-line message that names the value or file and
 what to do; `itra`'s CLI prints it as `itra <command>: error: <message>` and exits with 2. Any other exception is a
@@ -26,6 +26,10 @@ class MissingPackage(UserError, ModuleNotFoundError):
 
 class NoNetwork(UserError, ConnectionError):
     """A download that needs the network this machine does not have."""
+
+
+class CannotStart(UserError, RuntimeError):
+    """A service a command starts on this machine (a local Ray instance) that fails to; the message quotes why."""
 
 
 class CannotWrite(UserError, OSError):

@@ -125,6 +125,30 @@ def test_bad_launch_values_are_one_line_before_any_work(tmp_path, capsys, comman
     assert says in one_line(capsys) and not list(tmp_path.glob("out/*"))
 
 
+RAY_FAILURES = {  # how starting Ray fails on a machine: for real, or as Ray raises it
+    "socket path too long": lambda monkeypatch, ray: monkeypatch.setenv("RAY_TMPDIR", "/tmp/" + "x" * 120),
+    "a multi-line RuntimeError": lambda monkeypatch, ray: monkeypatch.setattr(
+        ray, "init", lambda **_: (_ for _ in ()).throw(RuntimeError("Failed to start the GCS server.\nLog: ..."))),
+    "a timeout": lambda monkeypatch, ray: monkeypatch.setattr(
+        ray, "init", lambda **_: (_ for _ in ()).throw(TimeoutError())),
+}
+
+
+# --address auto joins a running instance, so it starts none with a too long socket path
+RAY_START_CASES = [(failure, address) for failure in RAY_FAILURES for address in ([], ["--address", "auto"])
+                   if not (address and failure == "socket path too long")]
+
+
+@pytest.mark.parametrize("failure, address", RAY_START_CASES)
+def test_ray_failing_to_start_is_one_line_saying_what_to_do(tmp_path, capsys, monkeypatch, failure, address):
+    ray = pytest.importorskip("ray", reason="pip install 'itra[ray]'")
+    RAY_FAILURES[failure](monkeypatch, ray)
+    assert main([*STUDY, "--launcher", "ray", *address, "--out", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # Ray may log a line of its own before
+    assert last.startswith("itra sweep: error: --launcher ray: ") and "or train with --launcher local" in last, last
+    assert not ray.is_initialized() and not (tmp_path / "out").exists()
+
+
 def test_ray_not_installed_and_jobs_under_torchrun_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as it does where it is not installed
     assert main([*STUDY, "--launcher", "ray", "--out", str(tmp_path)]) == 2

@@ -30,7 +30,7 @@ import torch
 
 from itra.config import TrainConfig
 from itra.distributed import launched_world_size
-from itra.errors import BadValue, MissingPackage
+from itra.errors import BadValue, CannotStart, MissingPackage, first_line
 
 RAY_CONNECT_SECONDS = 5.0  # how long an --address may take to answer before it is called unreachable
 
@@ -160,8 +160,14 @@ class RayTasks(Executor):
             try:
                 ray.init(address=address, logging_level="WARNING")
             except ConnectionError as error:
-                raise BadValue(f"--address {address}: {str(error).splitlines()[0]} (start one with ray start --head, or "
+                raise BadValue(f"--address {address}: {first_line(error)} (start one with ray start --head, or "
                                "give its host:port)") from None
+            except Exception as error:  # Ray's own failure to start or join (a socket path, a version): one line
+                ray.shutdown()
+                where = "" if address is None else f" at --address {address}"
+                raise CannotStart(f"--launcher ray: Ray did not start{where} ({type(error).__name__}: "
+                                  f"{first_line(error)}); start one with ray start --head and give --address auto, "
+                                  "or train with --launcher local") from None
         self.resources = dict(num_cpus=threads, num_gpus=int(wants_gpu and ray.cluster_resources().get("GPU", 0) >= 1))
 
     def slots(self) -> int:
