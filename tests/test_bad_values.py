@@ -309,6 +309,17 @@ def _module(**kwargs):
     ITRAModule(**kwargs)
 
 
+def _datamodule(**kwargs):
+    from itra.integrations.lightning import PairedDataModule
+
+    PairedDataModule(**kwargs)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(_dataset())
+
+
 def _classifier(head=None):
     from itra.models.classifier import Classifier
 
@@ -356,7 +367,7 @@ FUNCTIONS = {
                    {"features": FEATURE_DAMAGES, "labels": LABEL_DAMAGES, "num_classes": SCALAR_DAMAGES,
                     "feat_dim": SCALAR_DAMAGES, "alpha": SCALAR_DAMAGES, "validate_args": FLAG_DAMAGES},
                    {"alpha": {"zero"}}),
-    "PairedLoader": (_paired, {}, {"seed": SCALAR_DAMAGES, "batch_size": SCALAR_DAMAGES,
+    "PairedLoader": (_paired, {}, {"dataset": {"number": 3, "None": None, "iterable": _Stream()}, "seed": SCALAR_DAMAGES, "batch_size": SCALAR_DAMAGES,
                                   "second_batch_size": SCALAR_DAMAGES, "num_workers": SCALAR_DAMAGES,
                                   "drop_last": FLAG_DAMAGES, "paired": FLAG_DAMAGES, "pin_memory": FLAG_DAMAGES,
                                   "collate_fn": {"number": 3, "text": "abc"}},
@@ -369,8 +380,18 @@ FUNCTIONS = {
                    {"model": {"Sequential": lambda _: nn.Sequential(nn.Linear(3, 3)), "None": None,
                               "Sequential head": lambda _: _classifier(nn.Sequential(nn.Linear(4, 3)))},
                     "lam": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "conditional": FLAG_DAMAGES,
-                    "squared": FLAG_DAMAGES, "s2_state": {"text": "abc", "None": None}},
-                   {"lam": {"zero", "fraction", "huge"}, "bandwidth": {"fraction", "huge"}}),
+                    "squared": FLAG_DAMAGES, "s2_state": {"text": "abc", "None": None},
+                    "lam_warmup": SCALAR_DAMAGES, "lam_warmup_ratio": SCALAR_DAMAGES,
+                    "optimizer": {"number": 3, "text": "abc"}},
+                   {"lam": {"zero", "fraction", "huge"}, "bandwidth": {"fraction", "huge"},
+                    "lam_warmup": {"zero", "huge", "None"}}),
+    "PairedDataModule": (_datamodule, dict(train_set=_dataset(), batch_size=4),
+                         {"train_set": {"number": 3, "None": None, "iterable": _Stream()},
+                          "batch_size": SCALAR_DAMAGES, "second_batch_size": SCALAR_DAMAGES, "seed": SCALAR_DAMAGES,
+                          "num_workers": SCALAR_DAMAGES, "pin_memory": FLAG_DAMAGES,
+                          "collate_fn": {"number": 3, "text": "abc"}, "val_set": {"number": 3},
+                          "test_set": {"number": 3}},
+                         {"seed": {"zero"}, "second_batch_size": {"None"}, "num_workers": {"zero"}}),
     "ITRATrainer": (_trainer, {}, {"lam": SCALAR_DAMAGES, "bandwidth": SCALAR_DAMAGES, "conditional": FLAG_DAMAGES,
                                    "squared": FLAG_DAMAGES, "s2_state": {"text": "abc", "None": None},
                                    "head_name": {"missing": "fc", "not linear": "body.x", "number": 3}},

@@ -45,6 +45,15 @@ def check_number(name: str, value: object, within: Callable[[float], bool], expe
         raise BadValue(f"Expected `{name}` to be {expected}, but got {value!r}")
 
 
+def check_map_dataset(name: str, dataset: object, user: str) -> None:
+    """A map-style dataset with a length, which `user` (e.g. "PairedLoader") draws S1 and S2 from by index; an
+    iterable-style dataset, or anything without `__getitem__` and `__len__`, is refused naming `name`."""
+    if isinstance(dataset, torch.utils.data.IterableDataset) or not (
+            hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise BadValue(f"{user} draws S1 and S2 by index: it needs a map-style {name} with a length, but got "
+                       f"{type(dataset).__name__}")
+
+
 def check_flag(name: str, value: object) -> None:
     """A bool: anything else (the string "no", None, 0) is refused, not read as true or false by its truth value."""
     if not isinstance(value, bool):

@@ -5,10 +5,10 @@ import warnings
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
 
 from itra.data.batches import epoch_generator, shuffled_batches
-from itra.checks import check_count, check_flag, check_seed
+from itra.checks import check_count, check_flag, check_map_dataset, check_seed
 from itra.errors import BadValue
 
 
@@ -88,9 +88,7 @@ class PairedLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
-            raise BadValue(f"PairedLoader draws S1 and S2 by index: it needs a map-style dataset with a length, but "
-                             f"got {type(dataset).__name__}")
+        check_map_dataset("dataset", dataset, "PairedLoader")
         size = len(dataset)  # type: ignore[arg-type]
         second_batch_size = batch_size if second_batch_size is None else second_batch_size
         check_seed("seed", seed)

@@ -33,6 +33,7 @@ one device for the exact metrics. The logged training terms are rank 0's.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from itertools import islice
 from typing import Any, Callable, Iterator
@@ -50,7 +51,7 @@ except ModuleNotFoundError as error:
     raise MissingPackage('itra.integrations.lightning needs PyTorch Lightning: pip install "itra[lightning]"',
                               name="lightning") from None
 
-from itra.checks import check_batch, check_number, reads_labels
+from itra.checks import check_batch, check_map_dataset, check_number, reads_labels
 from itra.config import TrainConfig
 from itra.data.paired import PairedLoader
 from itra.losses import ITRALoss
@@ -122,6 +123,10 @@ class PairedDataModule(LightningDataModule):
         batch_size: m, the size of S1 (and of validation and test batches); second_batch_size: m' of S2 (default m).
         seed: fixes S1 and S2 of every epoch. num_workers, collate_fn, pin_memory: as `PairedLoader` takes them.
 
+    Raises:
+        BadValue: at construction, what `PairedLoader` refuses of these arguments, or a val or test set that is not a
+            dataset.
+
     Whether S2 is drawn is the fitted module's `draws_second_batch` (ITRAModule: lam > 0); a LightningModule
     without that attribute gets pairs. Under DDP each rank draws its slice (the module docstring).
     """
@@ -130,6 +135,15 @@ class PairedDataModule(LightningDataModule):
                  val_set: Dataset | None = None, test_set: Dataset | None = None, num_workers: int = 0,
                  collate_fn: Callable[[list[Any]], Any] | None = None, pin_memory: bool = False) -> None:
         super().__init__()
+        check_map_dataset("train_set", train_set, "PairedDataModule")
+        with warnings.catch_warnings():  # its checks of every argument it takes, now rather than at the first epoch
+            warnings.simplefilter("ignore")  # pin_memory without a GPU: said once, by `train_dataloader`'s loader
+            PairedLoader(train_set, batch_size, second_batch_size, seed, num_workers=num_workers, collate_fn=collate_fn,
+                         pin_memory=pin_memory)
+        for name, dataset in (("val_set", val_set), ("test_set", test_set)):
+            if dataset is not None and not (hasattr(dataset, "__getitem__") or hasattr(dataset, "__iter__")):
+                raise BadValue(f"Expected `{name}` to be a dataset of (*inputs, label) items, or None, but got "
+                               f"{type(dataset).__name__}")
         self.train_set = train_set
         self.batch_size, self.second_batch_size, self.seed = batch_size, second_batch_size, seed
         self.num_workers, self.collate_fn, self.pin_memory = num_workers, collate_fn, pin_memory
@@ -229,6 +243,9 @@ class ITRAModule(LightningModule):
         check_number("lam", lam, lambda v: 0 <= v < math.inf, "a finite number >= 0")
         check_warmup(lam_warmup, lam_warmup_ratio)
         check_classifier("model", model)
+        if optimizer is not None and not callable(optimizer):
+            raise BadValue(f"Expected `optimizer` to be a function of the parameters (e.g. partial(torch.optim.AdamW, "
+                           f"lr=1e-3)), or None, but got {optimizer!r}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
         match = ITRALoss(conditional, bandwidth, model.head.out_features, validate_args=False, squared=squared)

@@ -46,11 +46,10 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import Trainer
-from transformers.trainer_utils import has_length
 
-from itra.checks import check_choice, check_labels, check_number, reads_labels
+from itra.checks import check_choice, check_labels, check_map_dataset, check_number, reads_labels
 from itra.data.batches import epoch_generator
 from itra.losses import ITRALoss
 from itra.mmd import Bandwidth
@@ -199,9 +198,7 @@ class ITRATrainer(Trainer):
         """Trainer's training dataloader, its batches 2m paired samples from a `PairedSampler`, m the CE batch."""
         if self.train_dataset is None:
             raise BadValue("Trainer: training requires a train_dataset.")
-        if isinstance(self.train_dataset, IterableDataset) or not has_length(self.train_dataset):
-            raise BadValue(f"ITRATrainer draws S1 and S2 by index: it needs a map-style train_dataset with a "
-                             f"length, but got {type(self.train_dataset).__name__}")
+        check_map_dataset("train_dataset", self.train_dataset, "ITRATrainer")
         if len(self.train_dataset) == 0:  # type: ignore[arg-type]
             raise BadValue("ITRATrainer: the train_dataset is empty; give it the training samples")
         self._check_labels()
