@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import typing
 
 import pytest
@@ -219,6 +222,42 @@ def _given_at_default() -> list[list[str]]:
         value = field.default if field.default is not None else {int: 1, float: 0.5, str: "x"}[kind]
         cases.append([flag] if kind is bool else [flag, str(value)])
     return cases
+
+
+# torchrun's environment, as a stale shell or a half-made launch leaves it: (variables set, what the line names)
+LAUNCH_DAMAGES = {
+    **{f"{name}={text!r}": ({name: text}, name) for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+       for text in ("abc", "", "1.5", "-1", " ", "²")},
+    "WORLD_SIZE='0'": ({"WORLD_SIZE": "0"}, "WORLD_SIZE"),
+    "WORLD_SIZE alone": ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR, MASTER_PORT are not set"),
+    "no MASTER_PORT": ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}, "MASTER_PORT is not set"),
+    "RANK past WORLD_SIZE": ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+                             "RANK below WORLD_SIZE=2"),
+}
+LAUNCH_CASES = [(command, damage) for command in COMMAND_ARGS for damage in LAUNCH_DAMAGES]
+
+
+@pytest.mark.parametrize("command, damage", LAUNCH_CASES, ids=[f"{c}-{d}" for c, d in LAUNCH_CASES])
+def test_a_bad_torchrun_environment_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, no_data, command, damage):
+    """Every command reads torchrun's variables first: a value torchrun would never set, or a WORLD_SIZE > 1 without
+    what the process group's rendezvous needs, is one line naming the variable, not int()'s or torch's traceback."""
+    variables, names = LAUNCH_DAMAGES[damage]
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert main([command, *COMMAND_ARGS[command], "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and names in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_torchrun_environment_is_one_line_from_the_shell(tmp_path):
+    """The same from `python -m itra`, where a module read at import would come before `main` (Launch's default)."""
+    env = {**os.environ, "WORLD_SIZE": "abc"}
+    done = subprocess.run([sys.executable, "-m", "itra", "train", "--dataset", "digits", "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "WORLD_SIZE" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "10"], ["--lam", "0.1"], ["--seed", "3"], ["--method", "ce"],

@@ -31,7 +31,7 @@ from typing import Sequence
 from itra import __version__
 from itra.checks import COUNT_LIMIT
 from itra.config import FIELD_ORDER, GROUPS, LAUNCH_FIELDS, TrainConfig
-from itra.distributed import launched_world_size, shutdown
+from itra.distributed import check_launch, launch_integer, launched_world_size, shutdown
 from itra.experiments.launchers import LAUNCHERS, Launch
 from itra.experiments.presets import LAYERWISE_PRESETS, PRESETS
 from itra.experiments.runs import RunInterrupted
@@ -323,17 +323,13 @@ def _note_ignored(command: str, configs: list[TrainConfig]) -> None:
     for name, why in unread[0].items():
         if all(name in each for each in unread):
             flag = "--" + name.replace("_", "-")
-            if _rank() == 0:
+            if launch_integer("RANK") == 0:
                 note(f"{flag} {getattr(configs[0], name)} is not read with {why}; ignored")
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def _main_prints(message: str) -> None:
     """`message` on stderr from rank 0 only (the other ranks of a torchrun job met the same)."""
-    if _rank() == 0:
+    if launch_integer("RANK") == 0:
         print(message, file=sys.stderr)
 
 
@@ -352,8 +348,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    try:
+        rank, world_size = check_launch()  # torchrun's environment, before anything reads it
+    except UserError as error:
+        print(f"itra {args.command}: error: {error}", file=sys.stderr)
+        return 2
     # Results and tables (stdout) come from rank 0 of a torchrun job.
-    quiet = open(os.devnull, "w") if _rank() else None
+    quiet = open(os.devnull, "w") if rank else None
     try:
         if getattr(args, "out", None) is not None:
             check_out(args.out)
@@ -363,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a user's mistake (itra.errors): bad input, missing data, a missing optional package, no network; anything else
     # is a bug of itra's and traces back
     except UserError as error:
-        where = f" (rank {_rank()} of {launched_world_size()})" if launched_world_size() > 1 else ""
+        where = f" (rank {rank} of {world_size})" if world_size > 1 else ""
         print(f"itra {args.command}{where}: error: {error}", file=sys.stderr)
         return 2
     except RunInterrupted as interrupt:

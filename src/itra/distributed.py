@@ -35,9 +35,48 @@ T = TypeVar("T")
 MATCH_RANKS = ("local", "global")  # what each rank's S1 is matched against: its own S2, or every rank's
 
 
+# torchrun's integers, each with its value without torchrun; and what env:// rendezvous reads besides
+LAUNCH_INTEGERS = {"WORLD_SIZE": 1, "RANK": 0, "LOCAL_RANK": 0}
+RENDEZVOUS = ("RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launch_integer(name: str) -> int:
+    """torchrun's `name` (`LAUNCH_INTEGERS`) from the environment, its default when unset; anything but an integer
+    >= the default (a stale or mistyped variable) is one line naming it."""
+    text, default = os.environ.get(name), LAUNCH_INTEGERS[name]
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < default:
+        raise BadValue(f"Expected the environment variable {name} to be an integer >= {default} (torchrun sets it), "
+                       f"but it is {text!r}: unset it, or launch with torchrun")
+    return value
+
+
 def launched_world_size() -> int:
     """How many processes this job was launched with: torchrun's WORLD_SIZE, 1 without torchrun."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return launch_integer("WORLD_SIZE")
+
+
+def check_launch() -> tuple[int, int]:
+    """This process's (rank, world size) from torchrun's environment, checked whole before any work: the integers
+    (`launch_integer`), and with WORLD_SIZE > 1 what the process group's rendezvous needs (`RENDEZVOUS` set, RANK
+    below WORLD_SIZE), so a half-set environment is one line, not an error from inside torch.distributed."""
+    world_size, rank = launched_world_size(), launch_integer("RANK")
+    launch_integer("LOCAL_RANK")
+    if world_size > 1:
+        missing = [name for name in RENDEZVOUS if not os.environ.get(name)]
+        if missing:
+            raise BadValue(f"WORLD_SIZE={world_size} says this is one of {world_size} processes of a torchrun job, but "
+                           f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: launch with torchrun "
+                           f"--nproc-per-node {world_size} -m itra ..., or unset WORLD_SIZE")
+        if rank >= world_size:
+            raise BadValue(f"Expected the environment variable RANK below WORLD_SIZE={world_size}, but it is {rank}: "
+                           "launch with torchrun, or unset them")
+    return rank, world_size
 
 
 def _grouped() -> bool:
@@ -139,11 +178,11 @@ def setup() -> Dist:
     """This process's `Dist`: under torchrun (WORLD_SIZE > 1), the default process group is started on the
     first call (the same group afterwards, or the one the caller started); else `Dist()`."""
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
-        if launched_world_size() == 1:
+        if check_launch()[1] == 1:
             return Dist()
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and torch_dist.is_nccl_available() else "gloo"
         torch_dist.init_process_group(backend)
-    return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), launch_integer("LOCAL_RANK"))
 
 
 def shutdown() -> None:

@@ -149,11 +149,15 @@ def test_ray_failing_to_start_is_one_line_saying_what_to_do(tmp_path, capsys, mo
     assert not ray.is_initialized() and not (tmp_path / "out").exists()
 
 
+TORCHRUN_RANK_0 = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
 def test_ray_not_installed_and_jobs_under_torchrun_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as it does where it is not installed
     assert main([*STUDY, "--launcher", "ray", "--out", str(tmp_path)]) == 2
     assert "--launcher ray needs Ray: pip install 'itra[ray]'" in one_line(capsys)
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in TORCHRUN_RANK_0.items():  # what torchrun sets in the first of 2 processes
+        monkeypatch.setenv(name, value)
     assert main([*STUDY, "--jobs", "2", "--out", str(tmp_path)]) == 2
     assert "under torchrun every process trains each run with the others: leave --jobs" in one_line(capsys)
     assert not any(tmp_path.iterdir())

@@ -77,7 +77,7 @@ class Launch:
         if self.address is not None and self.launcher != "ray":
             raise BadValue(f"--address {self.address} is the address of a Ray cluster: add --launcher ray, or leave "
                            "--address out")
-        if launched_world_size() > 1 and (self.launcher != "local" or (self.jobs or 1) > 1):
+        if (self.launcher != "local" or (self.jobs or 1) > 1) and launched_world_size() > 1:  # no read for the default
             raise BadValue("under torchrun every process trains each run with the others: leave --jobs and "
                            "--launcher out")
 
