@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 
+from itra.errors import UserError
+
 Batch = tuple[torch.Tensor, ...]  # (*inputs, labels)
 
 
@@ -44,8 +46,32 @@ def shuffled_batches(
         return
     batches = BatchSampler(RandomSampler(dataset, generator=generator), size, drop_last)
     shards = batches if world_size == 1 else [batch[rank * batch_size : (rank + 1) * batch_size] for batch in batches]
-    yield from DataLoader(dataset, batch_sampler=shards, num_workers=num_workers, collate_fn=collate_fn,
-                          pin_memory=pin_memory)
+    loader = iter(DataLoader(dataset, batch_sampler=shards, num_workers=num_workers, collate_fn=collate_fn,
+                             pin_memory=pin_memory))
+    try:
+        yield from loader
+        return
+    except UserError as error:  # an item a worker process could not read (`image_folder.UnreadableImage`)
+        kind, message = type(error), worker_message(error)
+        error.__traceback__ = None  # its frames hold the loader, in a cycle that only a later gc would free
+    del loader  # its worker processes end now, not at that gc (nor in the next worker forked, which inherits it)
+    raise kind(message)
+
+
+def worker_message(error: BaseException) -> str:
+    """The message of an exception raised in a `DataLoader` worker process. The DataLoader raises it again in this
+    process with the worker's traceback as its message, whose last line is `module.Type: message`; an exception
+    raised in this process (`num_workers=0`) keeps its own.
+
+    >>> worker_message(ValueError("Caught ValueError in DataLoader worker process 0.\\nOriginal Traceback ...\\n"
+    ...                           "ValueError: x.png: cannot read image\\n"))
+    'x.png: cannot read image'
+    """
+    lines = str(error).rstrip("\n").splitlines()
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: ".removeprefix("builtins.")
+    if len(lines) > 1 and lines[0].startswith("Caught ") and lines[-1].startswith(prefix):
+        return lines[-1].removeprefix(prefix)
+    return str(error)
 
 
 def ordered_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.data.splits import Splits
-from itra.errors import MissingFile
+from itra.errors import BadValue, MissingFile
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -23,6 +23,7 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
 # (0.28604, 0.35302; tests/data/test_fashion_mnist.py recomputes them from the installed data).
 MEAN, STD = 0.2860, 0.3530
 INSTALL_HINT = "install the Debian package: apt-get install dataset-fashion-mnist, or pass --data-dir"
+REPAIR_HINT = "reinstall it (apt-get install --reinstall dataset-fashion-mnist) or pass --data-dir with an intact copy"
 _FILES = {  # split -> (images, labels)
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -30,8 +31,9 @@ _FILES = {  # split -> (images, labels)
 _UINT8 = 0x08  # IDX type byte; Fashion-MNIST uses no other
 
 
-class IdxFormatError(ValueError):
-    """An IDX file that is corrupt, truncated or not the expected content; the message names the file."""
+class IdxFormatError(BadValue):
+    """An IDX file that is corrupt, truncated or not the expected content; the message names the file (a user's
+    mistake, `BadValue`: the CLI prints it as one line)."""
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -39,13 +41,20 @@ def read_idx(path: Path) -> torch.Tensor:
 
     IDX layout: magic number `0x00 0x00 0x08 NDIM`, then NDIM big-endian uint32 sizes, then the data
     in row-major order, e.g. labels (N,) with magic 0x00000801, images (N, 28, 28) with 0x00000803.
-    Raises `FileNotFoundError` if `path` is missing and `IdxFormatError` if its content is invalid.
+    Raises `FileNotFoundError` (`MissingFile`) if `path` is missing and `IdxFormatError` (a `BadValue`) if it cannot
+    be read or its content is invalid.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}")
     try:
-        raw = gzip.decompress(path.read_bytes())
+        compressed = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}") from None
+    except OSError as error:  # a folder, a file without read permission
+        raise IdxFormatError(f"{path}: cannot read it: {error.strerror or error}") from None
+    if compressed[:3] == bytes([0, 0, _UINT8]):
+        raise IdxFormatError(f"{path}: a raw IDX file, not gzip-compressed: compress it with `gzip`")
+    try:
+        raw = gzip.decompress(compressed)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise IdxFormatError(f"{path}: corrupt gzip data: {error}") from None
     if len(raw) < 4:
@@ -94,8 +103,11 @@ def load_fashion_mnist(
     the files, or between images and labels, raises `IdxFormatError` naming the file.
     """
     data_dir = Path(data_dir)
-    train = TensorDataset(*_read_split(data_dir, "train", expected_sizes[0]))
-    test = TensorDataset(*_read_split(data_dir, "test", expected_sizes[1]))
+    try:
+        train = TensorDataset(*_read_split(data_dir, "train", expected_sizes[0]))
+        test = TensorDataset(*_read_split(data_dir, "test", expected_sizes[1]))
+    except IdxFormatError as error:  # a damaged file of the dataset: say how to replace it
+        raise IdxFormatError(f"{error}; {REPAIR_HINT}") from None
     return Splits("fashion-mnist", train, test, num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES)
 
 

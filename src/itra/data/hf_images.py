@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from itra.data import transforms
-from itra.data.hub import SPLITS, load_hub_dataset_dict
+from itra.data.hub import SPLITS, check_column_type, load_hub_dataset_dict
 from itra.data.splits import BatchTransform, Splits
 from itra.errors import BadValue
 
@@ -76,6 +76,8 @@ def load_hf_image_dataset(name: str, data_dir: Path | str | None = None) -> Spli
                 f"{name}: split {split!r} needs columns {spec.image_column!r} (image) and {spec.label_column!r} "
                 f"(label); columns found: {columns}"
             )
+        check_column_type(name, split, dataset_dict[split], spec.image_column, "images", spec.hub_name)
+        check_column_type(name, split, dataset_dict[split], spec.label_column, "labels", spec.hub_name)
     class_names = _class_names(spec, dataset_dict)
     train, test = (
         TensorDataset(*_to_tensors(name, spec, dataset_dict[split], split, len(class_names))) for split in SPLITS

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from itra.data.hub import SPLITS, load_hub_dataset_dict
+from itra.data.hub import SPLITS, check_column_type, load_hub_dataset_dict
 from itra.data.text import TextSplits
 from itra.errors import BadValue
 
@@ -83,6 +83,9 @@ def _texts_and_labels(name: str, spec: HubTextDataset, split_data, split: str) -
     needed = (*spec.text_columns, spec.label_column)
     if any(column not in columns for column in needed):
         raise BadValue(f"{name}: split {split!r} needs columns {list(needed)}; columns found: {columns}")
+    for column in spec.text_columns:
+        check_column_type(name, split, split_data, column, "texts", spec.hub_name)
+    check_column_type(name, split, split_data, spec.label_column, "labels", spec.hub_name)
     num_classes = len(spec.class_names)
     feature = split_data.features[spec.label_column]
     if hasattr(feature, "names") and len(feature.names) != num_classes:

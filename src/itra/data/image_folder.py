@@ -16,10 +16,15 @@ from torch.utils.data import Dataset
 
 from itra.data.splits import Splits
 from itra.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, random_horizontal_flip
-from itra.errors import BadValue, MissingFile
+from itra.errors import BadValue, MissingFile, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")  # compared case-insensitively
 SPLIT_DIRS = ("train", "val")
+
+
+class UnreadableImage(BadValue, OSError):
+    """An image file that cannot be opened or decoded (empty, truncated, not an image, no read permission), found when
+    it is read; the message names it. An `OSError` as Pillow's own errors, and a `BadValue`: the CLI prints one line."""
 
 
 class ImageFolderDataset(Dataset):
@@ -47,8 +52,9 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(path) as image:
                 image = _resize_center_crop(image.convert("RGB"), self.resize, self.image_size)
-        except OSError as error:  # Pillow's UnidentifiedImageError is an OSError
-            raise OSError(f"{path}: cannot read image: {error}") from None
+        except (OSError, Image.DecompressionBombError) as error:  # Pillow's UnidentifiedImageError is an OSError
+            raise UnreadableImage(f"{path}: cannot read image: {first_line(error)}; replace the file or remove it "
+                                  "from its class folder") from None
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
         return normalize(pixels.float().div_(255), IMAGENET_MEAN, IMAGENET_STD), label
 
@@ -66,7 +72,7 @@ def _scan(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
     """(path, label) of every image under split_dir/<class>/, in sorted order; every class needs an image."""
     samples, empty = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        files = sorted(p for p in _entries(split_dir / name) if p.is_file() and p.suffix.lower() in EXTENSIONS)
         if not files:
             empty.append(name)
         samples.extend((path, label) for path in files)
@@ -77,13 +83,26 @@ def _scan(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
     return samples
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What `folder` holds; a folder that cannot be listed (no permission) is one line naming it."""
+    try:
+        return list(folder.iterdir())
+    except OSError as error:
+        raise BadValue(f"{folder}: cannot list it: {error.strerror or error}; give it read and execute permission "
+                       "(chmod a+rx)") from None
+
+
 def load_image_folder(root: Path | str, image_size: int = 224) -> Splits:
     """`root/train` and `root/val` as lazy `ImageFolderDataset`s; classes are train's sorted subfolder names.
 
     Train and test items get the same resize and center crop; `train_transform` is only a batched
-    `random_horizontal_flip` (no random-resized crop). `root/val` must have exactly train's classes.
+    `random_horizontal_flip` (no random-resized crop). `root/train` must have two or more classes, `root/val`
+    exactly train's, and each class folder an image. Images are opened when they are read: one that cannot be
+    decoded then raises `UnreadableImage` naming it.
     """
     root = Path(root)
+    if root.is_dir():
+        _entries(root)  # one that cannot be listed (no permission) is one line naming it
     for split in SPLIT_DIRS:
         if not (root / split).is_dir():
             raise MissingFile(
@@ -91,16 +110,19 @@ def load_image_folder(root: Path | str, image_size: int = 224) -> Splits:
             )
     if image_size < 1:
         raise BadValue(f"Expected `image_size` to be a positive integer, but got {image_size}")
-    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+    classes = tuple(sorted(p.name for p in _entries(root / "train") if p.is_dir()))
     if not classes:
         raise BadValue(f"{root / 'train'}: no class subfolders; expected root/train/<class>/*.jpg")
-    val_classes = {p.name for p in (root / "val").iterdir() if p.is_dir()}
+    val_classes = {p.name for p in _entries(root / "val") if p.is_dir()}
     missing, extra = sorted(set(classes) - val_classes), sorted(val_classes - set(classes))
     if missing or extra:
         raise BadValue(
             f"{root / 'val'}: must have the same class folders as {root / 'train'}; "
             f"missing: {', '.join(missing) or 'none'}; not in train: {', '.join(extra) or 'none'}"
         )
+    if len(classes) == 1:
+        raise BadValue(f"{root / 'train'}: one class folder, {classes[0]}; a classifier needs two or more: "
+                       "root/train/<class>/*.jpg for each class")
     train, test = (ImageFolderDataset(_scan(root / split, classes), classes, image_size) for split in SPLIT_DIRS)
     return Splits(
         "image-folder", train, test, num_classes=len(classes), class_names=classes,

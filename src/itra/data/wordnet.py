@@ -26,6 +26,7 @@ from itra.errors import BadValue, MissingFile
 DEFAULT_DIR = Path("/usr/share/wordnet")
 DATA_FILES = ("data.noun", "data.verb")
 INSTALL_HINT = "install the Debian package: apt-get install wordnet-base, or pass --data-dir"
+REPAIR_HINT = "reinstall it (apt-get install --reinstall wordnet-base) or pass --data-dir with an intact copy"
 # lexnames(5WN): the lexicographer file of each file number, 00..44.
 LEXNAMES = (
     "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
@@ -39,8 +40,11 @@ LEXNAMES = (
 _SS_TYPE_CATEGORY = {"n": "noun", "v": "verb", "a": "adj", "s": "adj", "r": "adv"}  # wndb(5WN) ss_type
 
 
-def _parse_line(line: str) -> tuple[str, int]:
-    """(gloss, lex_filenum) of one synset line; ValueError saying what is wrong."""
+def _parse_line(line: str, category: str | None = None) -> tuple[str, int]:
+    """(gloss, lex_filenum) of one synset line, of the part of speech `category` ("noun", ...; None: any);
+    ValueError saying what is wrong."""
+    if not line.endswith("\n"):  # every line of a data file ends with one: the file is cut short
+        raise BadValue("cut short: the file ends inside this line")
     fields, bar, gloss = line.partition(" | ")
     gloss = gloss.strip()
     if not bar or not gloss:
@@ -53,6 +57,8 @@ def _parse_line(line: str) -> tuple[str, int]:
     lexname = LEXNAMES[int(head[1])]
     if _SS_TYPE_CATEGORY.get(head[2]) != lexname.split(".")[0]:
         raise BadValue(f"ss_type {head[2]!r} does not match lexicographer file {head[1]} ({lexname})")
+    if category is not None and not lexname.startswith(f"{category}."):
+        raise BadValue(f"a synset of {lexname} in the file of the {category}s")
     return gloss, int(head[1])
 
 
@@ -60,21 +66,32 @@ def read_glosses(path: Path | str) -> list[tuple[str, int]]:
     """(gloss, lex_filenum) of every synset of a WordNet `data.*` file, in file order.
 
     A synset line is `synset_offset lex_filenum ss_type w_cnt word lex_id ... | gloss` (wndb(5WN));
-    lines that start with two spaces are the licence header. Raises `FileNotFoundError` if `path` is
-    missing and `ValueError` naming the file and line for a malformed line.
+    lines that start with two spaces are the licence header. In `data.noun`, `data.verb`, `data.adj` and
+    `data.adv` every synset is of that part of speech. Raises `FileNotFoundError` (`MissingFile`) if `path` is
+    missing, and `ValueError` (`BadValue`) naming the file, and the line where there is one, for a file that cannot
+    be read or is not UTF-8 text, a malformed line, a synset of another part of speech, or a last line cut short.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}")
+    category = path.name.removeprefix("data.") if path.name in DATA_FILES + ("data.adj", "data.adv") else None
     glosses = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.startswith("  "):
-                continue
-            try:
-                glosses.append(_parse_line(line))
-            except ValueError as error:
-                raise BadValue(f"{path}, line {number}: {error}: {line.strip()[:80]!r}") from None
+    try:
+        with path.open("rb") as lines:  # decoded line by line, so that a line that is not text is named
+            for number, raw in enumerate(lines, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:  # WordNet's files are ASCII: another file (compressed, binary)
+                    raise BadValue(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                                   f"{error.start + 1}), so not a WordNet data file; {REPAIR_HINT}") from None
+                if line.startswith("  "):
+                    continue
+                try:
+                    glosses.append(_parse_line(line, category))
+                except ValueError as error:
+                    raise BadValue(f"{path}, line {number}: {error}: {line.strip()[:80]!r}; {REPAIR_HINT}") from None
+    except FileNotFoundError:
+        raise MissingFile(f"{path}: no such file; {INSTALL_HINT}") from None
+    except OSError as error:  # a folder, a file without read permission
+        raise BadValue(f"{path}: cannot read it: {error.strerror or error}; {REPAIR_HINT}") from None
     return glosses
 
 
@@ -102,9 +119,11 @@ def load_wordnet(data_dir: Path | str = DEFAULT_DIR, test_fraction: float = 0.2,
     if not 0.0 < test_fraction < 1.0:
         raise BadValue(f"Expected `test_fraction` in (0, 1), but got {test_fraction}")
     data_dir = Path(data_dir)
-    samples = [sample for name in DATA_FILES for sample in read_glosses(data_dir / name)]
-    if not samples:
-        raise BadValue(f"{data_dir}: no synsets in {' or '.join(DATA_FILES)}")
+    per_file = {name: read_glosses(data_dir / name) for name in DATA_FILES}
+    empty = [name for name, glosses in per_file.items() if not glosses]
+    if empty:  # an empty file would leave out the classes of its part of speech unsaid
+        raise BadValue(f"{data_dir}: no synsets in {' or '.join(empty)}; {REPAIR_HINT}")
+    samples = [sample for glosses in per_file.values() for sample in glosses]
     texts = tuple(gloss for gloss, _ in samples)
     lex_filenums = torch.tensor([number for _, number in samples])  # (N,)
     files = torch.unique(lex_filenums)  # (K,) sorted, i.e. in lexnames order
