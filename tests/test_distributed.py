@@ -288,13 +288,16 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(ddp_runs):
 
 def test_sharded_evaluation_equals_one_process_on_the_whole_set(ddp_runs):
     """Test and validation metrics, and the temperature fitted on the validation shards (its NLL sums summed
-    over ranks), equal one process's on the whole sets."""
+    over ranks), equal one process's on the whole sets, to the float32 rounding of the logits: a shard's forward
+    pass need not round as the whole set's (MKL_CBWR=COMPATIBLE's BLAS picks kernels by the batch's size: logits
+    1e-7 apart; MKL's AVX-512 path gives equal ones), so 1e-6 relative: a shard left out or counted twice would
+    move the means by the difference between the shards, far more."""
     from itra.calibration import TEMPERATURE_RANGE
     from itra.evaluate import evaluate_splits
 
     sharded = json.loads((ddp_runs / "sharded_evaluation.json").read_text())
     whole = evaluate_splits(untrained_objective(), split_sets(), torch.device("cpu"))
-    assert sharded == pytest.approx(whole, rel=1e-10, abs=1e-12) and sharded.keys() == whole.keys()
+    assert sharded == pytest.approx(whole, rel=1e-6, abs=1e-9) and sharded.keys() == whole.keys()
     assert {"val_cross_entropy", "ts_test_cross_entropy"} <= whole.keys()
     assert TEMPERATURE_RANGE[0] < whole["temperature"] < TEMPERATURE_RANGE[1]
 
