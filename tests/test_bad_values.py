@@ -260,6 +260,56 @@ def test_a_bad_torchrun_environment_is_one_line_from_the_shell(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "WORLD_SIZE" in done.stderr, done.stderr
 
 
+BAD_ENDPOINTS = {  # HF_ENDPOINT: why it is no URL of the Hub
+    "": "not an http(s) URL with a host", "huggingface.co": "not an http(s) URL with a host",
+    "ftp://mirror.example": "not an http(s) URL with a host", "https://": "not an http(s) URL with a host",
+    "https://:8080": "not an http(s) URL with a host", "http://[::1": "Invalid IPv6 URL",
+    "http://mirror:99999": "Port out of range 0-65535", "http://mirror:abc": "Port could not be cast",
+    "https://mirror:-1": "Port",
+}
+
+
+@pytest.mark.parametrize("endpoint", BAD_ENDPOINTS)
+def test_an_hf_endpoint_that_is_not_a_url_is_one_line_naming_it(monkeypatch, endpoint):
+    from itra.data.hub import hub_address
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(BadValue) as error:
+        hub_address()
+    message = str(error.value)
+    assert "\n" not in message and "HF_ENDPOINT" in message and repr(endpoint) in message, message
+    assert BAD_ENDPOINTS[endpoint] in message
+
+
+@pytest.mark.parametrize("endpoint, address", [("https://huggingface.co", ("huggingface.co", 443)),
+                                               ("http://mirror.local", ("mirror.local", 80)),
+                                               ("https://[::1]:8443/", ("::1", 8443))])
+def test_an_hf_endpoint_gives_its_host_and_port(monkeypatch, endpoint, address):
+    from itra.data.hub import hub_address
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    assert hub_address() == address
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1", "http://mirror:abc"])
+@pytest.mark.parametrize("command", [["-m", "itra", "train", "--dataset", "kmnist", "--epochs", "1"],
+                                     ["-c", "import itra.models.text"]], ids=["itra-train-hub-data", "import-text"])
+def test_a_bad_hf_endpoint_is_one_line_before_a_hugging_face_library_parses_it(tmp_path, endpoint, command):
+    """huggingface_hub parses HF_ENDPOINT when it is imported, with urllib's traceback for a bad port or host: from
+    the shell (a fresh process, where the import comes first) the Hub's datasets and the text models say it in one
+    line."""
+    pytest.importorskip("datasets")
+    out = ["--out", str(tmp_path / "out")] if command[0] == "-m" else []
+    done = subprocess.run([sys.executable, *command, *out], env={**os.environ, "HF_ENDPOINT": endpoint}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    if command[0] == "-m":  # the command line: one line
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "HF_ENDPOINT" in done.stderr, done.stderr
+    else:  # the Python API: itra's error naming the variable, not urllib's
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and last.startswith("itra.errors.BadValue: Expected the environment variable "
+                                                        "HF_ENDPOINT"), done.stderr
+
+
 @pytest.mark.parametrize("flags", [["--epochs", "10"], ["--lam", "0.1"], ["--seed", "3"], ["--method", "ce"],
                                    ["--tensorboard"], ["--workers", "2"], *_given_at_default()],
                          ids=lambda flags: " ".join(flags))
@@ -577,7 +627,7 @@ def test_a_hub_model_or_dataset_without_the_network_is_one_line_without_retries(
     assert "\n" not in str(error.value)
 
     hub.hub_reachable.cache_clear()
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)  # a proxy is trusted to reach the Hub
     before, seen = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE), []

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from itra.errors import BadValue, MissingFile, NoNetwork, first_line
 
 SPLITS = ("train", "test")
+HUB_URL = "https://huggingface.co"  # huggingface_hub's endpoint when HF_ENDPOINT is not set
 INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")  # Arrow types of class indices
 
 
@@ -21,6 +22,7 @@ def load_hub_dataset_dict(name: str, hub_name: str, data_dir: Path | None):
     """A `datasets.DatasetDict` with the `SPLITS`: the `save_to_disk` copy in `data_dir` if there is one
     (`_load_saved_copy`), else from the Hub (cached under `data_dir`); no network is a one-line ConnectionError, a
     damaged copy (or one without rows in a split) or a missing split a one-line ValueError."""
+    hub_address()  # before `datasets` imports huggingface_hub
     try:
         import datasets  # optional dependency: only these loaders need it
     except ImportError:
@@ -130,20 +132,40 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     does not open within `timeout` seconds. Checked once per process. Without it, a machine with no network waits
     through the Hub clients' retries (about 25 s for a dataset, 50 s for a model, 20 lines of warnings) before the
     one-line error."""
+    host, port = hub_address()
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    endpoint = urlparse(constants.ENDPOINT)
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                                              "all_proxy")):
         return True  # through a proxy a direct connection may be refused while the Hub is reachable: the clients try
     try:
-        socket.create_connection((endpoint.hostname, endpoint.port or (80 if endpoint.scheme == "http" else 443)),
-                                 timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError:
         return False
     return True
+
+
+def hub_address() -> tuple[str, int]:
+    """(host, port) of the Hugging Face Hub: the URL in HF_ENDPOINT, else `HUB_URL`. Called before a Hugging Face
+    library is first imported: huggingface_hub parses HF_ENDPOINT on import, and one that is not an http(s) URL with
+    a host and a valid port would end there in urllib's ValueError; here it is one line naming the variable.
+
+    >>> hub_address() if "HF_ENDPOINT" not in os.environ else ("huggingface.co", 443)
+    ('huggingface.co', 443)
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", HUB_URL)
+    try:
+        parsed = urlparse(endpoint)
+        port = parsed.port  # urllib checks it here: not a number, out of 0-65535
+        why = None if parsed.scheme in ("http", "https") and parsed.hostname else "not an http(s) URL with a host"
+    except ValueError as error:  # an IPv6 address without its closing ], a port that is not one
+        why = first_line(error)
+    if why is not None:
+        raise BadValue(f"Expected the environment variable HF_ENDPOINT to be the Hub's URL (https://host[:port]), but "
+                       f"it is {endpoint!r} ({why}): correct it or unset it")
+    return parsed.hostname, port or (80 if parsed.scheme == "http" else 443)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
+from itra.data.hub import hub_address
 from itra.models.adapter import find_classification_layer, replace_module, split_classifier
 from itra.models.classifier import Classifier
 from itra.errors import BadValue, MissingFile, MissingPackage
@@ -43,6 +44,8 @@ def check_library_model(name: str) -> ModuleType:
     """The library of `--model <library>:<model>`, imported, once it knows the model: a one-line error if the
     library is missing or does not import with this torch, or has no such model."""
     library, _, model = name.partition(":")
+    if library == "timm":
+        hub_address()  # HF_ENDPOINT checked before timm imports huggingface_hub, which parses it
     try:
         module = importlib.import_module(library)
     except (ImportError, RuntimeError) as error:  # RuntimeError: a torchvision built for another torch build

@@ -19,12 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from itra.checks import check_choice
-from itra.models.classifier import Classifier
-from itra.data.hub import hub_reachable
-from itra.errors import BadValue, MissingPackage, NoNetwork
+from itra.data.hub import hub_address, hub_reachable
+
+hub_address()  # HF_ENDPOINT checked before transformers imports huggingface_hub, which parses it
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
+
+from itra.checks import check_choice  # noqa: E402
+from itra.models.classifier import Classifier  # noqa: E402
+from itra.errors import BadValue, MissingPackage, NoNetwork  # noqa: E402
 
 MINILM = "minilm"
 POOLINGS = ("mean", "pooler")
