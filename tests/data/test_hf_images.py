@@ -129,3 +129,16 @@ def test_no_network_is_one_clear_line(monkeypatch):
         load_hf_image_dataset("cifar100")
     assert "--data-dir" in str(error.value) and "save_to_disk" in str(error.value) and "\n" not in str(error.value)
 
+
+
+def test_no_network_with_a_data_dir_that_holds_no_copy_names_it(monkeypatch, tmp_path):
+    """A --data-dir without a save_to_disk copy is a cache folder to download into: without the network, the line
+    says that the folder holds no copy (a user may have given the wrong one)."""
+    def offline(path, cache_dir=None):
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConnectionError) as error:
+        load_hf_image_dataset("cifar100", tmp_path)
+    assert f"into --data-dir {tmp_path}, which holds no copy saved by save_to_disk" in str(error.value)
+    assert "\n" not in str(error.value)

@@ -192,6 +192,7 @@ def _download(datasets, name: str, hub_name: str, data_dir: Path | None):
         with offline_unless_reachable(datasets.config, constants):
             return datasets.load_dataset(hub_name, cache_dir=None if data_dir is None else str(data_dir))
     except ConnectionError as error:  # what `datasets` raises when the Hub cannot be reached or HF_HUB_OFFLINE=1
+        where = "" if data_dir is None else f" into --data-dir {data_dir}, which holds no copy saved by save_to_disk,"
         raise NoNetwork(
-            f"{name}: downloading {hub_name} needs the network ({error}); or {_save_hint(hub_name)}"
+            f"{name}: downloading {hub_name}{where} needs the network ({error}); or {_save_hint(hub_name)}"
         ) from None
