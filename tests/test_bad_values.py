@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import typing
+import warnings
 
 import pytest
 import torch
@@ -365,16 +366,24 @@ def _with(value, index=(0, 0)):
     return damage
 
 
+def _sparse_csr(t):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
+        return t.to_sparse_csr()
+
+
 FEATURE_DAMAGES = {
     "numpy": lambda t: t.numpy(), "list": lambda t: t.tolist(), "text": lambda t: "abc",
     "integer dtype": lambda t: t.long(), "1-D": lambda t: t[:, 0], "empty": lambda t: t[:0],
     "no feature": lambda t: t[:, :0],
     "NaN": _with(math.nan), "inf": _with(math.inf),
+    "sparse": lambda t: t.to_sparse(), "sparse CSR": _sparse_csr, "meta": lambda t: t.to("meta"),
 }
 LABEL_DAMAGES = {
     "numpy": lambda y: y.numpy(), "list": lambda y: y.tolist(), "text": lambda y: "abc",
     "float dtype": lambda y: y.float(), "bool dtype": lambda y: y.bool(), "label K": _with(3, 0), "label -1": _with(-1, 0), "2-D": lambda y: y[:, None],
     "one too few": lambda y: y[1:],
+    "sparse": lambda y: y.to_sparse(), "meta": lambda y: y.to("meta"),
 }
 SCALAR_DAMAGES = {"NaN": math.nan, "inf": math.inf, "negative": -1, "zero": 0, "fraction": 1.5, "text": "abc",
                   "bool": True, "huge": 10**30, "None": None}

@@ -15,7 +15,7 @@ import math
 from typing import Callable
 
 import torch
-from itra.checks import check_labels, check_number
+from itra.checks import check_labels, check_number, check_values_readable
 from itra.errors import BadValue
 
 # T is searched in [1/100, 100]: beyond it a model's confidence is all or nothing. Where the NLL still falls at a
@@ -74,6 +74,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor,
         shown = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise BadValue(f"Expected logits (N, K), a floating-point torch.Tensor with K >= 1, but got {shown}")
     check_number("tolerance", tolerance, lambda v: 0 < v < math.inf, "a finite number > 0")
+    check_values_readable("logits", logits)
     if not torch.isfinite(logits).all():
         raise BadValue("Expected finite logits to fit a temperature on, but some are NaN or infinite")
     if len(logits):  # a shard of a distributed set may be empty

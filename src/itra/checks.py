@@ -68,10 +68,21 @@ def check_seed(name: str, value: object) -> None:
                        f"but got {value!r}")
 
 
+def check_values_readable(name: str, t: torch.Tensor) -> None:
+    """A dense tensor whose values exist: not sparse or another layout (itra's operations take strided tensors), not on
+    the meta device (a shape without values, which no check or loss can read)."""
+    if t.layout != torch.strided:
+        raise BadValue(f"Expected `{name}` to be a dense tensor, but got layout {t.layout}: pass `{name}.to_dense()`")
+    if t.is_meta:
+        raise BadValue(f"Expected `{name}` to hold values, but it is on the meta device (a shape only): pass a tensor "
+                       "on the CPU or a GPU")
+
+
 def check_features(name: str, h: torch.Tensor) -> None:
-    """A finite, floating-point (N, D) tensor with N, D >= 1."""
+    """A finite, floating-point (N, D) dense tensor with N, D >= 1 (`check_values_readable`)."""
     if not isinstance(h, torch.Tensor):
         raise BadValue(f"Expected `{name}` to be a torch.Tensor, but got {type(h).__name__}")
+    check_values_readable(name, h)
     if h.ndim != 2:
         raise BadValue(f"Expected `{name}` to be 2-D (num_samples, feature_dim), but got shape {tuple(h.shape)}")
     if h.numel() == 0:
@@ -106,6 +117,7 @@ def check_labels(name: str, y: torch.Tensor, features: torch.Tensor, num_classes
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         shape = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise BadValue(f"Expected `{name}` to be a 1-D integer tensor of class indices, but got {shape}")
+    check_values_readable(name, y)
     if y.shape[0] != features.shape[0]:
         raise BadValue(
             f"Expected one label per feature row, but `{name}` has {y.shape[0]} labels for {features.shape[0]} rows"
