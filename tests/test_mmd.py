@@ -608,7 +608,22 @@ def test_samples_apart_by_subnormals_are_identical_samples(squared):
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
 
 
-@pytest.mark.parametrize("bandwidth", [1e-30, 1e-3, 1e30])
+@pytest.mark.parametrize("bandwidth", [1e-300, 1e-45, 1e-30, 1e-12])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n, m", [(8, 6), (150, 150)])  # the pooled path, and the blocked one on the CPU
+def test_a_bandwidth_below_rounding_gives_no_gradient_where_every_pair_is_apart(bandwidth, dtype, n, m):
+    """sigma far below the scaled samples' distances: every kernel value between two different samples underflows to
+    0, and each sample's with itself is constant, so the MMD is constant and its gradient 0, exactly (the backward's
+    terms for a sample with itself, which cancel only to rounding, times 1/sigma, made it 1e20 and more)."""
+    h1, y1, h2, y2 = make_batches(n, m, 4, 3, seed=3, dtype=dtype)
+    for loss in (lambda a, b: mmd(a, b, bandwidth), lambda a, b: mmd(a, b, bandwidth, squared=True),
+                 lambda a, b: class_conditional_mmd(a, y1, b, y2, 3, bandwidth)):
+        first, second = h1.clone().requires_grad_(True), h2.clone().requires_grad_(True)
+        loss(first, second).backward()
+        assert torch.equal(first.grad, torch.zeros_like(first)) and torch.equal(second.grad, torch.zeros_like(second))
+
+
+@pytest.mark.parametrize("bandwidth", [1e-300, 1e-45, 1e-30, 1e-3, 1e30, 1e300])
 @pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n, m", [(8, 6), (150, 150)])  # the pooled path, and the blocked one on the CPU

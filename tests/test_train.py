@@ -281,3 +281,12 @@ def test_the_default_warmup_is_a_fraction_of_the_runs_steps(tmp_path, monkeypatc
     run(config, tmp_path, progress=False)
     assert seen == [lam_at(step, 0.6, warmup_steps(None, 0.5, 8)) for step in range(1, 9)]
     assert seen == pytest.approx([0.15, 0.3, 0.45, 0.6, 0.6, 0.6, 0.6, 0.6])
+
+
+def test_a_bandwidth_far_below_the_features_trains_without_diverging(tmp_path):
+    """--bandwidth 1e-300 (above 0, so valid) with S1 and S2 drawn from 64 images, so they share samples: the gradient
+    is that of an MMD whose kernel is 0 between different samples and constant for equal ones, not the rounding of
+    equal samples' terms times 1/sigma (which diverged at step 2, with a tip to lower --lr or --lam)."""
+    _, summary = run(resolved(dataset="digits", epochs=1, batch_size=32, train_subset=64, test_subset=32, device="cpu",
+                              bandwidth=1e-300), tmp_path, progress=False)
+    assert summary["status"] == "finished", summary

@@ -218,6 +218,7 @@ class _KernelSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, sq_dists, weights, inv_sigma, multi, group, num_groups):
+        inv_sigma = _resolvable(inv_sigma, z.dtype)
         kernel, slope = _kernel_and_slope(sq_dists.mul_(-inv_sigma), multi)
         if group is not None:
             cross = group[:, None] != group[None, :]
@@ -226,8 +227,11 @@ class _KernelSums(torch.autograd.Function):
                 slope.masked_fill_(cross, 0)
         kernel_weights = _matvec(kernel, weights)  # (..., P)
         per_sample = weights * kernel_weights
-        slope_weights = None if multi else kernel_weights  # one scale: the slope is the kernel
-        ctx.save_for_backward(z, slope, weights, group, inv_sigma, slope_weights)
+        # A sample's pair with itself adds nothing to the gradient (z_i - z_i): without it, the two terms of the
+        # backward that would cancel to rounding for it are not formed at all (one scale: the slope is the kernel,
+        # whose sums are taken above)
+        slope.diagonal(dim1=-2, dim2=-1).zero_()
+        ctx.save_for_backward(z, slope, weights, group, inv_sigma)
         if group is None:
             return per_sample.sum(-1)
         return per_sample.new_zeros(num_groups).index_add_(0, group, per_sample)
@@ -236,9 +240,8 @@ class _KernelSums(torch.autograd.Function):
     def backward(ctx, grad):
         # d/dz_i of sum_g grad_g sum_ij w_i w_j k_ij = -4 grad_g(i) w_i / sigma_i sum_j k'_ij w_j (z_i - z_j),
         # k' the kernel's slope in -d / sigma (k itself for one scale), k symmetric within a group.
-        z, slope, weights, group, inv_sigma, slope_weights = ctx.saved_tensors
-        if slope_weights is None:
-            slope_weights = _matvec(slope, weights)  # (..., P)
+        z, slope, weights, group, inv_sigma = ctx.saved_tensors
+        slope_weights = _matvec(slope, weights)  # (..., P)
         grad_per_sample = grad.unsqueeze(-1) if group is None else grad[group]  # broadcasts to (..., P)
         if z.shape[-1] > z.shape[-2]:  # sum_j k'_ij w_j z_j: weigh the smaller operand
             weighted = (slope * weights.unsqueeze(-2)) @ z  # (..., P, D)
@@ -247,6 +250,15 @@ class _KernelSums(torch.autograd.Function):
         coefficient = (-4 * grad_per_sample * weights).unsqueeze(-1) * inv_sigma
         grad_z = weighted.neg_().addcmul_(slope_weights.unsqueeze(-1), z).mul_(coefficient)  # in place: no new (P, D)
         return grad_z, None, None, None, None, None, None
+
+
+def _resolvable(inv_sigma: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """1/sigma at most 1/eps of `dtype`. The squared distances of the scaled samples (|z| <= sqrt(D)) are computed
+    as |z_i|^2 + |z_j|^2 - 2 z_i.z_j, to about eps: a sigma below that compares rounding noise, and its 1/sigma
+    would multiply the rounding residue of the gradient's terms for equal samples (a sample with itself, or the same
+    sample drawn into S1 and S2), whose true value is 0, into a gradient of 1e20 or more that makes training
+    diverge. At the limit every pair farther apart than rounding is still at a kernel of exp(-1/eps) = 0."""
+    return inv_sigma.clamp_max(1 / torch.finfo(dtype).eps)
 
 
 def _matvec(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
@@ -314,7 +326,10 @@ def _mmd_per_group(
     features are centred and divided by a detached scale (their largest deviation
     from that centre), and a fixed sigma by its square: every kernel value stays as it is, the
     distances `|x|^2 + |y|^2 - 2 x.y` keep no cancellation error from a large offset, and they are
-    far from overflow and underflow (features of norm 1e19 or 1e-19 in float32).
+    far from overflow and underflow (features of norm 1e19 or 1e-19 in float32). A sigma below the rounding of
+    those distances (1/sigma above 1/eps of the dtype, after scaling) acts as that limit (`_resolvable`), and a
+    sample's kernel with itself, constant, gives no gradient term: a tiny sigma gives the MMD of a kernel that is 0
+    between different samples and a gradient of 0, not rounding times 1/sigma.
 
     The centre is the coordinate-wise midrange (max + min) / 2, not the mean: max and min are selections, not rounded
     sums, so the centre does not depend on the order of the samples, and neither do the centred features, their
@@ -338,7 +353,7 @@ def _mmd_per_group(
         sq = None if blocked else _sq_distances(z)  # the blocks have their own
         inv_sigma = None  # per class: from each class's pairs, below
         if not isinstance(bandwidth, str):  # at most the dtype's largest: inf would make the 0 distances 0 * inf = NaN
-            inv_sigma = (scale.detach() ** 2 / bandwidth).clamp_max(torch.finfo(z.dtype).max)
+            inv_sigma = (scale.detach() ** 2 / bandwidth).clamp_max(torch.finfo(z.dtype).max)  # then `_resolvable`
         elif not per_class:  # "batch", "multi", and "class" of one group
             inv_sigma = 1 / (median_bandwidth(sq) if sq is not None else _median_of_pairs(_pair_distances(z)))
         if y is None:
