@@ -36,6 +36,24 @@ def test_no_runs_is_a_clear_error(tmp_path, capsys):
     assert "No finished runs" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A folder with one short CE run on digits."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--dataset", "digits", "--method", "ce", "--epochs", "1", "--train-subset", "64",
+                 "--batch-size", "32", "--test-subset", "32", "--out", str(runs), "--quiet"]) == 0
+    return runs
+
+
+@pytest.mark.parametrize("points", [1, 2, 3, 2000])
+def test_a_tsne_of_the_fewest_points_is_drawn_not_a_crash(digits_run, tmp_path, points):
+    """`--tsne-points` from its least value: one sample is a panel that says so (t-SNE needs two; sklearn raised on a
+    perplexity of 0), two or more are embedded."""
+    out = tmp_path / "report"
+    assert main(["report", str(digits_run), "--out", str(out), "--timing-steps", "1", "--tsne-points", str(points)]) == 0
+    assert (out / "tsne.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
 @pytest.mark.skipif(not DEFAULT_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_collapsed_features_get_a_panel_not_a_crash(tmp_path):
     """A run whose features are all equal (Center loss can do this) cannot be embedded by t-SNE."""

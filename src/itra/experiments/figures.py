@@ -7,6 +7,7 @@ log axes read in plain decimals ("0.3", "2").
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -214,7 +215,8 @@ def features_collapsed(features: torch.Tensor) -> bool:
 
 def figure_tsne(runs: list[Run], predictions: Sequence[Prediction], class_names: Sequence[str], path: Path) -> None:
     """Figure 3: t-SNE of each run's test features, a panel per run, points coloured by class; a panel
-    that says so for features that collapsed to one vector."""
+    that says so for features that collapsed to one vector, or for a single test sample (`--tsne-points 1`), which
+    t-SNE cannot embed either."""
     from sklearn.manifold import TSNE
 
     classes = len(class_names)
@@ -223,7 +225,9 @@ def figure_tsne(runs: list[Run], predictions: Sequence[Prediction], class_names:
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 4.2), squeeze=False)
     for ax, run, (features, _, labels) in zip(axes[0], runs, predictions):
         ax.set(title=f"{method_label(run.config)} (seed {run.config.seed})", xticks=[], yticks=[])
-        if features_collapsed(features):
+        if len(features) < 2:
+            ax.text(0.5, 0.5, "one test sample:\nnothing to embed", ha="center", va="center", transform=ax.transAxes)
+        elif features_collapsed(features):
             ax.text(0.5, 0.5, "features collapsed:\nevery test sample has\nthe same feature vector", ha="center",
                     va="center", transform=ax.transAxes)
         else:
@@ -237,7 +241,8 @@ def figure_tsne(runs: list[Run], predictions: Sequence[Prediction], class_names:
         handles = [plt.Line2D([], [], marker="o", ls="", color=palette(k)) for k in range(classes)]
         fig.legend(handles, class_names, loc="lower center", ncol=columns, fontsize=8)
     points = len(predictions[0][2])
-    fig.suptitle(_title(runs, f"t-SNE of {points} test features, coloured by class ({classes} classes)"))
+    what = f"t-SNE of {points} test feature{'s' if points != 1 else ''}, coloured by class ({classes} classes)"
+    fig.suptitle(_title(runs, textwrap.fill(what, round(11 * 4.2 * len(runs)))))  # about 11 characters an inch
     save(fig, path, dpi=110, rect=(0, 0.01 + 0.06 * legend_rows, 1, 1))
 
 
