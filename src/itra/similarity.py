@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from itra.checks import check_features
 from itra.errors import BadValue
 
+DEBIASED_MIN_SAMPLES = 4  # debiased HSIC divides by n (n - 3)
+
 
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
     check_features("x", x)
@@ -101,7 +103,7 @@ def _linear_cka(m: _Moments, debiased: bool) -> torch.Tensor:
         n (n - 3) HSIC_1 = |X_c^T Y_c|_F^2 - n / (n - 2) sum_i a_i b_i + (sum_i a_i)(sum_i b_i) / ((n - 1)(n - 2)).
     """
     n = m.count
-    minimum = 4 if debiased else 2
+    minimum = DEBIASED_MIN_SAMPLES if debiased else 2
     if n < minimum:
         raise BadValue(f"Expected at least {minimum} samples for {'debiased' if debiased else 'linear'} CKA, "
                          f"but got {n}")

@@ -38,6 +38,32 @@ def test_a_run_without_a_checkpoint_is_one_line(tmp_path, capsys):
     assert "has no checkpoint.pt yet" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def tiny_vit_runs(tmp_path_factory):
+    """ViT runs on digits with test sets of 3 and 32 samples."""
+    root = tmp_path_factory.mktemp("vit")
+    for size in (3, 32):
+        assert main(["train", "--dataset", "digits", "--model", "vit", "--method", "ce", "--epochs", "1",
+                     "--train-subset", "64", "--batch-size", "32", "--test-subset", str(size), "--out", str(root),
+                     "--quiet"]) == 0
+    return {size: next(root.glob(f"*-test{size}-*")) for size in (3, 32)}
+
+
+@pytest.mark.parametrize("run_test_size, test_subset", [(32, 1), (32, 2), (32, 3), (3, None), (32, 4), (3, 4)])
+def test_fewer_test_samples_than_debiased_cka_needs_is_one_line_naming_what_to_pass(tiny_vit_runs, tmp_path, capsys,
+                                                                                      run_test_size, test_subset):
+    """Debiased CKA needs 4 samples: --test-subset 1-3 is refused before any data loads, a run's own test set of 3
+    is refused naming the run; from 4 samples on, either way, the run is measured."""
+    flags = [] if test_subset is None else ["--test-subset", str(test_subset)]
+    code = main(["similarity", str(tiny_vit_runs[run_test_size]), *flags, "--out", str(tmp_path / "sim")])
+    err = capsys.readouterr().err
+    if (test_subset or run_test_size) >= 4:
+        assert code == 0, err
+        return
+    assert code == 2 and err.count("\n") == 1 and "4" in err, err
+    assert ("`test_subset`" in err) if test_subset else (str(tiny_vit_runs[3]) in err and "--test-subset 4" in err)
+
+
 def layers_json(separate=True, widths=(8, 8, 8), accuracy=(40.0, 60.0, 80.0)):
     """A `layers.json` as `layer_analysis.layerwise` and `measure_run` write it: three exits, one of another width
     when `widths` say so (None where the shared head and the cosine cannot read it)."""

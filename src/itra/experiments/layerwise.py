@@ -28,6 +28,7 @@ from itra.experiments.table import format_mean_std, markdown_table, mean_std
 from itra.experiments.labels import method_label
 from itra.checks import check_count
 from itra.errors import BadValue, MissingFile
+from itra.similarity import DEBIASED_MIN_SAMPLES
 
 
 def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device: str = "auto",
@@ -36,7 +37,8 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     `test_subset` measures on a fixed random subset of this size of the test set (default: the run's own test set);
     `splits`: the run's dataset, already loaded (`runs.load_splits`), when several runs of one dataset are measured."""
     if test_subset is not None:
-        check_count("test_subset", test_subset, hint=" (leave it unset for the run's own test set)")
+        check_count("test_subset", test_subset, DEBIASED_MIN_SAMPLES,
+                    hint=f" (debiased CKA needs {DEBIASED_MIN_SAMPLES} samples; leave it unset for the run's own test set)")
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if not rundir.has_checkpoint(run_dir):
@@ -44,6 +46,9 @@ def measure_run(run_dir: Path, out: Path, test_subset: int | None = None, device
     checkpoint = rundir.load_checkpoint(run_dir, config)  # checked before any data is loaded
     splits = splits or load_splits(config)
     test = run_splits(splits, None, test_subset or config.test_subset, 0.0, config.seed).test
+    if len(test) < DEBIASED_MIN_SAMPLES:  # a run trained with --test-subset 3 or fewer
+        raise BadValue(f"{run_dir}: its test set holds {len(test)} samples, and debiased CKA needs "
+                       f"{DEBIASED_MIN_SAMPLES}: pass --test-subset {DEBIASED_MIN_SAMPLES} or more")
     target = torch.device(resolve_device(config.device if device == "auto" else device))
     model = build_model(config, splits)
     try:
