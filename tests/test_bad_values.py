@@ -127,6 +127,43 @@ def test_every_numeric_flag_refuses_bad_values_before_any_data_loads(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def least_value(flag: str, is_int: bool) -> str:
+    """The least value a numeric flag accepts: 0 where zero is in its range, else 1 or the smallest positive float
+    (1e-300: valid for every float flag whose range starts above 0)."""
+    return "0" if flag[2:] in ZERO_ALLOWED else "1" if is_int else "1e-300"
+
+
+# Each command on the least work that reaches every flag: digits, one epoch of 2 steps, one seed
+DIGITS = ["--dataset", "digits", "--epochs", "1", "--train-subset", "64", "--batch-size", "32", "--test-subset", "32",
+          "--device", "cpu"]
+LEAST_WORK = {"train": DIGITS, "sweep": [*DIGITS, "--seeds", "1"], "report": ["{ce}", "--timing-steps", "1"],
+              "similarity": ["{vit}"], "ood": ["{ce}"],
+              "reproduce": ["digits", "--smoke", "--seeds", "1", "--epochs", "1", "--timing-steps", "1"]}
+QUIET = {"train", "sweep", "reproduce"}  # the commands with progress bars to silence
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A CE run on digits (read by report and ood) and a ViT run (similarity measures models with exits)."""
+    root = tmp_path_factory.mktemp("least")
+    for model, name in (("cnn", "ce"), ("vit", "vit")):
+        assert main(["train", *DIGITS, "--model", model, "--method", "ce", "--out", str(root / name), "--quiet"]) == 0
+    return {"ce": str(root / "ce"), "vit": str(next((root / "vit").iterdir()))}
+
+
+@pytest.mark.parametrize("command, flag, is_int", FLAGS, ids=[f"{c}{f}" for c, f, _ in FLAGS])
+def test_every_numeric_flag_at_its_least_valid_value_ends_or_is_one_line(tmp_path, capsys, finished_runs, command,
+                                                                          flag, is_int):
+    """A value at the edge of a flag's range is valid input: the command ends (0) or refuses in one line (2) where
+    the value does not fit the data (a subset smaller than a batch), never a traceback (--tsne-points 1 ended in
+    sklearn's) or runs that fail (--bandwidth 1e-300 diverged)."""
+    argv = [command, *(a.format(**finished_runs) for a in LEAST_WORK[command]), flag, least_value(flag, is_int),
+            "--out", str(tmp_path / "out"), *(["--quiet"] if command in QUIET else [])]
+    code = main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert code == 0 or (code == 2 and len(err) == 1 and err[0].startswith(f"itra {command}: error: ")), (code, err)
+
+
 def path_arguments() -> list[tuple[str, str]]:
     """(command, flag or positional's metavar) for every argument of every command that names a file or folder."""
     from itra.cli import _path

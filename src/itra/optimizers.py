@@ -28,8 +28,9 @@ class OptimizerSpec:
 
 
 def sgd(parameters: Parameters, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
-    """SGD with Nesterov momentum: `--optimizer sgd`, and `ITRAModule`'s default optimizer."""
-    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+    """SGD with Nesterov momentum: `--optimizer sgd`, and `ITRAModule`'s default optimizer. At momentum 0, plain SGD:
+    Nesterov's update is then the same (and torch refuses it)."""
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
