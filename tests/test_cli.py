@@ -508,7 +508,8 @@ def test_a_text_model_that_does_not_load_is_one_line(tmp_path):
     from itra.models.text import load_tokenizer
 
     (tmp_path / "empty").mkdir()  # a directory without an encoder's files
-    with pytest.raises(ValueError, match=r"--model .*empty does not load \(.*\); offline, only encoders") as error:
+    with pytest.raises(ValueError, match=r"--model .*empty does not load \(.*\): a file of the directory is missing") \
+            as error:
         load_tokenizer(str(tmp_path / "empty"))
     assert "\n" not in str(error.value)
 

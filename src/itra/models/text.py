@@ -23,11 +23,11 @@ from tqdm import tqdm
 from itra.data.hub import hub_address, hub_reachable
 
 hub_address()  # HF_ENDPOINT checked before transformers imports huggingface_hub, which parses it
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
 
 from itra.checks import check_choice  # noqa: E402
 from itra.models.classifier import Classifier  # noqa: E402
-from itra.errors import BadValue, MissingPackage, NoNetwork  # noqa: E402
+from itra.errors import BadValue, MissingPackage, NoNetwork, UserError, first_line  # noqa: E402
 
 MINILM = "minilm"
 POOLINGS = ("mean", "pooler")
@@ -132,10 +132,28 @@ def load_text_classifier(name: str, num_classes: int, pooling: str = "mean") -> 
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """The own tokenizer of the encoder `name` ("minilm", a local directory or a Hub name)."""
+    """The own tokenizer of the encoder `name` ("minilm", a local directory or a Hub name), checked against the
+    encoder's config (`check_vocabulary`)."""
     path = resolve_text_model(name)
     with _one_line(name):
-        return AutoTokenizer.from_pretrained(path, **_local_only(path))
+        tokenizer = AutoTokenizer.from_pretrained(path, **_local_only(path))
+        vocab_size = AutoConfig.from_pretrained(path, **_local_only(path)).vocab_size
+    check_vocabulary(name, tokenizer, vocab_size)
+    return tokenizer
+
+
+def check_vocabulary(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None) -> None:
+    """A tokenizer that can read words and gives ids the encoder has embeddings for: a vocabulary of its special
+    tokens only (a model directory without its vocab.txt or tokenizer.json: transformers builds one, and every word
+    becomes [UNK], a run that trains on nothing) or of more tokens than the encoder's `vocab_size` (another model's
+    tokenizer: an index error in the embedding) is one line naming the model."""
+    size, special = len(tokenizer), len(set(tokenizer.all_special_ids))
+    if size <= special:
+        raise BadValue(f"--model {name}: its tokenizer has {size} tokens, its special ones only, so every word would "
+                       f"be {tokenizer.unk_token}: its vocabulary file (vocab.txt, tokenizer.json) is missing or damaged")
+    if vocab_size is not None and size > vocab_size:
+        raise BadValue(f"--model {name}: its tokenizer has {size} tokens, but the encoder's config.json has embeddings "
+                       f"for {vocab_size}: the tokenizer is another model's")
 
 
 def _local_only(path: str) -> dict[str, bool]:
@@ -150,12 +168,20 @@ def _one_line(name: str) -> Iterator[None]:
     files) as one line naming it."""
     try:
         yield
-    except (OSError, ValueError) as error:  # ValueError: a directory without a tokenizer transformers can build
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except UserError:  # itra's own (HF_ENDPOINT), already one line
+        raise
+    except Exception as error:  # OSError and ValueError of transformers (missing or unreadable files); and what the
+        # libraries below it raise on a damaged file: safetensors' SafetensorError, tokenizers' Exception, TypeError
+        # for a config.json that is not an object
+        first = first_line(error) if isinstance(error, (OSError, ValueError)) else \
+            f"{type(error).__name__}: {first_line(error)}"
         if not Path(resolve_text_model(name)).is_dir() and not hub_reachable():
             raise NoNetwork(f"--model {name} is not in the Hugging Face cache, and downloading it needs the network "
                             "this machine does not have; give a local directory of the encoder, or --model minilm "
                             "(offline)") from None
+        if Path(resolve_text_model(name)).is_dir():
+            raise BadValue(f"--model {name} does not load ({first}): a file of the directory is missing or damaged; "
+                           "replace it with an intact copy of the encoder") from None
         raise BadValue(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
                          "or a local directory load") from None
 
