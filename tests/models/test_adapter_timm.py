@@ -151,3 +151,37 @@ def test_timm_pretrained_loads_the_file_through_timm(timm, empty_caches):
     assert torch.equal(body, weights["layer4.1.conv2.weight"])
     conv1 = next(v for k, v in state.items() if k.endswith("conv1.weight") and "layer" not in k)
     torch.testing.assert_close(conv1, weights["conv1.weight"].sum(dim=1, keepdim=True))  # timm's in_chans=1
+
+
+WEIGHT_DAMAGES = ("empty", "truncated", "random", "text", "another model's")
+# timm adapts a checkpoint to the model it builds (a new head, other input channels) and so loads it non-strictly:
+# another model's weights load where names and shapes match, and timm logs a warning naming the keys that did not
+WEIGHT_CASES = [(library, damage) for library in ("timm", "torchvision") for damage in WEIGHT_DAMAGES
+                if (library, damage) != ("timm", "another model's")]
+
+
+@pytest.mark.parametrize("library, damage", WEIGHT_CASES)
+def test_a_damaged_pretrained_weights_file_is_one_line_naming_it(timm, torchvision, empty_caches, tmp_path, capsys,
+                                                                 library, damage):
+    """The weights file on disk, damaged: `--pretrained` refuses it in one line naming the file, not torch's
+    unpickling error or load_state_dict's list of keys."""
+    from itra.errors import UserError
+    from itra.models.libraries import build_library_model
+
+    module = timm if library == "timm" else torchvision
+    build = module.create_model if library == "timm" else module.models.get_model
+    url = (timm.models.get_pretrained_cfg("resnet18").url if library == "timm"
+           else torchvision.models.get_model_weights("resnet18").DEFAULT.url)
+    path = empty_caches / url.rsplit("/", 1)[1]
+    torch.save(build("resnet34" if damage == "another model's" else "resnet18").state_dict(), path)
+    content = path.read_bytes()
+    if damage != "another model's":
+        path.write_bytes({"empty": b"", "truncated": content[:len(content) // 2], "random": b"\xff" * 4096,
+                          "text": b"This is not a checkpoint.\n"}[damage])
+    with pytest.raises(UserError) as error:
+        build_library_model(f"{library}:resnet18", 10, (1, 8, 8), pretrained=True)
+    assert "\n" not in str(error.value) and str(path) in str(error.value), str(error.value)
+    assert main(["train", "--dataset", "digits", "--model", f"{library}:resnet18", "--pretrained", "--epochs", "1",
+                 "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert len(err) == 1 and str(path) in err[0], err

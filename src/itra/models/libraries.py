@@ -18,9 +18,11 @@ never resized.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -28,7 +30,7 @@ from torch import nn
 from itra.data.hub import hub_address
 from itra.models.adapter import find_classification_layer, replace_module, split_classifier
 from itra.models.classifier import Classifier
-from itra.errors import BadValue, MissingFile, MissingPackage
+from itra.errors import BadValue, MissingFile, MissingPackage, UserError, first_line
 
 LIBRARIES = ("timm", "torchvision")
 INSTALL = 'pip install "itra[timm]", with the torch build that timm and torchvision were built for'
@@ -104,8 +106,9 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
     if library == "timm":
         size = {"img_size": (height, width)} if module.models.get_pretrained_cfg(model_name).fixed_input_size else {}
         loaded = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(weights)}} if weights else {}
-        return split_classifier(module.create_model(model_name, num_classes=num_classes, in_chans=channels,
-                                                    **size, **loaded), example_input=probe)
+        with _weights_load(name, weights):
+            model = module.create_model(model_name, num_classes=num_classes, in_chans=channels, **size, **loaded)
+        return split_classifier(model, example_input=probe)
     # torchvision's ViTs take their image size (their position embeddings); its other models any size
     size = {"image_size": height} if model_name.startswith("vit_") else {}
     if size and height != width:
@@ -114,12 +117,27 @@ def build_library_model(name: str, num_classes: int, image_shape: tuple[int, ...
         model = module.models.get_model(model_name, num_classes=num_classes, **size)
     else:
         model = module.models.get_model(model_name, **size)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        with _weights_load(name, weights):
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         layer_name = find_classification_layer(model)
         replace_module(model, layer_name, nn.Linear(model.get_submodule(layer_name).in_features, num_classes))
     if channels != 3:
         _rebuild_first_conv(model, channels, keep_weights=weights is not None)
     return split_classifier(model, example_input=probe)
+
+
+@contextlib.contextmanager
+def _weights_load(name: str, weights: Path | None) -> Iterator[None]:
+    """Loading the weights file on disk of `--model name --pretrained`: one that does not load (empty, truncated,
+    not a checkpoint, another model's) is one line naming it, not torch's or timm's traceback."""
+    try:
+        yield
+    except Exception as error:
+        if weights is None or isinstance(error, UserError):
+            raise
+        raise BadValue(f"--model {name} --pretrained: {weights} does not load ({type(error).__name__}: "
+                       f"{first_line(error)}); replace it with an intact copy of the weights, or leave --pretrained "
+                       "off") from None
 
 
 def _rebuild_first_conv(model: nn.Module, channels: int, keep_weights: bool) -> None:
