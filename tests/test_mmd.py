@@ -220,7 +220,9 @@ def test_mmd_properties(pair, data):
 
     Symmetry and order are checked on MMD^2, which is computed to rounding accuracy (about 1e-16 here);
     MMD is its square root, checked to be that root (0 below epsilon): near 0 a root turns a rounding error e
-    of MMD^2 into sqrt(e) ~ 1e-8, a property of the square root, not of the order.
+    of MMD^2 into sqrt(e) ~ 1e-8, a property of the square root, not of the order. On identical batches MMD^2 is
+    0 up to the rounding of its kernel sums, sum_ij w_i k_ij w_j with sum |w| = 2 and k <= 1: at most
+    4 N eps for N pooled samples (Hypothesis found 11 eps at N = 8 on an Intel machine, where the root is 5e-8).
     """
     x, y = pair
     value = _assert_finite_value_and_grad(mmd, x, y)
@@ -236,7 +238,11 @@ def test_mmd_properties(pair, data):
     for perm_x, perm_y in orders:
         assert mmd(x[perm_x], y[perm_y], squared=True).item() == pytest.approx(squared, abs=1e-12)
         assert mmd(y[perm_y], x[perm_x], squared=True).item() == pytest.approx(squared, abs=1e-12)
-    assert _assert_finite_value_and_grad(mmd, x, x).item() == 0.0
+    same = _assert_finite_value_and_grad(mmd, x, x).item()
+    same_squared = mmd(x, x, squared=True).item()
+    assert 0 <= same_squared <= 4 * 2 * x.shape[0] * torch.finfo(x.dtype).eps
+    assert same == (pytest.approx(math.sqrt(same_squared), rel=1e-12) if same_squared > torch.finfo(x.dtype).eps
+                    else 0.0)
 
 
 @settings(max_examples=60, deadline=None)
