@@ -137,7 +137,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     path = resolve_text_model(name)
     with _one_line(name):
         tokenizer = AutoTokenizer.from_pretrained(path, **_local_only(path))
-        vocab_size = AutoConfig.from_pretrained(path, **_local_only(path)).vocab_size
+        vocab_size = getattr(AutoConfig.from_pretrained(path, **_local_only(path)), "vocab_size", None)  # not in all
     check_vocabulary(name, tokenizer, vocab_size)
     return tokenizer
 
