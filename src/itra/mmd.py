@@ -352,8 +352,8 @@ def _mmd_per_group(
             per_class or n + m >= BLOCKED_MIN_SAMPLES["median" if isinstance(bandwidth, str) else "fixed"])
         sq = None if blocked else _sq_distances(z)  # the blocks have their own
         inv_sigma = None  # per class: from each class's pairs, below
-        if not isinstance(bandwidth, str):  # at most the dtype's largest: inf would make the 0 distances 0 * inf = NaN
-            inv_sigma = (scale.detach() ** 2 / bandwidth).clamp_max(torch.finfo(z.dtype).max)  # then `_resolvable`
+        if not isinstance(bandwidth, str):  # held at 1/eps by `_resolvable` (an inf would make 0 * inf = NaN)
+            inv_sigma = scale.detach() ** 2 / bandwidth
         elif not per_class:  # "batch", "multi", and "class" of one group
             inv_sigma = 1 / (median_bandwidth(sq) if sq is not None else _median_of_pairs(_pair_distances(z)))
         if y is None:

@@ -175,13 +175,13 @@ def _one_line(name: str) -> Iterator[None]:
         # for a config.json that is not an object
         first = first_line(error) if isinstance(error, (OSError, ValueError)) else \
             f"{type(error).__name__}: {first_line(error)}"
-        if not Path(resolve_text_model(name)).is_dir() and not hub_reachable():
-            raise NoNetwork(f"--model {name} is not in the Hugging Face cache, and downloading it needs the network "
-                            "this machine does not have; give a local directory of the encoder, or --model minilm "
-                            "(offline)") from None
         if Path(resolve_text_model(name)).is_dir():
             raise BadValue(f"--model {name} does not load ({first}): a file of the directory is missing or damaged; "
                            "replace it with an intact copy of the encoder") from None
+        if not hub_reachable():
+            raise NoNetwork(f"--model {name} is not in the Hugging Face cache, and downloading it needs the network "
+                            "this machine does not have; give a local directory of the encoder, or --model minilm "
+                            "(offline)") from None
         raise BadValue(f"--model {name} does not load ({first}); offline, only encoders in the Hugging Face cache "
                          "or a local directory load") from None
 
